@@ -1,0 +1,142 @@
+"""Shared building blocks for validated configuration (pydantic v2).
+
+Configuration is data, validated once at the edge: every config class derives from
+:class:`Model` (unknown fields are errors, values are immutable). :func:`validate` turns a
+pydantic ValidationError into a one-line :class:`~sim.errors.ConfigError` naming the file,
+the dotted field path and the problem, with the closest valid field name where one exists.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError, closest
+from .units import parse_duration_s, parse_time_of_day_s
+
+__all__ = [
+    "Model",
+    "DurationS",
+    "TimeOfDayS",
+    "PositiveFloat",
+    "NonNegFloat",
+    "Probability",
+    "validate",
+    "known_fields",
+]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Model(BaseModel):
+    """Base for every config object: strict about unknown fields, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _duration(value: Any) -> float:
+    return parse_duration_s(value)
+
+
+def _tod(value: Any) -> float:
+    return parse_time_of_day_s(value)
+
+
+DurationS = Annotated[float, BeforeValidator(_duration)]
+"""Seconds; accepts ``30d``, ``6h``, ``15m``, ``90s`` or a number of seconds."""
+TimeOfDayS = Annotated[float, BeforeValidator(_tod)]
+"""Seconds after midnight; accepts ``"02:00"`` or an hour number."""
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+def known_fields(model: type[BaseModel], _seen: set[type] | None = None) -> set[str]:
+    """Every field name reachable from ``model`` (used for 'did you mean' hints)."""
+    seen = _seen if _seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(info.alias or name)
+        for sub in _models_in(info.annotation):
+            names |= known_fields(sub, seen)
+    return names
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found.extend(_models_in(arg))
+    meta = getattr(annotation, "__metadata__", None)
+    if meta is not None:
+        found.extend(_models_in(getattr(annotation, "__origin__", None)))
+    return found
+
+
+def _loc_to_path(loc: tuple[Any, ...], data: Any) -> str:
+    """Dotted path of ``loc``, skipping pydantic's union tags by walking the input data."""
+    parts: list[str] = []
+    node = data
+    for i, item in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
+            parts.append(f"[{item}]")
+            node = node[item]
+        elif isinstance(node, dict) and item in node:
+            parts.append(("." if parts else "") + str(item))
+            node = node[item]
+        elif last and not _is_tag(item):
+            parts.append(("." if parts else "") + str(item))  # a missing or unknown key
+    return "".join(parts)
+
+
+def _is_tag(item: Any) -> bool:
+    text = str(item)
+    return "[" in text or text.startswith("function-") or text in _TAG_NAMES
+
+
+_TAG_NAMES = {"int", "float", "str", "bool", "dict", "list", "none"}
+
+
+def _message(err: dict[str, Any], model: type[BaseModel]) -> str:
+    kind = err.get("type", "")
+    loc = err.get("loc", ())
+    if kind == "extra_forbidden":
+        name = str(loc[-1]) if loc else "?"
+        return f"unknown field '{name}'{closest(name, known_fields(model))}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        tag = ctx.get("tag", "?")
+        expected = str(ctx.get("expected_tags", "")).replace("'", "").split(", ")
+        return f"unknown kind '{tag}'{closest(str(tag), expected)}; expected one of: {', '.join(expected)}"
+    if kind == "union_tag_not_found":
+        return f"needs a '{err.get('ctx', {}).get('discriminator', 'kind')}' field".replace("'''", "'")
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = err.get("input")
+    if not isinstance(value, dict | list) and kind not in ("value_error",):
+        msg = f"{msg} (got {value!r})"
+    return msg
+
+
+def validate(model: type[T], data: Any, *, file: str | None = None, prefix: str = "") -> T:
+    """Validate ``data`` as ``model``, raising a one-line ConfigError on the first problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # One line: prefer a typo'd field name, then the most specific location.
+        err = max(errors, key=lambda e: (e.get("type") != "union_tag_invalid",
+                                          e.get("type") == "extra_forbidden",
+                                          len(e.get("loc", ()))))
+        path = _loc_to_path(tuple(err.get("loc", ())), data)
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        raise ConfigError(_message(err, model), file=file, field=path or None) from None
