@@ -1,0 +1,219 @@
+"""Experiment files: the validated description of one what-if.
+
+An experiment names a horizon, replications, a root seed, the workload, the fleet, the
+router and overflow policy, the API models and the cost inputs. It is read once, with
+``--set path=value`` overrides applied to the raw data first, and validated into an
+immutable :class:`Experiment`; nothing downstream re-validates. Named workloads and GPU
+profiles resolve from the user's folder, then the shipped ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from .errors import ConfigError, closest
+from .loader import builtin_dir, read_yaml, resolve_named
+from .schema import DurationS, Model, NonNegFloat, validate
+
+__all__ = [
+    "ExperimentConfig",
+    "Experiment",
+    "load_experiment",
+    "apply_overrides",
+    "DEFAULT_EXPERIMENT",
+]
+
+DEFAULT_EXPERIMENT = "default"
+
+
+class FleetConfig(Model):
+    """The self-hosted fleet: a GPU profile (name, path or inline) and a replica count."""
+
+    profile: str | dict[str, Any]
+    replicas: int = Field(ge=0)
+
+
+class RouterConfig(Model):
+    policy: Literal["least_loaded", "round_robin", "power_of_two"] = "least_loaded"
+    queue_limit: int | None = Field(default=None, ge=0)
+
+
+class OverflowRule(Model):
+    """What happens to a traffic class's requests that cannot start on a GPU at once."""
+
+    when: Literal["never", "queue_full", "wait_exceeds", "always"] = "never"
+    threshold_s: NonNegFloat | None = None
+    to: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> OverflowRule:
+        if self.when == "wait_exceeds" and self.threshold_s is None:
+            raise ValueError("'wait_exceeds' needs threshold_s")
+        if self.when != "never" and not self.to:
+            raise ValueError(f"'{self.when}' needs 'to: <api model>'")
+        return self
+
+
+class OutputConfig(Model):
+    per_request: bool = False
+    timeseries_bin_s: DurationS = 300.0
+
+
+class ExperimentConfig(Model):
+    """The experiment file's schema (raw workload/profile/api/costs are resolved later)."""
+
+    name: str = "experiment"
+    description: str = ""
+    horizon: DurationS = 30 * 86400.0
+    replications: int = Field(default=20, ge=1)
+    seed: int = Field(default=0, ge=0)
+    workload: Any
+    fleet: FleetConfig
+    router: RouterConfig = RouterConfig()
+    overflow: dict[str, OverflowRule] = {}
+    api: dict[str, Any] = {}
+    api_only_reference: str | None = None
+    costs: dict[str, Any] = {}
+    output: OutputConfig = OutputConfig()
+    grid: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _positive_horizon(self) -> ExperimentConfig:
+        if self.horizon <= 0:
+            raise ValueError("horizon must be positive")
+        return self
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A resolved experiment: every name looked up, every field validated."""
+
+    config: ExperimentConfig
+    workload: Any  # sim.workload.WorkloadConfig
+    profile: Any  # sim.profile.GpuProfile
+    apis: dict  # name -> sim.api.ApiModel
+    costs: Any  # sim.costs.CostConfig
+    source: str  # the file it came from (or "<default>")
+    raw: dict  # the data after overrides, for summary.json
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def api_only_model(self) -> str:
+        """The API that prices the all-API alternative."""
+        cfg = self.config
+        if cfg.api_only_reference:
+            return cfg.api_only_reference
+        targets = [r.to for r in cfg.overflow.values() if r.to]
+        return targets[0] if targets else "gpt-4o"
+
+
+def apply_overrides(raw: dict, overrides: list[str], *, file: str | None = None) -> dict:
+    """Set ``a.b.c=value`` paths (YAML values; ``a.0.b`` indexes lists) on a copy of raw."""
+    data = copy.deepcopy(raw)
+    for item in overrides:
+        path, sep, text = item.partition("=")
+        path = path.strip()
+        if not sep or not path:
+            raise ConfigError(f"--set expects path=value, got {item!r}", file=file)
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        _set_path(data, path.split("."), value, path, file)
+    return data
+
+
+def _set_path(node: Any, keys: list[str], value: Any, path: str, file: str | None) -> None:
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"--set: index '{key}' out of range (list of {len(node)})",
+                                  file=file, field=path)
+            if last:
+                node[int(key)] = value
+                return
+            node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+                return
+            nxt = node.get(key)
+            if isinstance(nxt, str) and keys[0] in ("workload", "fleet"):
+                nxt = node[key] = _expand_named(keys[0], nxt, file)
+            elif nxt is None:
+                nxt = node[key] = {}
+            node = nxt
+        else:
+            raise ConfigError(f"--set: cannot set inside a {type(node).__name__}",
+                              file=file, field=path)
+
+
+def _expand_named(section: str, name: str, file: str | None) -> Any:
+    """A named workload/profile as data, so an override can change one of its fields."""
+    kind = "workloads" if section == "workload" else "gpu_profiles"
+    path = resolve_named(kind, name, field=section, file=file)
+    data = read_yaml(path)
+    if section == "workload" and isinstance(data, list):
+        data = {"streams": data}
+    return data
+
+
+def _default_path() -> Path:
+    return builtin_dir("experiments") / f"{DEFAULT_EXPERIMENT}.yaml"
+
+
+def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None,
+                    *, replications: int | None = None) -> Experiment:
+    """Read, override, validate and resolve an experiment (the built-in default if None)."""
+    p = Path(path) if path is not None else _default_path()
+    if path is not None and not p.is_file() and not p.suffix:
+        p = resolve_named("experiments", str(path), field="experiment")
+    file = str(p)
+    raw = read_yaml(p)
+    if not isinstance(raw, dict):
+        raise ConfigError("an experiment file must be a mapping of fields", file=file)
+    raw = apply_overrides(raw, list(overrides or []), file=file)
+    if replications is not None:
+        raw["replications"] = replications
+    cfg = validate(ExperimentConfig, raw, file=file)
+    return resolve(cfg, raw, file=file, base_dir=p.parent)
+
+
+def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> Experiment:
+    """Look up the workload, profile, API models and cost model of a validated config."""
+    from .api import load_api_models
+    from .costs import CostConfig
+    from .profile import load_profile
+    from .workload import parse_workload
+
+    workload = parse_workload(cfg.workload, base_dir=base_dir, file=file, field="workload")
+    profile = load_profile(cfg.fleet.profile, base_dir=base_dir, file=file,
+                           field="fleet.profile")
+    apis = load_api_models(cfg.api or None, file=file, field="api")
+    costs = validate(CostConfig, cfg.costs, file=file, prefix="costs")
+    for cls_name, rule in cfg.overflow.items():
+        if cls_name not in workload.class_names:
+            raise ConfigError(f"no traffic class '{cls_name}' in the workload"
+                              f"{closest(cls_name, workload.class_names)}; classes: "
+                              f"{', '.join(workload.class_names)}", file=file,
+                              field=f"overflow.{cls_name}")
+        if rule.to and rule.to not in apis:
+            raise ConfigError(f"unknown API model '{rule.to}'{closest(rule.to, apis)}",
+                              file=file, field=f"overflow.{cls_name}.to")
+    exp = Experiment(cfg, workload, profile, apis, costs, file, raw)
+    if exp.api_only_model not in apis:
+        raise ConfigError(f"unknown API model '{exp.api_only_model}'"
+                          f"{closest(exp.api_only_model, apis)}", file=file,
+                          field="api_only_reference")
+    return exp
+

@@ -1,0 +1,443 @@
+"""The serving engine: a SimPy model of a GPU fleet, its router and paid-API overflow.
+
+Requests are data (rows of :class:`~sim.requests.RequestBlock`), never SimPy processes.
+SimPy events occur only at arrivals (several arrivals with no other event between them
+share one), replica wake-ups (the next completion on a replica), queue-expiry timers
+(one per stream queue, for its oldest request) and API retries. Each event is a bare
+``simpy.Event`` with one callback; see :mod:`sim.replica` for the serving model and
+:mod:`sim.router` for placement and the central queue.
+
+Every request ends exactly once, as served on a GPU, served by an API, or failed with a
+reason. Outcomes are written into per-block record lists; when every request of a block
+has ended, the block is handed to the ``on_block`` callback as a
+:class:`FinishedBlock` of numpy arrays and dropped, so memory is bounded by the blocks in
+flight, not by the horizon.
+
+Overflow modes per stream (from its traffic class):
+``always`` (to the API), ``never`` (wait for a GPU; fail if still waiting at the stream's
+``deadline_s``), ``queue_full`` (to the API when the waiting room is full) and
+``wait_exceeds`` (to the API when the waiting room is full or after waiting
+``threshold_s``). An API attempt over the rate limit or during an outage is retried with
+backoff up to ``max_retries`` times, then the request fails.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+from simpy.core import NORMAL
+from simpy.events import Event
+
+from .replica import INF, Replica, ReplicaSpec
+from .requests import RequestBlock
+from .rng import stream
+from .router import Router
+
+__all__ = [
+    "Engine",
+    "StreamPolicy",
+    "ApiEndpoint",
+    "FinishedBlock",
+    "EngineTotals",
+    "OUTCOME_GPU",
+    "OUTCOME_API",
+    "OUTCOME_FAILED",
+    "FAIL_REASONS",
+]
+
+OUTCOME_GPU, OUTCOME_API, OUTCOME_FAILED = 1, 2, 3
+FAIL_REASONS = ("", "queue_full", "deadline", "too_large", "api_unavailable", "no_capacity")
+_QUEUE_FULL, _DEADLINE, _TOO_LARGE, _API_UNAVAILABLE, _NO_CAPACITY = 1, 2, 3, 4, 5
+MODES = ("always", "never", "queue_full", "wait_exceeds")
+
+
+@dataclass(frozen=True)
+class StreamPolicy:
+    """How one workload stream is routed (derived from its class's overflow rule)."""
+
+    mode: str = "never"
+    api_index: int | None = None
+    threshold_s: float = INF
+    deadline_s: float = INF
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown overflow mode {self.mode!r}")
+        if self.mode in ("always", "queue_full", "wait_exceeds") and self.api_index is None:
+            raise ValueError(f"overflow mode {self.mode!r} needs an API")
+
+    @property
+    def expire_after_s(self) -> float:
+        """How long a request of this stream may wait before it leaves the queue."""
+        return self.threshold_s if self.mode == "wait_exceeds" else self.deadline_s
+
+
+class ApiEndpoint:
+    """The engine's view of one simulated API: a rate limiter and a retry rule.
+
+    ``try_acquire(t_s, tokens) -> bool`` admits or rejects one attempt; ``backoff_s(k)`` is
+    the wait before retry ``k`` (1-based); ``sample_latency(rng, output_tokens)`` returns
+    (ttft_s, e2e_s) arrays measured from the accepted attempt.
+    """
+
+    def __init__(self, name: str, try_acquire: Callable[[float, float], bool], max_retries: int,
+                 backoff_s: Callable[[int], float],
+                 sample_latency: Callable[[np.random.Generator, np.ndarray],
+                                          tuple[np.ndarray, np.ndarray]]):
+        self.name = name
+        self.try_acquire = try_acquire
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.sample_latency = sample_latency
+
+
+@dataclass
+class FinishedBlock:
+    """Outcome of every request of one block (numpy arrays, one entry per request).
+
+    Times are absolute seconds from the start of the horizon; NaN where not applicable.
+    ``start_s`` is the GPU admission time or the accepted API attempt's time.
+    """
+
+    index: int
+    requests: RequestBlock
+    outcome: np.ndarray  # int8: OUTCOME_*
+    reason: np.ndarray  # int8: index into FAIL_REASONS
+    replica: np.ndarray  # int32, -1 if not on a GPU
+    api: np.ndarray  # int16, -1 if not on an API
+    attempts: np.ndarray  # int16 API attempts
+    start_s: np.ndarray
+    first_token_s: np.ndarray
+    end_s: np.ndarray
+
+
+@dataclass
+class EngineTotals:
+    """Whole-run counters, including the sample-path integrals used for Little's law."""
+
+    arrived: int = 0
+    served_gpu: int = 0
+    served_api: int = 0
+    failed: int = 0
+    events: int = 0
+    end_s: float = 0.0
+    busy_s: float = 0.0  # summed over replicas
+    gpu_area: float = 0.0  # integral over time of the number of requests in the GPU system
+    gpu_sojourn_s: float = 0.0  # summed time requests spent in the GPU system
+    max_queue: int = 0
+
+
+class _Block:
+    """Per-block request data (as lists, fast to index) and record lists."""
+
+    __slots__ = ("index", "block", "arrival", "inp", "out", "stream", "outcome", "reason",
+                 "replica", "api", "attempts", "start", "first", "end", "outstanding",
+                 "all_arrived")
+
+    def __init__(self, index: int, block: RequestBlock):
+        n = len(block)
+        nan = float("nan")
+        self.index = index
+        self.block = block
+        self.arrival = block.arrival_s.tolist()
+        self.inp = block.input_tokens.tolist()
+        self.out = block.output_tokens.tolist()
+        self.stream = block.stream_id.tolist()
+        self.outcome = [0] * n
+        self.reason = [0] * n
+        self.replica = [-1] * n
+        self.api = [-1] * n
+        self.attempts = [0] * n
+        self.start = [nan] * n
+        self.first = [nan] * n
+        self.end = [nan] * n
+        self.outstanding = n
+        self.all_arrived = False
+
+
+class Engine:
+    """One replication of the fleet; call :meth:`run` once."""
+
+    def __init__(self, *, replicas: int, spec: ReplicaSpec, streams: Sequence[StreamPolicy],
+                 apis: Sequence[ApiEndpoint] = (), router: str = "least_loaded",
+                 queue_limit: int | None = None,
+                 seed: np.random.SeedSequence | int = 0):
+        self.env = simpy.Environment()
+        self.replicas = [Replica(i, spec) for i in range(replicas)]
+        self.router = Router(self.replicas, router, stream(seed, "router"))
+        self.streams = list(streams)
+        self.apis = list(apis)
+        self.queue_limit = INF if queue_limit is None else queue_limit
+        self.seed = seed
+        self.queues: list[deque] = [deque() for _ in self.streams]
+        self.expire_after = [p.expire_after_s for p in self.streams]
+        self.timer_pending = [False] * len(self.streams)
+        self.queued = 0
+        self.totals = EngineTotals()
+        self._n_sys = 0  # requests in the GPU system (queued or running)
+        self._t_area = 0.0
+        self._blocks: Iterator[RequestBlock] | None = None
+        self._cur: _Block | None = None
+        self._j = 0
+        self._seq = 0
+        self._on_block: Callable[[FinishedBlock], None] | None = None
+
+    # ------------------------------------------------------------------ driver
+    def run(self, blocks: Iterable[RequestBlock],
+            on_block: Callable[[FinishedBlock], None]) -> EngineTotals:
+        """Play every block through the fleet until all requests have ended."""
+        self._blocks = iter(blocks)
+        self._on_block = on_block
+        if self._next_block():
+            self._schedule(self._cur.arrival[0], self._on_arrival, None)
+        self.env.run()
+        tot = self.totals
+        tot.end_s = self.env.now
+        for rep in self.replicas:
+            rep.advance(tot.end_s)
+            tot.busy_s += rep.busy_s
+        self._area_to(tot.end_s)
+        return tot
+
+    def _next_block(self) -> bool:
+        """Advance to the next non-empty block; False when the workload is exhausted."""
+        for block in self._blocks:
+            if self._cur is not None:
+                self._cur.all_arrived = True
+                self._maybe_finish(self._cur)
+            self._cur = _Block(self._seq, block)
+            self._seq += 1
+            self._j = 0
+            if len(block):
+                return True
+        if self._cur is not None:
+            self._cur.all_arrived = True
+            self._maybe_finish(self._cur)
+        return False
+
+    def _schedule(self, t: float, callback: Callable[[Event], None], data: object) -> None:
+        ev = Event(self.env)
+        ev.callbacks.append(callback)
+        ev._ok = True
+        ev._value = data
+        self.env.schedule(ev, NORMAL, t - self.env.now)
+        self.totals.events += 1
+
+    def _area_to(self, t: float) -> None:
+        self.totals.gpu_area += self._n_sys * (t - self._t_area)
+        self._t_area = t
+
+    # ---------------------------------------------------------------- arrivals
+    def _on_arrival(self, _ev: Event) -> None:
+        peek = self.env.peek
+        while True:
+            blk, j = self._cur, self._j
+            t = blk.arrival[j]
+            self.totals.arrived += 1
+            self._route(blk, j, t)
+            self._j = j = j + 1
+            if j >= len(blk.arrival) and not self._next_block():
+                return
+            t_next = self._cur.arrival[self._j]
+            # Arrivals with no other event before them are handled in this same event.
+            if t_next >= peek():
+                self._schedule(t_next, self._on_arrival, None)
+                return
+
+    def _route(self, blk: _Block, j: int, t: float) -> None:
+        pol = self.streams[blk.stream[j]]
+        mode = pol.mode
+        if mode == "always":
+            self._to_api(blk, j, t, pol.api_index, 0)
+            return
+        need = blk.inp[j] + blk.out[j]
+        if not self.replicas or need > self.replicas[0].kv_cap:
+            if pol.api_index is not None:
+                self._to_api(blk, j, t, pol.api_index, 0)
+            else:
+                self._fail(blk, j, _NO_CAPACITY if not self.replicas else _TOO_LARGE)
+            return
+        if not self.queued:
+            rep = self.router.pick(need)
+            if rep is not None:
+                self._area_to(t)
+                self._n_sys += 1
+                self._admit(rep, blk, j, t)
+                return
+        if self.queued >= self.queue_limit or self.expire_after[blk.stream[j]] <= 0.0:
+            if mode == "never":
+                self._fail(blk, j, _QUEUE_FULL)
+            else:
+                self._to_api(blk, j, t, pol.api_index, 0)
+            return
+        self._enqueue(blk, j, t)
+
+    # ------------------------------------------------------------ GPU serving
+    def _admit(self, rep: Replica, blk: _Block, j: int, t: float) -> None:
+        rep.advance(t)
+        b = len(rep.heap)
+        first = rep.admit(t, blk.inp[j], blk.out[j], blk.index * 4294967296 + j, blk)
+        self.router.moved(rep.idx, b, b + 1)
+        blk.replica[j] = rep.idx
+        blk.start[j] = t
+        blk.first[j] = first
+        t_next = rep.next_completion_t()
+        if t_next < rep.wake_t:
+            # Admissions usually only delay the next completion (the pending wake-up then
+            # fires early and re-arms); a new, earlier wake-up is needed only here.
+            rep.wake_t = t_next
+            rep.version += 1
+            self._schedule(t_next, self._on_wake, (rep, rep.version))
+
+    def _on_wake(self, ev: Event) -> None:
+        rep, version = ev._value
+        if version != rep.version:
+            return  # superseded by an earlier wake-up
+        t = self.env.now
+        rep.wake_t = INF
+        rep.advance(t)
+        done = rep.pop_finished(t)
+        if done:
+            self._area_to(t)
+            b = len(rep.heap) + len(done)
+            self.router.moved(rep.idx, b, len(rep.heap))
+            tot = self.totals
+            for _, key, blk in done:
+                j = key & 4294967295
+                rep.kv_used -= blk.inp[j] + blk.out[j]
+                blk.end[j] = t
+                blk.outcome[j] = OUTCOME_GPU
+                tot.gpu_sojourn_s += t - blk.arrival[j]
+                tot.served_gpu += 1
+                self._n_sys -= 1
+                blk.outstanding -= 1
+                if not blk.outstanding:
+                    self._maybe_finish(blk)
+            if not rep.heap:
+                rep.kv_used = 0.0  # drop accumulated float rounding
+            if self.queued:
+                self._dispatch(t)
+        t_next = rep.next_completion_t()
+        if t_next < rep.wake_t:
+            rep.wake_t = t_next
+            rep.version += 1
+            self._schedule(t_next, self._on_wake, (rep, rep.version))
+
+    # ------------------------------------------------------------ waiting room
+    def _enqueue(self, blk: _Block, j: int, t: float) -> None:
+        s = blk.stream[j]
+        self._area_to(t)
+        self._n_sys += 1
+        self.queues[s].append((blk, j))
+        self.queued += 1
+        if self.queued > self.totals.max_queue:
+            self.totals.max_queue = self.queued
+        if not self.timer_pending[s] and self.expire_after[s] < INF:
+            self.timer_pending[s] = True
+            self._schedule(t + self.expire_after[s], self._on_expiry, s)
+
+    def _dispatch(self, t: float) -> None:
+        """Start waiting requests, oldest first, while some replica can take them."""
+        queues = self.queues
+        while self.queued:
+            head_q = None
+            for q in queues:
+                if q and (head_q is None or _older(q[0], head_q[0])):
+                    head_q = q
+            blk, j = head_q[0]
+            rep = self.router.pick(blk.inp[j] + blk.out[j])
+            if rep is None:
+                return
+            head_q.popleft()
+            self.queued -= 1
+            self._admit(rep, blk, j, t)
+
+    def _on_expiry(self, ev: Event) -> None:
+        s = ev._value
+        t = self.env.now
+        q = self.queues[s]
+        after = self.expire_after[s]
+        pol = self.streams[s]
+        while q and q[0][0].arrival[q[0][1]] + after <= t:
+            blk, j = q.popleft()
+            self.queued -= 1
+            self._area_to(t)
+            self._n_sys -= 1
+            self.totals.gpu_sojourn_s += t - blk.arrival[j]
+            if pol.mode == "never" or pol.api_index is None:
+                self._fail(blk, j, _DEADLINE)
+            else:
+                self._to_api(blk, j, t, pol.api_index, 0)
+        if q:
+            blk, j = q[0]
+            self._schedule(blk.arrival[j] + after, self._on_expiry, s)
+        else:
+            self.timer_pending[s] = False
+
+    # --------------------------------------------------------------- the API
+    def _to_api(self, blk: _Block, j: int, t: float, api_index: int, attempt: int) -> None:
+        api = self.apis[api_index]
+        if api.try_acquire(t, blk.inp[j] + blk.out[j]):
+            blk.outcome[j] = OUTCOME_API
+            blk.api[j] = api_index
+            blk.attempts[j] = attempt + 1
+            blk.start[j] = t
+            self.totals.served_api += 1
+            blk.outstanding -= 1
+            if not blk.outstanding:
+                self._maybe_finish(blk)
+        elif attempt < api.max_retries:
+            self._schedule(t + api.backoff_s(attempt + 1), self._on_retry,
+                           (blk, j, api_index, attempt + 1))
+        else:
+            blk.attempts[j] = attempt + 1
+            blk.api[j] = api_index
+            self._fail(blk, j, _API_UNAVAILABLE)
+
+    def _on_retry(self, ev: Event) -> None:
+        blk, j, api_index, attempt = ev._value
+        self._to_api(blk, j, self.env.now, api_index, attempt)
+
+    def _fail(self, blk: _Block, j: int, reason: int) -> None:
+        blk.outcome[j] = OUTCOME_FAILED
+        blk.reason[j] = reason
+        self.totals.failed += 1
+        blk.outstanding -= 1
+        if not blk.outstanding:
+            self._maybe_finish(blk)
+
+    # ------------------------------------------------------------- records
+    def _maybe_finish(self, blk: _Block) -> None:
+        if blk.outstanding or not blk.all_arrived or blk.block is None:
+            return
+        fb = self._finished(blk)
+        blk.block = None  # finish once
+        if self._on_block is not None:
+            self._on_block(fb)
+
+    def _finished(self, blk: _Block) -> FinishedBlock:
+        outcome = np.array(blk.outcome, np.int8)
+        api = np.array(blk.api, np.int16)
+        first = np.array(blk.first, np.float64)
+        end = np.array(blk.end, np.float64)
+        start = np.array(blk.start, np.float64)
+        block = blk.block
+        for a, endpoint in enumerate(self.apis):
+            sel = np.flatnonzero((outcome == OUTCOME_API) & (api == a))
+            if sel.size:
+                rng = stream(self.seed, "api", endpoint.name, blk.index)
+                ttft, e2e = endpoint.sample_latency(rng, block.output_tokens[sel])
+                first[sel] = start[sel] + ttft
+                end[sel] = start[sel] + e2e
+        return FinishedBlock(blk.index, block, outcome, np.array(blk.reason, np.int8),
+                             np.array(blk.replica, np.int32), api,
+                             np.array(blk.attempts, np.int16), start, first, end)
+
+
+def _older(a: tuple, b: tuple) -> bool:
+    """Is queue entry ``a`` older than ``b``? (Block order, then position.)"""
+    return a[0].index < b[0].index or (a[0].index == b[0].index and a[1] < b[1])

@@ -1,0 +1,269 @@
+"""From per-request outcomes to the metrics of one replication.
+
+Blocks of finished requests (:class:`~sim.engine.FinishedBlock`) are folded into
+bounded-size accumulators as they complete, vectorised with numpy:
+
+* counts and token totals per destination, per traffic class and per API model;
+* log-bucketed histograms (:mod:`sim.histogram`, 1% relative error) of queue wait, TTFT,
+  end-to-end latency and time per output token, per class and per destination;
+* SLO attainment per request against its stream's SLO (a failed request misses it);
+* a time series in bins of ``bin_s``: arrivals, overflow and failures by arrival time,
+  mean queue length and mean running requests (exact integrals of the waiting and
+  running intervals), and decode utilization (each GPU request's output tokens spread
+  evenly over its decode interval, against the fleet's saturated decode capacity).
+
+Latency definitions: ``wait`` = admission (or accepted API attempt) - arrival;
+``ttft`` = first token - arrival; ``e2e`` = completion - arrival;
+``tpot`` = (completion - first token) / (output tokens - 1), for outputs over one token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from .engine import FAIL_REASONS, OUTCOME_API, OUTCOME_FAILED, OUTCOME_GPU, FinishedBlock
+from .histogram import LogHistogram
+
+__all__ = ["MetricsAccumulator", "StreamSlo", "interval_integral", "LATENCIES", "DESTS"]
+
+LATENCIES = ("wait", "ttft", "e2e", "tpot")
+DESTS = ("all", "gpu", "api")
+
+
+@dataclass(frozen=True)
+class StreamSlo:
+    """A stream's latency objectives in seconds (inf = none)."""
+
+    ttft_s: float = float("inf")
+    e2e_s: float = float("inf")
+    tpot_s: float = float("inf")
+    deadline_s: float = float("inf")
+
+
+def interval_integral(edges: np.ndarray, start: np.ndarray, end: np.ndarray,
+                      weight: np.ndarray) -> np.ndarray:
+    """Per bin, sum of ``weight_i * |[start_i, end_i] ∩ bin|`` (exact, O(n log n))."""
+    def cumulative(x: np.ndarray, at: np.ndarray, w: np.ndarray) -> np.ndarray:
+        order = np.argsort(at, kind="stable")
+        a, ww = at[order], w[order]
+        cw = np.concatenate(([0.0], np.cumsum(ww)))
+        cwa = np.concatenate(([0.0], np.cumsum(ww * a)))
+        k = np.searchsorted(a, x, side="left")
+        return cw[k] * x - cwa[k]
+
+    if start.size == 0:
+        return np.zeros(edges.size - 1)
+    f = cumulative(edges, start, weight) - cumulative(edges, end, weight)
+    return np.diff(f)
+
+
+class MetricsAccumulator:
+    """Folds finished blocks into the metrics of one replication."""
+
+    def __init__(self, *, class_names: Sequence[str], stream_class: Sequence[int],
+                 stream_slos: Sequence[StreamSlo], api_names: Sequence[str],
+                 api_cached_share: Sequence[float], horizon_s: float, bin_s: float,
+                 replicas: int, saturated_tokens_per_s: float, keep_requests: bool = False):
+        self.class_names = list(class_names)
+        self.stream_class = np.asarray(stream_class, np.int16)
+        self.slo = {f: np.array([getattr(s, f) for s in stream_slos] or [np.inf])
+                    for f in ("ttft_s", "e2e_s", "tpot_s", "deadline_s")}
+        self.api_names = list(api_names)
+        self.api_cached_share = np.asarray(api_cached_share, np.float64)
+        self.horizon_s = horizon_s
+        self.bin_s = bin_s
+        self.replicas = replicas
+        self.capacity_tokens_per_s = replicas * saturated_tokens_per_s
+        nbins = max(1, int(np.ceil(horizon_s / bin_s)))
+        self.edges = np.arange(nbins + 1, dtype=np.float64) * bin_s
+        self.series = {k: np.zeros(nbins) for k in
+                       ("arrivals", "to_api", "failed", "queue_area", "running_area",
+                        "decode_tokens")}
+        ncls = len(self.class_names)
+        self.hist = {(c, d, m): LogHistogram() for c in range(ncls) for d in DESTS
+                     for m in LATENCIES}
+        self.counts = {k: np.zeros(ncls, np.int64) for k in
+                       ("arrived", "gpu", "api", "failed", "slo_met")}
+        self.tokens = {k: 0.0 for k in ("input", "output", "gpu_input", "gpu_output")}
+        self.api_tokens = np.zeros((len(self.api_names), 3))  # requests, input, output
+        self.fail_reasons = np.zeros(len(FAIL_REASONS), np.int64)
+        self.keep_requests = keep_requests
+        self.request_tables: list[pa.Table] = []
+
+    # ----------------------------------------------------------------- folding
+    def add(self, fb: FinishedBlock) -> None:
+        r = fb.requests
+        cls = self.stream_class[r.stream_id] if r.stream_id.size else r.class_id
+        gpu = fb.outcome == OUTCOME_GPU
+        api = fb.outcome == OUTCOME_API
+        failed = fb.outcome == OUTCOME_FAILED
+        lat = self._latencies(fb)
+        self._count(cls, gpu, api, failed, fb, lat)
+        self._histograms(cls, gpu, api, lat)
+        self._series(fb, gpu, api, failed)
+        if self.keep_requests:
+            self.request_tables.append(self._request_table(fb, lat))
+
+    def _latencies(self, fb: FinishedBlock) -> dict[str, np.ndarray]:
+        arr = fb.requests.arrival_s
+        out = fb.requests.output_tokens
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = np.where(out > 1, (fb.end_s - fb.first_token_s) / (out - 1), np.nan)
+        return {"wait": fb.start_s - arr, "ttft": fb.first_token_s - arr,
+                "e2e": fb.end_s - arr, "tpot": tpot}
+
+    def _count(self, cls, gpu, api, failed, fb: FinishedBlock, lat) -> None:
+        ncls = len(self.class_names)
+        c = self.counts
+        c["arrived"] += np.bincount(cls, minlength=ncls)
+        c["gpu"] += np.bincount(cls[gpu], minlength=ncls)
+        c["api"] += np.bincount(cls[api], minlength=ncls)
+        c["failed"] += np.bincount(cls[failed], minlength=ncls)
+        sid = fb.requests.stream_id
+        with np.errstate(invalid="ignore"):
+            met = ~failed
+            met &= ~(lat["ttft"] > self.slo["ttft_s"][sid])
+            met &= ~(lat["e2e"] > self.slo["e2e_s"][sid])
+            met &= ~(lat["e2e"] > self.slo["deadline_s"][sid])
+            met &= ~(lat["tpot"] > self.slo["tpot_s"][sid])
+        c["slo_met"] += np.bincount(cls[met], minlength=ncls)
+        r = fb.requests
+        t = self.tokens
+        t["input"] += float(r.input_tokens.sum())
+        t["output"] += float(r.output_tokens.sum())
+        t["gpu_input"] += float(r.input_tokens[gpu].sum())
+        t["gpu_output"] += float(r.output_tokens[gpu].sum())
+        if self.api_names:
+            k = len(self.api_names)
+            a = fb.api[api]
+            self.api_tokens[:, 0] += np.bincount(a, minlength=k)
+            self.api_tokens[:, 1] += np.bincount(a, r.input_tokens[api], minlength=k)
+            self.api_tokens[:, 2] += np.bincount(a, r.output_tokens[api], minlength=k)
+        self.fail_reasons += np.bincount(fb.reason[failed], minlength=len(FAIL_REASONS))
+
+    def _histograms(self, cls, gpu, api, lat) -> None:
+        for c in range(len(self.class_names)):
+            mine = cls == c
+            if not mine.any():
+                continue
+            for d, sel in (("all", mine & (gpu | api)), ("gpu", mine & gpu),
+                           ("api", mine & api)):
+                if sel.any():
+                    for m in LATENCIES:
+                        self.hist[(c, d, m)].add(lat[m][sel])
+
+    def _series(self, fb: FinishedBlock, gpu, api, failed) -> None:
+        arr = fb.requests.arrival_s
+        nb = self.edges.size - 1
+        b = np.minimum((arr / self.bin_s).astype(np.int64), nb - 1)
+        s = self.series
+        s["arrivals"] += np.bincount(b, minlength=nb)
+        s["to_api"] += np.bincount(b[api], minlength=nb)
+        s["failed"] += np.bincount(b[failed], minlength=nb)
+        e = self.edges
+        waited = gpu & (fb.start_s > arr)
+        s["queue_area"] += interval_integral(e, arr[waited], fb.start_s[waited],
+                                             np.ones(int(waited.sum())))
+        st, fi, en = fb.start_s[gpu], fb.first_token_s[gpu], fb.end_s[gpu]
+        s["running_area"] += interval_integral(e, st, en, np.ones(st.size))
+        dur = en - fi
+        out = fb.requests.output_tokens[gpu]
+        pos = dur > 0
+        s["decode_tokens"] += interval_integral(e, fi[pos], en[pos], out[pos] / dur[pos])
+
+    def _request_table(self, fb: FinishedBlock, lat) -> pa.Table:
+        r = fb.requests
+        return pa.table({
+            "arrival_s": r.arrival_s, "stream": r.stream_id,
+            "class": np.asarray(self.class_names, dtype=object)[self.stream_class[r.stream_id]]
+            if r.stream_id.size else np.array([], dtype=object),
+            "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+            "outcome": np.array(["", "gpu", "api", "failed"], dtype=object)[fb.outcome],
+            "fail_reason": np.asarray(FAIL_REASONS, dtype=object)[fb.reason],
+            "replica": fb.replica,
+            "api": np.asarray(["", *self.api_names], dtype=object)[fb.api + 1],
+            "api_attempts": fb.attempts,
+            "start_s": fb.start_s, "first_token_s": fb.first_token_s, "end_s": fb.end_s,
+            "wait_s": lat["wait"], "ttft_s": lat["ttft"], "e2e_s": lat["e2e"],
+            "tpot_s": lat["tpot"],
+        })
+
+    # ----------------------------------------------------------------- results
+    def scalars(self, *, busy_s: float) -> dict[str, float]:
+        """The flat metrics of this replication (one row of runs.parquet)."""
+        c, t = self.counts, self.tokens
+        arrived = int(c["arrived"].sum())
+        row: dict[str, float] = {
+            "requests_arrived": arrived,
+            "requests_gpu": int(c["gpu"].sum()),
+            "requests_api": int(c["api"].sum()),
+            "requests_failed": int(c["failed"].sum()),
+            "overflow_share": _ratio(c["api"].sum(), arrived),
+            "failure_share": _ratio(c["failed"].sum(), arrived),
+            "slo_attainment": _ratio(c["slo_met"].sum(), arrived),
+            "slo_violations": arrived - int(c["slo_met"].sum()),
+            "input_tokens_total": t["input"], "output_tokens_total": t["output"],
+            "tokens_total": t["input"] + t["output"],
+            "gpu_input_tokens": t["gpu_input"], "gpu_output_tokens": t["gpu_output"],
+            "gpu_utilization": _ratio(t["gpu_output"], self.capacity_tokens_per_s * self.horizon_s),
+            "gpu_busy_fraction": _ratio(busy_s, self.replicas * self.horizon_s),
+        }
+        for k, reason in enumerate(FAIL_REASONS[1:], start=1):
+            row[f"failed.{reason}"] = int(self.fail_reasons[k])
+        api_in = api_out = 0.0
+        for a, name in enumerate(self.api_names):
+            n, tin, tout = self.api_tokens[a]
+            row[f"api.{name}.requests"] = int(n)
+            row[f"api.{name}.input_tokens"] = tin
+            row[f"api.{name}.cached_input_tokens"] = tin * self.api_cached_share[a]
+            row[f"api.{name}.output_tokens"] = tout
+            api_in, api_out = api_in + tin, api_out + tout
+        row["api_input_tokens"], row["api_output_tokens"] = api_in, api_out
+        for ci, cname in enumerate(self.class_names):
+            row.update(self._class_scalars(ci, cname))
+        return row
+
+    def _class_scalars(self, ci: int, cname: str) -> dict[str, float]:
+        c = self.counts
+        n = int(c["arrived"][ci])
+        row: dict[str, float] = {
+            f"{cname}.requests": n,
+            f"{cname}.overflow_share": _ratio(c["api"][ci], n),
+            f"{cname}.failure_share": _ratio(c["failed"][ci], n),
+            f"{cname}.slo_attainment": _ratio(c["slo_met"][ci], n),
+        }
+        for d in DESTS:
+            prefix = cname if d == "all" else f"{cname}.{d}"
+            for m in LATENCIES:
+                h = self.hist[(ci, d, m)]
+                row[f"{prefix}.{m}_mean_s"] = h.mean()
+                p50, p95, p99 = h.quantile(np.array([0.5, 0.95, 0.99]))
+                row[f"{prefix}.{m}_p50_s"] = p50
+                row[f"{prefix}.{m}_p95_s"] = p95
+                row[f"{prefix}.{m}_p99_s"] = p99
+        return row
+
+    def timeseries(self) -> dict[str, np.ndarray]:
+        s, w = self.series, self.bin_s
+        cap = self.capacity_tokens_per_s * w
+        return {
+            "t_s": self.edges[:-1].copy(),
+            "bin_s": np.full(self.edges.size - 1, w),
+            "arrivals": s["arrivals"].copy(),
+            "to_api": s["to_api"].copy(),
+            "failed": s["failed"].copy(),
+            "queue_mean": s["queue_area"] / w,
+            "running_mean": s["running_area"] / w,
+            "utilization": s["decode_tokens"] / cap if cap > 0 else np.zeros_like(s["arrivals"]),
+        }
+
+    def requests_table(self) -> pa.Table | None:
+        return pa.concat_tables(self.request_tables) if self.request_tables else None
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den else float("nan")

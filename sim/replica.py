@@ -1,0 +1,138 @@
+"""A GPU replica serving requests with continuous batching (virtual-clock formulation).
+
+Model
+-----
+A replica runs up to ``max_batch`` requests at once, bounded also by its KV cache: a
+request reserves ``input + output`` tokens of KV from admission to completion.
+
+* **Prefill** of an admitted request processes its input tokens at
+  ``prefill_tokens_per_s``. Prefills run first-come-first-served and take the whole GPU:
+  while any prefill is in progress, decoding of the running requests stalls (the
+  prefill-priority scheduling of vLLM without chunked prefill). A burst of long prompts
+  therefore slows decoding down. The first output token is emitted when the request's
+  prefill completes (``ttft``); decoding then produces ``output_tokens`` tokens.
+* **Decode**: with ``b`` requests decoding, the replica's aggregate decode rate is the
+  batching throughput curve ``curve(b)`` and each request advances at
+  ``r(b) = curve(b) / b`` tokens/s (processor sharing with a batch-dependent rate).
+
+Virtual clock
+-------------
+All decoding requests advance at the same rate, so one number ``v`` (tokens attained by
+any request decoding since time zero) describes them all. A request admitted when the
+clock reads ``v0`` finishes when ``v`` reaches ``v0 + output_tokens``; finish points sit in
+a heap. ``v`` advances at ``r(b)`` outside prefill stalls and is frozen during them, so a
+request admitted during a stall starts decoding exactly when the stall ends. Every event
+(admission or completion) is O(log b); the replica needs one pending wake-up: the time
+the heap's minimum finish point will be reached.
+
+Assumptions: no preemption or KV swapping (KV is reserved up front, so admitted requests
+always complete); decode rate depends only on the number of running requests, not their
+context lengths; prefill and decode do not overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+
+__all__ = ["ReplicaSpec", "Replica", "INF"]
+
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """What the engine needs to know about one replica (built from a GPU profile).
+
+    ``rate_table[b]`` is the per-request decode rate with ``b`` requests running
+    (index 0 unused). ``rate_fn`` extends it beyond the table for uncapped replicas.
+    """
+
+    rate_table: Sequence[float]
+    max_batch: int | None = None
+    kv_capacity_tokens: float = INF
+    prefill_tokens_per_s: float = INF
+    rate_fn: Callable[[int], float] | None = None
+    saturated_tokens_per_s: float = field(default=0.0)
+
+    def rates(self, upto: int) -> list[float]:
+        """The per-request rate list for b = 0..upto."""
+        table = list(self.rate_table)
+        if self.rate_fn is not None:
+            table += [self.rate_fn(b) for b in range(len(table), upto + 1)]
+        return table
+
+
+class Replica:
+    """State of one replica; the engine drives it and reads its fields directly."""
+
+    __slots__ = ("idx", "v", "last_t", "stall_until", "heap", "kv_used", "wake_t", "version",
+                 "busy_s", "rates", "spec", "prefill_s_per_token", "kv_cap", "max_batch")
+
+    def __init__(self, idx: int, spec: ReplicaSpec):
+        self.idx = idx
+        self.spec = spec
+        self.v = 0.0
+        self.last_t = 0.0
+        self.stall_until = 0.0
+        self.heap: list[tuple[float, int, object]] = []
+        self.kv_used = 0.0
+        self.wake_t = INF
+        self.version = 0
+        self.busy_s = 0.0
+        cap = spec.max_batch if spec.max_batch is not None else 256
+        self.rates = spec.rates(cap)
+        p = spec.prefill_tokens_per_s
+        self.prefill_s_per_token = 0.0 if p == INF else 1.0 / p
+        self.kv_cap = spec.kv_capacity_tokens
+        self.max_batch = spec.max_batch if spec.max_batch is not None else 1 << 62
+
+    def rate(self, b: int) -> float:
+        rates = self.rates
+        if b >= len(rates):  # uncapped replica grew past the table: extend it
+            self.rates = rates = self.spec.rates(2 * b)
+        return rates[b]
+
+    def advance(self, t: float) -> None:
+        """Bring the virtual clock and busy time up to wall time ``t``."""
+        heap = self.heap
+        if heap:
+            start = self.last_t if self.last_t > self.stall_until else self.stall_until
+            if t > start:
+                self.v += (t - start) * self.rate(len(heap))
+            self.busy_s += t - self.last_t
+        self.last_t = t
+
+    def admit(self, t: float, input_tokens: float, output_tokens: float, key: int,
+              tag: object) -> float:
+        """Start a request at ``t`` (after :meth:`advance`); returns its first-token time."""
+        stall = self.stall_until if self.stall_until > t else t
+        stall += input_tokens * self.prefill_s_per_token
+        self.stall_until = stall
+        self.kv_used += input_tokens + output_tokens
+        heappush(self.heap, (self.v + output_tokens, key, tag))
+        return stall
+
+    def next_completion_t(self) -> float:
+        heap = self.heap
+        if not heap:
+            return INF
+        start = self.last_t if self.last_t > self.stall_until else self.stall_until
+        left = heap[0][0] - self.v
+        return start + left / self.rate(len(heap)) if left > 0.0 else start
+
+    def pop_finished(self, t: float) -> list[tuple[float, int, object]]:
+        """Remove and return the requests whose finish point the clock has reached by ``t``.
+
+        Nothing finishes inside a prefill stall: decoding (and so completion) waits for it.
+        """
+        heap = self.heap
+        if t < self.stall_until:
+            return []
+        # Tolerance for float rounding of v: far below one token.
+        limit = self.v + 1e-9 * (1.0 + abs(self.v))
+        done = []
+        while heap and heap[0][0] <= limit:
+            done.append(heappop(heap))
+        return done
