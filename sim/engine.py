@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from heapq import heappop, heappush
 
 import numpy as np
 import simpy
@@ -53,6 +54,8 @@ OUTCOME_GPU, OUTCOME_API, OUTCOME_FAILED = 1, 2, 3
 FAIL_REASONS = ("", "queue_full", "deadline", "too_large", "api_unavailable", "no_capacity")
 _QUEUE_FULL, _DEADLINE, _TOO_LARGE, _API_UNAVAILABLE, _NO_CAPACITY = 1, 2, 3, 4, 5
 MODES = ("always", "never", "queue_full", "wait_exceeds")
+_new_event = object.__new__
+_LOW32 = (1 << 32) - 1
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class EngineTotals:
 class _Block:
     """Per-block request data (as lists, fast to index) and record lists."""
 
-    __slots__ = ("index", "block", "arrival", "inp", "out", "stream", "outcome", "reason",
+    __slots__ = ("index", "base", "block", "arrival", "inp", "out", "stream", "outcome", "reason",
                  "replica", "api", "attempts", "start", "first", "end", "outstanding",
                  "all_arrived")
 
@@ -142,6 +145,7 @@ class _Block:
         n = len(block)
         nan = float("nan")
         self.index = index
+        self.base = index << 32  # request key = base + position: unique, in arrival order
         self.block = block
         self.arrival = block.arrival_s.tolist()
         self.inp = block.input_tokens.tolist()
@@ -167,6 +171,8 @@ class Engine:
                  queue_limit: int | None = None,
                  seed: np.random.SeedSequence | int = 0):
         self.env = simpy.Environment()
+        self._queue = self.env._queue  # see _schedule
+        self._eid = self.env._eid
         self.replicas = [Replica(i, spec) for i in range(replicas)]
         self.router = Router(self.replicas, router, stream(seed, "router"))
         self.streams = list(streams)
@@ -220,11 +226,18 @@ class Engine:
         return False
 
     def _schedule(self, t: float, callback: Callable[[Event], None], data: object) -> None:
-        ev = Event(self.env)
-        ev.callbacks.append(callback)
+        """A triggered bare event at absolute time ``t`` with one callback.
+
+        Shaped for speed (this is the hottest call): it skips Event.__init__ and pushes
+        onto SimPy's event queue directly, as ``Environment.schedule`` does, but with the
+        absolute time (no ``now + (t - now)`` rounding).
+        """
+        ev = _new_event(Event)
+        ev.env = self.env
+        ev.callbacks = [callback]
         ev._ok = True
         ev._value = data
-        self.env.schedule(ev, NORMAL, t - self.env.now)
+        heappush(self._queue, (t, NORMAL, next(self._eid), ev))
         self.totals.events += 1
 
     def _area_to(self, t: float) -> None:
@@ -278,51 +291,72 @@ class Engine:
 
     # ------------------------------------------------------------ GPU serving
     def _admit(self, rep: Replica, blk: _Block, j: int, t: float) -> None:
-        rep.advance(t)
-        b = len(rep.heap)
-        first = rep.admit(t, blk.inp[j], blk.out[j], blk.index * 4294967296 + j, blk)
+        # Hot path: Replica.advance is inlined here and in _on_wake.
+        heap = rep.heap
+        b = len(heap)
+        if b:
+            start = rep.last_t if rep.last_t > rep.stall_until else rep.stall_until
+            if t > start:
+                rep.v += (t - start) * rep.rates[b]
+            rep.busy_s += t - rep.last_t
+        rep.last_t = t
+        key = blk.base + j
+        first = rep.admit(t, blk.inp[j], blk.out[j], key, blk)
         self.router.moved(rep.idx, b, b + 1)
         blk.replica[j] = rep.idx
         blk.start[j] = t
         blk.first[j] = first
-        t_next = rep.next_completion_t()
-        if t_next < rep.wake_t:
-            # Admissions usually only delay the next completion (the pending wake-up then
-            # fires early and re-arms); a new, earlier wake-up is needed only here.
-            rep.wake_t = t_next
-            rep.version += 1
-            self._schedule(t_next, self._on_wake, (rep, rep.version))
+        wake = rep.wake_t
+        # An admission can only delay the pending completion (longer prefill stall, lower
+        # per-request rate), unless the replica was idle or the newcomer finishes first;
+        # a delayed wake-up fires early and re-arms. -INF marks a replica whose wake-up is
+        # being handled right now (it re-arms itself at the end).
+        if wake == INF or (heap[0][1] == key and wake != -INF):
+            t_next = rep.next_completion_t()
+            if t_next < wake:
+                rep.wake_t = t_next
+                rep.version += 1
+                self._schedule(t_next, self._on_wake, (rep, rep.version))
 
     def _on_wake(self, ev: Event) -> None:
         rep, version = ev._value
         if version != rep.version:
             return  # superseded by an earlier wake-up
         t = self.env.now
-        rep.wake_t = INF
-        rep.advance(t)
-        done = rep.pop_finished(t)
-        if done:
+        rep.wake_t = -INF
+        heap = rep.heap
+        b0 = len(heap)
+        start = rep.last_t if rep.last_t > rep.stall_until else rep.stall_until
+        if t > start:
+            rep.v += (t - start) * rep.rates[b0]
+        rep.busy_s += t - rep.last_t
+        rep.last_t = t
+        # Float tolerance on the virtual clock: far below one token.
+        limit = rep.v + 1e-9 * (1.0 + rep.v)
+        if t >= rep.stall_until and heap and heap[0][0] <= limit:
             self._area_to(t)
-            b = len(rep.heap) + len(done)
-            self.router.moved(rep.idx, b, len(rep.heap))
             tot = self.totals
-            for _, key, blk in done:
-                j = key & 4294967295
+            while heap and heap[0][0] <= limit:
+                _, key, blk = heappop(heap)
+                j = key & _LOW32
                 rep.kv_used -= blk.inp[j] + blk.out[j]
                 blk.end[j] = t
                 blk.outcome[j] = OUTCOME_GPU
                 tot.gpu_sojourn_s += t - blk.arrival[j]
-                tot.served_gpu += 1
-                self._n_sys -= 1
                 blk.outstanding -= 1
                 if not blk.outstanding:
                     self._maybe_finish(blk)
-            if not rep.heap:
+            done = b0 - len(heap)
+            tot.served_gpu += done
+            self._n_sys -= done
+            self.router.moved(rep.idx, b0, len(heap))
+            if not heap:
                 rep.kv_used = 0.0  # drop accumulated float rounding
             if self.queued:
                 self._dispatch(t)
-        t_next = rep.next_completion_t()
-        if t_next < rep.wake_t:
+        rep.wake_t = INF
+        if heap:
+            t_next = rep.next_completion_t()
             rep.wake_t = t_next
             rep.version += 1
             self._schedule(t_next, self._on_wake, (rep, rep.version))

@@ -89,10 +89,8 @@ class Replica:
         self.max_batch = spec.max_batch if spec.max_batch is not None else 1 << 62
 
     def rate(self, b: int) -> float:
-        rates = self.rates
-        if b >= len(rates):  # uncapped replica grew past the table: extend it
-            self.rates = rates = self.spec.rates(2 * b)
-        return rates[b]
+        """Per-request decode rate with ``b`` running (the table covers every b reached)."""
+        return self.rates[b]
 
     def advance(self, t: float) -> None:
         """Bring the virtual clock and busy time up to wall time ``t``."""
@@ -100,7 +98,7 @@ class Replica:
         if heap:
             start = self.last_t if self.last_t > self.stall_until else self.stall_until
             if t > start:
-                self.v += (t - start) * self.rate(len(heap))
+                self.v += (t - start) * self.rates[len(heap)]
             self.busy_s += t - self.last_t
         self.last_t = t
 
@@ -111,7 +109,10 @@ class Replica:
         stall += input_tokens * self.prefill_s_per_token
         self.stall_until = stall
         self.kv_used += input_tokens + output_tokens
-        heappush(self.heap, (self.v + output_tokens, key, tag))
+        heap = self.heap
+        heappush(heap, (self.v + output_tokens, key, tag))
+        if len(heap) >= len(self.rates):  # an uncapped replica outgrew its rate table
+            self.rates = self.spec.rates(2 * len(heap))
         return stall
 
     def next_completion_t(self) -> float:
@@ -120,7 +121,7 @@ class Replica:
             return INF
         start = self.last_t if self.last_t > self.stall_until else self.stall_until
         left = heap[0][0] - self.v
-        return start + left / self.rate(len(heap)) if left > 0.0 else start
+        return start + left / self.rates[len(heap)] if left > 0.0 else start
 
     def pop_finished(self, t: float) -> list[tuple[float, int, object]]:
         """Remove and return the requests whose finish point the clock has reached by ``t``.
