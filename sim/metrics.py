@@ -9,8 +9,15 @@ bounded-size accumulators as they complete, vectorised with numpy:
 * SLO attainment per request against its stream's SLO (a failed request misses it);
 * a time series in bins of ``bin_s``: arrivals, overflow and failures by arrival time,
   mean queue length and mean running requests (exact integrals of the waiting and
-  running intervals), and decode utilization (each GPU request's output tokens spread
-  evenly over its decode interval, against the fleet's saturated decode capacity).
+  running intervals), and utilization.
+
+Utilization is the share of the fleet's capacity used: a prefill token costs
+``1 / prefill_tokens_per_s`` seconds of a replica and a decode token
+``1 / saturated_decode_tokens_per_s`` (the curve at the batch cap), so 100% means every
+replica prefilling or decoding at its best rate all the time. In the time series, a
+request's prefill occupies exactly ``[first_token - input/prefill_rate, first_token]``
+and its output tokens are spread evenly over its decode interval. ``gpu_busy_fraction``
+is the share of replica-time with at least one request admitted.
 
 Latency definitions: ``wait`` = admission (or accepted API attempt) - arrival;
 ``ttft`` = first token - arrival; ``e2e`` = completion - arrival;
@@ -67,7 +74,8 @@ class MetricsAccumulator:
     def __init__(self, *, class_names: Sequence[str], stream_class: Sequence[int],
                  stream_slos: Sequence[StreamSlo], api_names: Sequence[str],
                  api_cached_share: Sequence[float], horizon_s: float, bin_s: float,
-                 replicas: int, saturated_tokens_per_s: float, keep_requests: bool = False):
+                 replicas: int, saturated_tokens_per_s: float,
+                 prefill_tokens_per_s: float = float("inf"), keep_requests: bool = False):
         self.class_names = list(class_names)
         self.stream_class = np.asarray(stream_class, np.int16)
         self.slo = {f: np.array([getattr(s, f) for s in stream_slos] or [np.inf])
@@ -78,11 +86,13 @@ class MetricsAccumulator:
         self.bin_s = bin_s
         self.replicas = replicas
         self.capacity_tokens_per_s = replicas * saturated_tokens_per_s
+        self.decode_s_per_token = 1.0 / saturated_tokens_per_s if saturated_tokens_per_s else 0.0
+        self.prefill_s_per_token = 1.0 / prefill_tokens_per_s
         nbins = max(1, int(np.ceil(horizon_s / bin_s)))
         self.edges = np.arange(nbins + 1, dtype=np.float64) * bin_s
         self.series = {k: np.zeros(nbins) for k in
                        ("arrivals", "to_api", "failed", "queue_area", "running_area",
-                        "decode_tokens")}
+                        "work_s")}
         ncls = len(self.class_names)
         self.hist = {(c, d, m): LogHistogram() for c in range(ncls) for d in DESTS
                      for m in LATENCIES}
@@ -173,7 +183,10 @@ class MetricsAccumulator:
         dur = en - fi
         out = fb.requests.output_tokens[gpu]
         pos = dur > 0
-        s["decode_tokens"] += interval_integral(e, fi[pos], en[pos], out[pos] / dur[pos])
+        s["work_s"] += interval_integral(e, fi[pos], en[pos],
+                                         out[pos] / dur[pos] * self.decode_s_per_token)
+        prefill_s = fb.requests.input_tokens[gpu] * self.prefill_s_per_token
+        s["work_s"] += interval_integral(e, fi - prefill_s, fi, np.ones(fi.size))
 
     def _request_table(self, fb: FinishedBlock, lat) -> pa.Table:
         r = fb.requests
@@ -209,7 +222,11 @@ class MetricsAccumulator:
             "input_tokens_total": t["input"], "output_tokens_total": t["output"],
             "tokens_total": t["input"] + t["output"],
             "gpu_input_tokens": t["gpu_input"], "gpu_output_tokens": t["gpu_output"],
-            "gpu_utilization": _ratio(t["gpu_output"], self.capacity_tokens_per_s * self.horizon_s),
+            "gpu_utilization": _ratio(t["gpu_output"] * self.decode_s_per_token
+                                      + t["gpu_input"] * self.prefill_s_per_token,
+                                      self.replicas * self.horizon_s),
+            "gpu_decode_utilization": _ratio(t["gpu_output"],
+                                             self.capacity_tokens_per_s * self.horizon_s),
             "gpu_busy_fraction": _ratio(busy_s, self.replicas * self.horizon_s),
         }
         for k, reason in enumerate(FAIL_REASONS[1:], start=1):
@@ -217,7 +234,8 @@ class MetricsAccumulator:
         api_in = api_out = 0.0
         for a, name in enumerate(self.api_names):
             n, tin, tout = self.api_tokens[a]
-            row[f"api.{name}.requests"] = int(n)
+            n, tin, tout = int(n), float(tin), float(tout)
+            row[f"api.{name}.requests"] = n
             row[f"api.{name}.input_tokens"] = tin
             row[f"api.{name}.cached_input_tokens"] = tin * self.api_cached_share[a]
             row[f"api.{name}.output_tokens"] = tout
@@ -249,7 +267,7 @@ class MetricsAccumulator:
 
     def timeseries(self) -> dict[str, np.ndarray]:
         s, w = self.series, self.bin_s
-        cap = self.capacity_tokens_per_s * w
+        cap = self.replicas * w
         return {
             "t_s": self.edges[:-1].copy(),
             "bin_s": np.full(self.edges.size - 1, w),
@@ -258,7 +276,7 @@ class MetricsAccumulator:
             "failed": s["failed"].copy(),
             "queue_mean": s["queue_area"] / w,
             "running_mean": s["running_area"] / w,
-            "utilization": s["decode_tokens"] / cap if cap > 0 else np.zeros_like(s["arrivals"]),
+            "utilization": s["work_s"] / cap if cap > 0 else np.zeros_like(s["arrivals"]),
         }
 
     def requests_table(self) -> pa.Table | None:

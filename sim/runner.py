@@ -62,10 +62,10 @@ def _stream_policies(exp: Experiment, api_index: dict[str, int]) -> list[StreamP
     return policies
 
 
-def _endpoints(exp: Experiment, seed) -> tuple[list[ApiEndpoint], list[str]]:
+def _endpoints(exp: Experiment) -> tuple[list[ApiEndpoint], list[str]]:
     from .api import RateLimiter
 
-    names = sorted(exp.apis)
+    names = sorted({rule.to for rule in exp.config.overflow.values() if rule.to})
     endpoints = []
     for name in names:
         model = exp.apis[name]
@@ -76,7 +76,7 @@ def _endpoints(exp: Experiment, seed) -> tuple[list[ApiEndpoint], list[str]]:
 
 
 def build_engine(exp: Experiment, seed: np.random.SeedSequence) -> tuple[Engine, list[str]]:
-    endpoints, names = _endpoints(exp, seed)
+    endpoints, names = _endpoints(exp)
     policies = _stream_policies(exp, {n: i for i, n in enumerate(names)})
     cfg = exp.config
     engine = Engine(replicas=cfg.fleet.replicas, spec=replica_spec(exp.profile),
@@ -110,7 +110,8 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
         api_cached_share=[exp.apis[n].cached_input_share for n in api_names],
         horizon_s=cfg.horizon, bin_s=cfg.output.timeseries_bin_s,
         replicas=cfg.fleet.replicas,
-        saturated_tokens_per_s=float(exp.profile.saturated_tokens_per_s), keep_requests=keep)
+        saturated_tokens_per_s=float(exp.profile.saturated_tokens_per_s),
+        prefill_tokens_per_s=float(exp.profile.prefill_tokens_per_s), keep_requests=keep)
     totals = engine.run(iter_blocks(wl, cfg.horizon, seed), acc.add)
     check_invariants(totals, acc)
     row = _identity_row(exp, index)

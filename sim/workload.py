@@ -1,0 +1,436 @@
+"""Workloads: named streams of LLM requests, and their generation as request blocks.
+
+A workload is a list of streams; each stream has a traffic class (a free label such as
+``interactive`` or ``batch``), an arrival process (:mod:`sim.arrivals`), input and output
+token-length models (:mod:`sim.lengths`; optional for trace replay, which then keeps the
+trace's own lengths) and optional SLOs. ``scale`` multiplies every stream's rate, batch
+count and trace rate.
+
+Generation is windowed: :func:`iter_blocks` yields one :class:`~sim.requests.RequestBlock`
+per ``block_s`` window, so memory is bounded by a window, not the horizon. Randomness:
+window ``w`` of stream ``name`` draws its arrivals from ``stream(seed, "workload", name,
+w)`` and its lengths from the same path plus ``"input_tokens"`` / ``"output_tokens"``; an
+MMPP chain and each batch occurrence have their own streams (see :mod:`sim.arrivals`).
+Hence a stream's requests depend only on (its own config, the workload scale, horizon,
+seed, block_s): adding a stream never changes another stream's requests, and changing
+one length model never moves arrivals. Streams in a window are merged by a stable sort on
+arrival time (ties keep stream order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from .arrivals import (
+    DAY_S,
+    HOUR_S,
+    ArrivalProcess,
+    ArrivalsConfig,
+    PositiveDurationS,
+    TraceArrivals,
+    WindowArrivals,
+    build_process,
+    trace_replay,
+)
+from .errors import ConfigError
+from .lengths import EmpiricalLength, LengthConfig, draw_lengths
+from .loader import read_yaml, resolve_named
+from .requests import RequestBlock, concat_blocks
+from .rng import stream
+from .schema import Model, PositiveFloat, validate
+from .traces import Trace, read_length_column, read_trace, resolve_trace_path
+
+__all__ = [
+    "BLOCK_S",
+    "MONTH_S",
+    "SloConfig",
+    "StreamConfig",
+    "WorkloadConfig",
+    "parse_workload",
+    "iter_blocks",
+    "generate",
+    "describe",
+    "fit_trace",
+]
+
+BLOCK_S = DAY_S
+MONTH_S = 30 * DAY_S  # "per month" in summaries means 30 days
+_LENGTH_CAP = 128_000  # the lognormal default max, kept out of fitted files when it fits
+T = TypeVar("T")
+
+
+# -- configuration -----------------------------------------------------------------------
+
+class SloConfig(Model):
+    """Per-request service objectives (all optional; ``deadline_s`` counts from arrival)."""
+
+    ttft_s: PositiveDurationS | None = None
+    e2e_s: PositiveDurationS | None = None
+    deadline_s: PositiveDurationS | None = None
+    tpot_s: PositiveDurationS | None = None
+
+
+class StreamConfig(Model):
+    name: str = Field(min_length=1)
+    traffic_class: str = Field("interactive", alias="class", min_length=1)
+    arrivals: ArrivalsConfig
+    input_tokens: LengthConfig | None = None
+    output_tokens: LengthConfig | None = None
+    slo: SloConfig = SloConfig()
+
+    @model_validator(mode="after")
+    def _lengths_given(self) -> StreamConfig:
+        if self.arrivals.kind != "trace":
+            for key in ("input_tokens", "output_tokens"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"'{key}' is required unless arrivals.kind is trace")
+        return self
+
+
+class WorkloadConfig(Model):
+    name: str = ""
+    scale: PositiveFloat = 1.0
+    streams: tuple[StreamConfig, ...] = Field(min_length=1)
+
+    @field_validator("streams")
+    @classmethod
+    def _unique_names(cls, streams: tuple[StreamConfig, ...]) -> tuple[StreamConfig, ...]:
+        names = [s.name for s in streams]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"stream names must be unique; '{twice[0]}' appears twice")
+        return streams
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Unique traffic classes in stream order (``class_id`` indexes this)."""
+        return tuple(dict.fromkeys(s.traffic_class for s in self.streams))
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        """The class id of every stream."""
+        names = self.class_names
+        return tuple(names.index(s.traffic_class) for s in self.streams)
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+def parse_workload(value: Any, *, base_dir: Path | None = None, file: str | None = None,
+                   field: str = "workload") -> WorkloadConfig:
+    """A validated workload from a list of streams, a mapping with ``streams``, or a
+    workload name / path (resolved like other named files; its errors name that file).
+
+    Trace and empirical-length paths are resolved (against ``base_dir``, the current
+    directory, then the shipped ``workloads/`` folder), stored absolute, and parsed now so
+    that bad rows surface before any simulation.
+    """
+    if isinstance(value, WorkloadConfig):
+        return value
+    if isinstance(value, str | Path):
+        path = resolve_named("workloads", str(value), base_dir=base_dir, field=field, file=file)
+        return _parse_data(read_yaml(path), base_dir=path.parent, file=str(path), prefix="",
+                           default_name=path.stem)
+    return _parse_data(value, base_dir=base_dir, file=file, prefix=field, default_name="")
+
+
+def _parse_data(data: Any, *, base_dir: Path | None, file: str | None, prefix: str,
+                default_name: str) -> WorkloadConfig:
+    is_list = isinstance(data, list)
+    if not (is_list or isinstance(data, dict)):
+        raise ConfigError("expected a list of streams, a mapping with 'streams', or a "
+                          f"workload name (got {type(data).__name__})", file=file,
+                          field=prefix or None)
+    try:
+        wl = validate(WorkloadConfig, {"streams": data} if is_list else data, file=file)
+    except ConfigError as exc:
+        field = exc.field or ""
+        if is_list and field.startswith("streams"):
+            field = field.removeprefix("streams").removeprefix(".")
+        raise ConfigError(exc.message, file=exc.file, field=_join(prefix, field)) from None
+    if not wl.name and default_name:
+        wl = wl.model_copy(update={"name": default_name})
+    streams = tuple(
+        _resolve_stream(s, wl.scale, base_dir, file,
+                        _join(prefix, f"[{i}]" if is_list else f"streams[{i}]"))
+        for i, s in enumerate(wl.streams))
+    return wl.model_copy(update={"streams": streams})
+
+
+def _join(prefix: str, field: str) -> str | None:
+    if not prefix or not field:
+        return prefix or field or None
+    return prefix + field if field.startswith("[") else f"{prefix}.{field}"
+
+
+def _located(fn: Callable[[], T], file: str | None, field: str) -> T:
+    """``fn()``, with any ConfigError placed at ``field`` (and in ``file`` if it has none)."""
+    try:
+        return fn()
+    except ConfigError as exc:
+        raise exc.at(file=file, field_prefix=field) from None
+
+
+def _resolve_stream(s: StreamConfig, scale: float, base_dir: Path | None, file: str | None,
+                    where: str | None) -> StreamConfig:
+    """``s`` with absolute trace paths, after checking that each file parses."""
+    where = where or ""
+    updates: dict[str, Any] = {}
+    arr = s.arrivals
+    if isinstance(arr, TraceArrivals):
+        field = _join(where, "arrivals.path") or ""
+        path = _located(lambda: resolve_trace_path(arr.path, base_dir), file, field)
+        trace = _located(lambda: read_trace(path, arr.format), file, field)
+        arr = arr.model_copy(update={"path": str(path)})
+        _located(lambda: trace_replay(arr, trace, scale), file, _join(where, "arrivals") or "")
+        updates["arrivals"] = arr
+    for key in ("input_tokens", "output_tokens"):
+        cfg = getattr(s, key)
+        if isinstance(cfg, EmpiricalLength):
+            field = _join(where, f"{key}.path") or ""
+            path = _located(lambda c=cfg: resolve_trace_path(c.path, base_dir), file, field)
+            _located(lambda c=cfg, p=path: read_length_column(p, c.column), file,
+                     _join(where, f"{key}.column") or "")
+            updates[key] = cfg.model_copy(update={"path": str(path)})
+    return s.model_copy(update=updates) if updates else s
+
+
+# -- generation --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Source:
+    """One stream ready to generate window after window."""
+
+    name: str
+    stream_id: int
+    class_id: int
+    process: ArrivalProcess
+    input_tokens: LengthConfig | None
+    output_tokens: LengthConfig | None
+    trace: Trace | None
+
+    def window(self, seed: np.random.SeedSequence | int, index: int, start_s: float,
+               end_s: float) -> RequestBlock:
+        arrivals = self.process.window(start_s, end_s, stream(seed, "workload", self.name, index))
+        n = arrivals.times_s.size
+        return RequestBlock(
+            arrivals.times_s,
+            self._lengths("input_tokens", arrivals, seed, index),
+            self._lengths("output_tokens", arrivals, seed, index),
+            np.full(n, self.class_id, np.int16),
+            np.full(n, self.stream_id, np.int16),
+        )
+
+    def _lengths(self, key: str, arrivals: WindowArrivals, seed: np.random.SeedSequence | int,
+                 index: int) -> np.ndarray:
+        config = getattr(self, key)
+        if config is None:  # trace replay keeps the trace's own lengths
+            assert self.trace is not None and arrivals.trace_rows is not None
+            column = self.trace.input_tokens if key == "input_tokens" else self.trace.output_tokens
+            return column[arrivals.trace_rows]
+        rng = stream(seed, "workload", self.name, index, key)
+        return draw_lengths(config, arrivals.times_s.size, rng)
+
+
+def _sources(wl: WorkloadConfig, horizon_s: float,
+             seed: np.random.SeedSequence | int) -> list[_Source]:
+    sources = []
+    for sid, (s, cid) in enumerate(zip(wl.streams, wl.class_ids, strict=True)):
+        trace = None
+        if isinstance(s.arrivals, TraceArrivals):
+            trace = read_trace(resolve_trace_path(s.arrivals.path), s.arrivals.format)
+        process = build_process(s.arrivals, scale=wl.scale, horizon_s=horizon_s, seed=seed,
+                                name=s.name, trace=trace)
+        sources.append(_Source(s.name, sid, cid, process, s.input_tokens, s.output_tokens,
+                               trace))
+    return sources
+
+
+def iter_blocks(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence | int,
+                block_s: float = BLOCK_S) -> Iterator[RequestBlock]:
+    """Request blocks covering ``[0, horizon_s)``, one per ``block_s`` window, in time
+    order; each block is sorted by arrival (ties in stream order)."""
+    if not horizon_s > 0:
+        raise ConfigError(f"must be positive, got {horizon_s!r}", field="horizon")
+    if not block_s > 0:
+        raise ValueError(f"block_s must be positive, got {block_s!r}")
+    seed = int(seed) if isinstance(seed, np.integer) else seed
+    sources = _sources(wl, horizon_s, seed)
+    for index in range(math.ceil(horizon_s / block_s)):
+        start_s, end_s = index * block_s, min(horizon_s, (index + 1) * block_s)
+        parts = concat_blocks([src.window(seed, index, start_s, end_s) for src in sources])
+        yield RequestBlock.from_arrays(parts.arrival_s, parts.input_tokens,
+                                       parts.output_tokens, parts.class_id, parts.stream_id)
+
+
+def generate(wl: WorkloadConfig, horizon_s: float,
+             seed: np.random.SeedSequence | int) -> RequestBlock:
+    """Every request of the horizon in one block (for tests and the CLI)."""
+    return concat_blocks(list(iter_blocks(wl, horizon_s, seed)))
+
+
+# -- summaries ---------------------------------------------------------------------------
+
+class _Summary:
+    """Running totals over blocks: hourly counts, length histograms, class mix."""
+
+    def __init__(self, wl: WorkloadConfig, horizon_s: float):
+        self.n_hours = max(1, math.ceil(horizon_s / HOUR_S))
+        self.requests = np.zeros(self.n_hours)
+        self.tokens = np.zeros(self.n_hours)
+        self.hist = {"input_tokens": np.zeros(1, np.int64), "output_tokens": np.zeros(1, np.int64)}
+        self.class_requests = np.zeros(len(wl.class_names))
+        self.class_tokens = np.zeros(len(wl.class_names))
+
+    def add(self, block: RequestBlock) -> None:
+        hour = np.minimum((block.arrival_s // HOUR_S).astype(np.int64), self.n_hours - 1)
+        tokens = block.input_tokens + block.output_tokens
+        self.requests += np.bincount(hour, minlength=self.n_hours)
+        self.tokens += np.bincount(hour, weights=tokens, minlength=self.n_hours)
+        k = self.class_requests.size
+        self.class_requests += np.bincount(block.class_id, minlength=k)
+        self.class_tokens += np.bincount(block.class_id, weights=tokens, minlength=k)
+        for key, hist in self.hist.items():
+            self.hist[key] = _add_histogram(hist, getattr(block, key))
+
+
+def _add_histogram(hist: np.ndarray, values: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.rint(values).astype(np.int64), minlength=hist.size)
+    counts[: hist.size] += hist
+    return counts
+
+
+def _length_stats(hist: np.ndarray) -> dict[str, float]:
+    """Mean, max and nearest-rank percentiles from a histogram of whole token counts."""
+    total = int(hist.sum())
+    if total == 0:
+        return {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+    cdf = np.cumsum(hist)
+    stats = {"mean": float(np.arange(hist.size) @ hist / total)}
+    for q in (50, 90, 99):
+        stats[f"p{q}"] = float(np.searchsorted(cdf, math.ceil(q / 100 * total)))
+    stats["max"] = float(np.flatnonzero(hist)[-1])
+    return stats
+
+
+def _by_hour_of_day(per_hour: np.ndarray) -> list[float]:
+    hod = np.arange(per_hour.size) % 24
+    hours = np.bincount(hod, minlength=24)
+    return list(np.bincount(hod, weights=per_hour, minlength=24) / np.maximum(hours, 1))
+
+
+def describe(wl: WorkloadConfig, horizon_s: float,
+             seed: np.random.SeedSequence | int) -> dict[str, Any]:
+    """Statistics of one generated horizon (memory bounded by a block): requests and
+    tokens (input + output) per hour and by hour of day, length statistics, class mix and
+    tokens per 30-day month."""
+    summary = _Summary(wl, horizon_s)
+    for block in iter_blocks(wl, horizon_s, seed):
+        summary.add(block)
+    n = float(summary.requests.sum())
+    tokens = float(summary.tokens.sum())
+    per_month = MONTH_S / horizon_s
+    inp = _length_stats(summary.hist["input_tokens"])
+    out = _length_stats(summary.hist["output_tokens"])
+    return {
+        "name": wl.name,
+        "horizon_s": float(horizon_s),
+        "streams": [s.name for s in wl.streams],
+        "requests": int(n),
+        "mean_rate_per_s": n / horizon_s,
+        "requests_per_hour": list(summary.requests),
+        "tokens_per_hour": list(summary.tokens),
+        "hour_of_day": {"requests_per_hour": _by_hour_of_day(summary.requests),
+                        "tokens_per_hour": _by_hour_of_day(summary.tokens)},
+        "input_tokens": inp,
+        "output_tokens": out,
+        "classes": {name: {"requests": int(summary.class_requests[i]),
+                           "share": float(summary.class_requests[i] / n) if n else 0.0,
+                           "tokens": float(summary.class_tokens[i])}
+                    for i, name in enumerate(wl.class_names)},
+        "tokens_per_month": tokens * per_month,
+        "input_tokens_per_month": inp["mean"] * n * per_month,
+        "output_tokens_per_month": out["mean"] * n * per_month,
+    }
+
+
+# -- fitting -----------------------------------------------------------------------------
+
+def fit_trace(path: str | Path, fmt: str = "auto") -> dict[str, Any]:
+    """A one-stream workload (a plain dict that :func:`parse_workload` accepts) fitted to
+    a trace: arrival rate (see :func:`_fit_arrivals`) and lognormal lengths."""
+    resolved = resolve_trace_path(path)
+    trace = read_trace(resolved, fmt)
+    return {
+        "name": f"{resolved.stem}-fit",
+        "streams": [{
+            "name": resolved.stem,
+            "class": "interactive",
+            "arrivals": _fit_arrivals(trace),
+            "input_tokens": _fit_lognormal(trace.input_tokens),
+            "output_tokens": _fit_lognormal(trace.output_tokens),
+        }],
+    }
+
+
+def _fit_arrivals(trace: Trace) -> dict[str, Any]:
+    """Poisson or diurnal arrivals. With less than a day of data the hour-of-day profile
+    cannot be told from noise, so the fit is a homogeneous Poisson rate (gaps / span).
+    With a day or more: hourly weights (rate in each hour of day, per second of the trace
+    spent in that hour); with a week or more also the weekend factor. Traces with
+    date-times use their own clock; others are taken to start on a Monday at 00:00."""
+    n, span_s = len(trace), trace.span_s
+    if n < 2 or span_s <= 0:
+        raise ConfigError("cannot fit an arrival rate: the trace needs two distinct arrival "
+                          "times", file=trace.path)
+    if span_s < DAY_S:
+        return {"kind": "poisson", "rate_per_s": round(float((n - 1) / span_s), 6)}
+    t_s = trace.arrival_s + trace.origin_of_week_s
+    start_s, end_s = trace.origin_of_week_s, trace.origin_of_week_s + span_s
+    hourly = _periodic_counts(t_s, HOUR_S, 24) / _periodic_exposure_s(start_s, end_s, HOUR_S, 24)
+    fitted = {"kind": "diurnal", "mean_rate_per_s": round(float(hourly.mean()), 6),
+              "hourly_weights": _rounded(hourly / hourly.mean())}
+    weekday_rate, weekend_rate = _day_type_rates(t_s, start_s, end_s)
+    if span_s >= 7 * DAY_S and weekday_rate > 0:
+        fitted["mean_rate_per_s"] = round((5 * weekday_rate + 2 * weekend_rate) / 7, 6)
+        fitted["weekend_factor"] = round(weekend_rate / weekday_rate, 4)
+    return fitted
+
+
+def _day_type_rates(t_s: np.ndarray, start_s: float, end_s: float) -> tuple[float, float]:
+    counts = _periodic_counts(t_s, DAY_S, 7)
+    exposure = _periodic_exposure_s(start_s, end_s, DAY_S, 7)
+    rate = [counts[days].sum() / max(exposure[days].sum(), 1e-300)
+            for days in (slice(0, 5), slice(5, 7))]
+    return float(rate[0]), float(rate[1])
+
+
+def _periodic_counts(t_s: np.ndarray, bin_s: float, n_bins: int) -> np.ndarray:
+    return np.bincount((t_s // bin_s).astype(np.int64) % n_bins, minlength=n_bins)
+
+
+def _periodic_exposure_s(start_s: float, end_s: float, bin_s: float, n_bins: int) -> np.ndarray:
+    """Seconds of ``[start_s, end_s)`` in each bin of a grid repeating every ``n_bins``."""
+    k = np.arange(math.floor(start_s / bin_s), math.ceil(end_s / bin_s))
+    overlap_s = np.minimum(end_s, (k + 1) * bin_s) - np.maximum(start_s, k * bin_s)
+    return np.bincount(k % n_bins, weights=overlap_s, minlength=n_bins)
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 4) for v in values]
+
+
+def _fit_lognormal(tokens: np.ndarray) -> dict[str, Any]:
+    """Median and sigma from the moments of log tokens (lengths below 1 count as 1)."""
+    logs = np.log(np.maximum(tokens, 1.0))
+    fitted: dict[str, Any] = {"kind": "lognormal", "median": round(float(np.exp(logs.mean())), 2),
+                              "sigma": round(float(logs.std()), 4)}
+    if tokens.max() > _LENGTH_CAP:
+        fitted["max"] = int(tokens.max())
+    return fitted
