@@ -37,5 +37,9 @@ class ConfigError(Exception):
 
 def closest(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the nearest candidate, or an empty string."""
-    match = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
+    options = sorted(candidates)
+    match = difflib.get_close_matches(str(name), options, n=1, cutoff=0.6)
+    if not match:  # a fragment of a longer name: 'rate' -> 'rate_per_s'
+        match = [c for c in options if str(name).lower() in c.lower().split("_")
+                 or c.lower().startswith(str(name).lower())][:1]
     return f" (did you mean '{match[0]}'?)" if match else ""

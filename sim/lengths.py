@@ -7,6 +7,9 @@ Kinds (``input_tokens`` / ``output_tokens`` in a workload stream):
   (``mu = ln median``) or ``mean`` (``mu = ln mean - sigma^2 / 2``), rounded to whole
   tokens and clipped to ``[min, max]`` (so the realised mean differs slightly from ``mean``
   when the clip bites).
+* ``exponential`` - exponential with ``mean``, clipped to ``max``; not rounded, so that
+  service times are exactly exponential in queueing-theory checks (the engine accepts
+  fractional token counts).
 * ``empirical`` - resampled with replacement from one column of a trace file (``input``,
   ``output`` or a raw column name; see :mod:`sim.traces`).
 
@@ -20,12 +23,13 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator
 
 from .schema import Model, NonNegFloat, PositiveFloat
 from .traces import read_length_column, resolve_trace_path
 
-__all__ = ["FixedLength", "LognormalLength", "EmpiricalLength", "LengthConfig", "draw_lengths"]
+__all__ = ["FixedLength", "LognormalLength", "ExponentialLength", "EmpiricalLength",
+           "LengthConfig", "draw_lengths"]
 
 
 class FixedLength(Model):
@@ -36,18 +40,26 @@ class FixedLength(Model):
 class LognormalLength(Model):
     kind: Literal["lognormal"]
     mean: PositiveFloat | None = None
-    median: PositiveFloat | None = None
+    median: PositiveFloat | None = Field(None, validate_default=True)
     sigma: NonNegFloat
     max: PositiveInt = 128_000
     min: PositiveInt = 1
 
-    @model_validator(mode="after")
-    def _one_location(self) -> LognormalLength:
-        if (self.mean is None) == (self.median is None):
+    # Field validators rather than a model validator, so that errors point at a field.
+    @field_validator("median")
+    @classmethod
+    def _one_location(cls, median: float | None, info: ValidationInfo) -> float | None:
+        if (info.data.get("mean") is None) == (median is None):
             raise ValueError("give exactly one of 'mean' or 'median'")
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
-        return self
+        return median
+
+    @field_validator("min")
+    @classmethod
+    def _min_below_max(cls, low: int, info: ValidationInfo) -> int:
+        high = info.data.get("max")
+        if high is not None and low > high:
+            raise ValueError(f"min ({low}) must not exceed max ({high})")
+        return low
 
     @property
     def mu(self) -> float:
@@ -57,13 +69,19 @@ class LognormalLength(Model):
         return math.log(float(self.mean)) - self.sigma**2 / 2
 
 
+class ExponentialLength(Model):
+    kind: Literal["exponential"]
+    mean: PositiveFloat
+    max: PositiveFloat = 1e12
+
+
 class EmpiricalLength(Model):
     kind: Literal["empirical"]
     path: str = Field(min_length=1)
     column: str = Field(min_length=1)
 
 
-LengthConfig = Annotated[FixedLength | LognormalLength | EmpiricalLength,
+LengthConfig = Annotated[FixedLength | LognormalLength | ExponentialLength | EmpiricalLength,
                          Field(discriminator="kind")]
 
 
@@ -74,5 +92,7 @@ def draw_lengths(config: LengthConfig, n: int, rng: np.random.Generator) -> np.n
     if isinstance(config, LognormalLength):
         raw = rng.lognormal(config.mu, config.sigma, n)
         return np.clip(np.rint(raw), config.min, config.max)
+    if isinstance(config, ExponentialLength):
+        return np.minimum(rng.exponential(config.mean, n), config.max)
     values = read_length_column(resolve_trace_path(config.path), config.column)
     return values[rng.integers(0, values.size, n)]

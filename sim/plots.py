@@ -60,7 +60,7 @@ def _usd(x: float, _pos: Any = None) -> str:
     if a >= 1e4:
         return f"${x / 1e3:.0f}k"
     if a >= 1e3:
-        return f"${x / 1e3:.1f}k"
+        return f"${x / 1e3:.1f}".removesuffix(".0") + "k"
     return f"${x:.0f}"
 
 
@@ -263,8 +263,10 @@ def plot_cost_breakdown(rows: Sequence[Mapping[str, Any]], path: str | os.PathLi
     if api_only.size:
         level = float(np.mean(api_only))
         ax_dist.axhline(level, color="#555555", linestyle="--", linewidth=1.2)
-        ax_dist.text(0.98, level, f"API-only mean {_usd(level)}", ha="right", va="top",
-                     transform=ax_dist.get_yaxis_transform(), fontsize=9, color="#555555")
+        ax_dist.annotate(f"API-only mean {_usd(level)}", (0.98, level), xytext=(0, -4),
+                         textcoords="offset points", ha="right", va="top",
+                         xycoords=ax_dist.get_yaxis_transform(), fontsize=9,
+                         color="#555555")
     ax_dist.set_xticks([0], [f"Hybrid total\n({totals.size} replications)"])
     ax_dist.set_xlim(-0.5, 0.5)
     ax_dist.set_ylabel("USD per month")

@@ -14,10 +14,10 @@ Assumptions: the rate depends only on the number of running requests, not on the
 context lengths (the shipped curves were measured at ~0.5-2k-token contexts); between
 table points the curve is a monotone PCHIP-style cubic in log-log space whose slope is
 kept in [0, 1], i.e. the aggregate never falls and the per-request rate never rises as
-requests are added (exactly the two properties the table must have); below one request it
-scales linearly from 0; beyond the last table point the aggregate stays constant (so each
-extra request slows the others down). Prices are per GPU-hour; a replica costs ``gpus_per_replica``
-times that.
+requests are added (exactly the two properties the table must have); below one request
+it scales linearly from 0; beyond the last table point the aggregate stays constant (so
+each extra request slows the others down). Prices are per GPU-hour; a replica costs
+``gpus_per_replica`` times that.
 
 The shipped profiles live in ``gpu_profiles/*.yaml``; ``tools/fit_profiles.py`` derives
 their numbers from public measurements.
@@ -25,7 +25,6 @@ their numbers from public measurements.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -162,12 +161,13 @@ class GpuProfile(Model):
 
     def _interpolate(self, b: np.ndarray) -> np.ndarray:
         u_k, y_k = self._log_b, self._log_v
-        out = np.empty_like(b)
+        values = self.curve.decode_tokens_per_s
+        out = np.full_like(b, np.nan)
         low = b < 1.0
-        out[low] = np.clip(b[low], 0.0, None) * math.exp(y_k[0])
+        out[low] = np.clip(b[low], 0.0, None) * values[0]
         high = b >= self.curve.batch[-1]
-        out[high] = math.exp(y_k[-1])
-        mid = ~(low | high)
+        out[high] = values[-1]
+        mid = ~(low | high | np.isnan(b))
         if mid.any():
             u = np.log(b[mid])
             i = np.searchsorted(u_k, u, side="right") - 1

@@ -5,10 +5,13 @@ metadata: the fleet, the traffic per month, GPU utilization, latency per traffic
 destination, overflow share and SLO attainment, the cost layers with their spread, the
 cost per million tokens and the comparison with serving everything from the API.
 
-Conventions: every figure carries its unit; ``+-`` is the half-width of the 95% confidence
-interval of the mean over replications (absent with one replication); ``-`` marks a
-figure that does not exist in this run (for example latency of API requests when nothing
-overflowed). Costs are per 30-day month (720 h) as computed by :mod:`sim.costs`.
+Conventions: every figure carries its unit; ``85 ± 2 ms`` gives the mean over
+replications and the half-width of its 95% confidence interval, in the mean's unit (no
+interval with one replication); ``-`` marks a figure that does not exist in this run (a
+missing or NaN key, e.g. E2E of a class that never finished); a destination row (GPU fleet
+or API) is left out when no request of that class went there. Request counts are scaled
+from the horizon to a month. Costs are per 30-day month (720 h), see :mod:`sim.costs`.
+``meta`` may also name ``api_only_model`` for the API-only comparison.
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ def _loc_to_path(loc: tuple[Any, ...], data: Any) -> str:
         elif isinstance(node, dict) and item in node:
             parts.append(("." if parts else "") + str(item))
             node = node[item]
-        elif last and not _is_tag(item):
+        elif last and not _is_tag(item) and not (isinstance(node, dict)
+                                                 and node.get("kind") == item):
             parts.append(("." if parts else "") + str(item))  # a missing or unknown key
     return "".join(parts)
 
@@ -103,27 +104,75 @@ def _is_tag(item: Any) -> bool:
 _TAG_NAMES = {"int", "float", "str", "bool", "dict", "list", "none"}
 
 
-def _message(err: dict[str, Any], model: type[BaseModel]) -> str:
+def _fields_at(model: Any, loc: tuple[Any, ...], data: Any) -> set[str] | None:
+    """Field names of the model that owns the last element of ``loc`` (None if unknown)."""
+    node_type: Any = model
+    node = data
+    for item in loc[:-1]:
+        node_type = _narrow(node_type, node)
+        if isinstance(node_type, type) and issubclass(node_type, BaseModel):
+            info = node_type.model_fields.get(item) or next(
+                (f for f in node_type.model_fields.values() if f.alias == item), None)
+            if info is None:
+                continue  # a union tag in the location
+            node_type = info.annotation
+            node = node.get(item) if isinstance(node, dict) else None
+        elif isinstance(item, int):
+            args = [a for a in getattr(node_type, "__args__", ()) if a is not Ellipsis]
+            node_type = args[0] if args else Any
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        elif isinstance(node, dict) and getattr(node_type, "__origin__", None) is dict:
+            node_type = node_type.__args__[1]
+            node = node.get(item)
+    node_type = _narrow(node_type, node)
+    if isinstance(node_type, type) and issubclass(node_type, BaseModel):
+        return {info.alias or name for name, info in node_type.model_fields.items()}
+    return None
+
+
+def _narrow(annotation: Any, node: Any) -> Any:
+    """The union member (model) that ``node`` is meant to be, by its ``kind`` or its keys."""
+    if getattr(annotation, "__origin__", None) in (list, tuple, dict, set):
+        return annotation  # a container, not a union of models
+    models = _models_in(annotation)
+    if len(models) <= 1:
+        return models[0] if models else annotation
+    if isinstance(node, dict):
+        for m in models:
+            kind = m.model_fields.get("kind")
+            if kind is not None and node.get("kind") in getattr(kind.annotation, "__args__", ()):
+                return m
+        best = max(models, key=lambda m: len(set(node) & set(m.model_fields)))
+        return best
+    return annotation
+
+
+def _message(err: dict[str, Any], model: type[BaseModel], data: Any) -> str:
     kind = err.get("type", "")
-    loc = err.get("loc", ())
+    loc = tuple(err.get("loc", ()))
     if kind == "extra_forbidden":
         name = str(loc[-1]) if loc else "?"
-        return f"unknown field '{name}'{closest(name, known_fields(model))}"
+        fields = _fields_at(model, loc, data) or known_fields(model)
+        return f"unknown field '{name}'{closest(name, fields)}"
     if kind == "missing":
         return "required field is missing"
     if kind == "union_tag_invalid":
         ctx = err.get("ctx", {})
         tag = ctx.get("tag", "?")
         expected = str(ctx.get("expected_tags", "")).replace("'", "").split(", ")
-        return f"unknown kind '{tag}'{closest(str(tag), expected)}; expected one of: {', '.join(expected)}"
+        return (f"unknown kind '{tag}'{closest(str(tag), expected)}; "
+                f"expected one of: {', '.join(expected)}")
     if kind == "union_tag_not_found":
-        return f"needs a '{err.get('ctx', {}).get('discriminator', 'kind')}' field".replace("'''", "'")
+        return f"needs a {err.get('ctx', {}).get('discriminator', 'kind')} field"
     msg = str(err.get("msg", "invalid value"))
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     value = err.get("input")
     if not isinstance(value, dict | list) and kind not in ("value_error",):
         msg = f"{msg} (got {value!r})"
     return msg
+
+
+_RANK = {"extra_forbidden": 3, "union_tag_invalid": 2, "union_tag_not_found": 2, "too_short": -1}
 
 
 def validate(model: type[T], data: Any, *, file: str | None = None, prefix: str = "") -> T:
@@ -133,10 +182,9 @@ def validate(model: type[T], data: Any, *, file: str | None = None, prefix: str 
     except ValidationError as exc:
         errors = exc.errors()
         # One line: prefer a typo'd field name, then the most specific location.
-        err = max(errors, key=lambda e: (e.get("type") != "union_tag_invalid",
-                                          e.get("type") == "extra_forbidden",
+        err = max(errors, key=lambda e: (_RANK.get(e.get("type", ""), 0),
                                           len(e.get("loc", ()))))
         path = _loc_to_path(tuple(err.get("loc", ())), data)
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
-        raise ConfigError(_message(err, model), file=file, field=path or None) from None
+        raise ConfigError(_message(err, model, data), file=file, field=path or None) from None

@@ -28,10 +28,12 @@ def parse_duration_s(value: object) -> float:
         parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h|d|w)?", text)
         joined = "".join(a + (b or "") for a, b in parts)
         if not parts or joined != text.replace(" ", ""):
-            raise ValueError(f"cannot parse duration {value!r} (use e.g. '30d', '6h', '15m', '90s')")
+            raise ValueError(f"cannot parse duration {value!r} "
+                             "(use e.g. '30d', '6h', '15m', '90s')")
         seconds = sum(float(num) * SECONDS[unit or "s"] for num, unit in parts)
     if not seconds >= 0 or seconds == float("inf"):
-        raise ValueError(f"duration must be a finite, non-negative number of seconds, got {value!r}")
+        raise ValueError("duration must be a finite, non-negative number of seconds, "
+                         f"got {value!r}")
     return seconds
 
 

@@ -97,11 +97,15 @@ class StreamConfig(Model):
 class WorkloadConfig(Model):
     name: str = ""
     scale: PositiveFloat = 1.0
-    streams: tuple[StreamConfig, ...] = Field(min_length=1)
+    streams: tuple[StreamConfig, ...]
 
     @field_validator("streams")
     @classmethod
     def _unique_names(cls, streams: tuple[StreamConfig, ...]) -> tuple[StreamConfig, ...]:
+        # (not Field(min_length=1): pydantic would add a spurious "too short" error
+        # whenever a stream fails validation)
+        if not streams:
+            raise ValueError("needs at least one stream")
         names = [s.name for s in streams]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -327,9 +331,15 @@ def _by_hour_of_day(per_hour: np.ndarray) -> list[float]:
 
 def describe(wl: WorkloadConfig, horizon_s: float,
              seed: np.random.SeedSequence | int) -> dict[str, Any]:
-    """Statistics of one generated horizon (memory bounded by a block): requests and
-    tokens (input + output) per hour and by hour of day, length statistics, class mix and
-    tokens per 30-day month."""
+    """Statistics of one generated horizon (memory bounded by a block).
+
+    Keys: ``name``, ``horizon_s``, ``streams``, ``requests``, ``mean_rate_per_s``,
+    ``requests_per_hour`` / ``tokens_per_hour`` (one entry per hour of the horizon; tokens
+    are input + output), ``hour_of_day`` (the same two, averaged by hour of day),
+    ``input_tokens`` / ``output_tokens`` (``mean``, nearest-rank ``p50``, ``p90``, ``p99``,
+    ``max``), ``classes`` (``{class: {requests, share, tokens}}``) and
+    ``tokens_per_month``, ``input_tokens_per_month``, ``output_tokens_per_month`` (30 days).
+    """
     summary = _Summary(wl, horizon_s)
     for block in iter_blocks(wl, horizon_s, seed):
         summary.add(block)

@@ -118,6 +118,8 @@ def load_spec(spec: str, *, horizon: str | None = None,
     data = read_yaml(path) if path.is_file() else None
     if isinstance(data, dict) and "workload" in data:
         wl = parse_workload(data["workload"], base_dir=path.parent, file=str(path))
+        if not wl.name:
+            wl = wl.model_copy(update={"name": str(data.get("name") or path.stem)})
         horizon_s = _horizon_s(horizon, data.get("horizon"), str(path))
         return wl, horizon_s, _seed(seed, data.get("seed"), str(path))
     wl = parse_workload(spec, base_dir=None, field="")

@@ -6,7 +6,6 @@ next event from scratch. It is slow and obvious; the engine must give the same
 per-request admission, first-token and completion times to floating-point precision.
 """
 
-import heapq
 
 import numpy as np
 import pytest
