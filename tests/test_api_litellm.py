@@ -9,8 +9,9 @@ import pytest
 
 from sim.api import load_api_models, prices_from_litellm
 from sim.errors import ConfigError
+from tests.shared_data import SHARED_DATA
 
-SHARED_JSON = Path("/work/shared/data/prices/litellm/model_prices_and_context_window.json")
+SHARED_JSON = SHARED_DATA / "prices/litellm/model_prices_and_context_window.json"
 needs_shared = pytest.mark.skipif(not SHARED_JSON.is_file(), reason="shared LiteLLM JSON absent")
 
 

@@ -15,9 +15,10 @@ from sim.arrivals import TraceArrivals, build_process, trace_replay
 from sim.errors import ConfigError
 from sim.loader import builtin_dir
 from sim.traces import read_length_column, read_trace, resolve_trace_path, trace_columns
+from tests.shared_data import SHARED_DATA
 
 SHIPPED_AZURE = builtin_dir("workloads") / "data" / "AzureLLMInferenceTrace_conv.csv"
-SHARED = Path("/work/shared/data/traces")
+SHARED = SHARED_DATA / "traces"
 SHARED_AZURE = SHARED / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv"
 SHARED_MOONCAKE = SHARED / "mooncake_fast25" / "synthetic_trace.jsonl"
 SHARED_VIDUR = (SHARED / "vidur_length_dists"

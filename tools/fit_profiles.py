@@ -59,7 +59,7 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_DATA_DIR = Path("/work/shared/data")
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 GIB = 2**30
 Z95 = 1.6448536269514722  # standard normal 95th percentile
 
