@@ -323,7 +323,26 @@ class Engine:
         if version != rep.version:
             return  # superseded by an earlier wake-up
         t = self.env.now
-        rep.wake_t = -INF
+        peek = self.env.peek
+        heap = rep.heap
+        while True:
+            rep.wake_t = -INF
+            self._complete(rep, t)
+            rep.wake_t = INF
+            if not heap:
+                return
+            t_next = rep.next_completion_t()
+            # The replica's next completion comes before any other pending event: handle
+            # it in this same event (the clock is passed explicitly, like arrivals).
+            if t_next >= peek():
+                rep.wake_t = t_next
+                rep.version += 1
+                self._schedule(t_next, self._on_wake, (rep, rep.version))
+                return
+            t = t_next
+
+    def _complete(self, rep: Replica, t: float) -> None:
+        """End the requests whose finish point replica ``rep`` reaches at ``t``."""
         heap = rep.heap
         b0 = len(heap)
         start = rep.last_t if rep.last_t > rep.stall_until else rep.stall_until
@@ -333,33 +352,29 @@ class Engine:
         rep.last_t = t
         # Float tolerance on the virtual clock: far below one token.
         limit = rep.v + 1e-9 * (1.0 + rep.v)
-        if t >= rep.stall_until and heap and heap[0][0] <= limit:
-            self._area_to(t)
-            tot = self.totals
-            while heap and heap[0][0] <= limit:
-                _, key, blk = heappop(heap)
-                j = key & _LOW32
-                rep.kv_used -= blk.inp[j] + blk.out[j]
-                blk.end[j] = t
-                blk.outcome[j] = OUTCOME_GPU
-                tot.gpu_sojourn_s += t - blk.arrival[j]
-                blk.outstanding -= 1
-                if not blk.outstanding:
-                    self._maybe_finish(blk)
-            done = b0 - len(heap)
-            tot.served_gpu += done
-            self._n_sys -= done
-            self.router.moved(rep.idx, b0, len(heap))
-            if not heap:
-                rep.kv_used = 0.0  # drop accumulated float rounding
-            if self.queued:
-                self._dispatch(t)
-        rep.wake_t = INF
-        if heap:
-            t_next = rep.next_completion_t()
-            rep.wake_t = t_next
-            rep.version += 1
-            self._schedule(t_next, self._on_wake, (rep, rep.version))
+        if t < rep.stall_until or not heap or heap[0][0] > limit:
+            return  # an early wake-up: an admission delayed this completion
+        tot = self.totals
+        tot.gpu_area += self._n_sys * (t - self._t_area)
+        self._t_area = t
+        while heap and heap[0][0] <= limit:
+            _, key, blk = heappop(heap)
+            j = key & _LOW32
+            rep.kv_used -= blk.inp[j] + blk.out[j]
+            blk.end[j] = t
+            blk.outcome[j] = OUTCOME_GPU
+            tot.gpu_sojourn_s += t - blk.arrival[j]
+            blk.outstanding -= 1
+            if not blk.outstanding:
+                self._maybe_finish(blk)
+        done = b0 - len(heap)
+        tot.served_gpu += done
+        self._n_sys -= done
+        self.router.moved(rep.idx, b0, len(heap))
+        if not heap:
+            rep.kv_used = 0.0  # drop accumulated float rounding
+        if self.queued:
+            self._dispatch(t)
 
     # ------------------------------------------------------------ waiting room
     def _enqueue(self, blk: _Block, j: int, t: float) -> None:
