@@ -215,7 +215,7 @@ def _overview(summary: Summary, meta: Mapping[str, Any], to_month: float) -> Tab
                  f" requests/month, {_with_ci(summary, 'tokens_per_month', format_count)}"
                  " tokens/month")
     grid.add_row("GPU", f"utilization {_with_ci(summary, 'gpu_utilization', format_percent)}"
-                 f" of saturated throughput, busy "
+                 f" of fleet capacity (prefill + decode at best rates), busy "
                  f"{_with_ci(summary, 'gpu_busy_fraction', format_percent)} of the time")
     grid.add_row("Overflow", f"{_with_ci(summary, 'overflow_share', format_percent)} of "
                  f"requests served by the API, "
