@@ -113,6 +113,7 @@ class FinishedBlock:
     replica: np.ndarray  # int32, -1 if not on a GPU
     api: np.ndarray  # int16, -1 if not on an API
     attempts: np.ndarray  # int16 API attempts
+    restarts: np.ndarray  # int16: times evicted from a failed or preempted replica
     start_s: np.ndarray
     first_token_s: np.ndarray
     end_s: np.ndarray
@@ -138,7 +139,7 @@ class _Block:
     """Per-block request data (as lists, fast to index) and record lists."""
 
     __slots__ = ("index", "base", "block", "arrival", "inp", "out", "stream", "outcome", "reason",
-                 "replica", "api", "attempts", "start", "first", "end", "outstanding",
+                 "replica", "api", "attempts", "restarts", "start", "first", "end", "outstanding",
                  "all_arrived")
 
     def __init__(self, index: int, block: RequestBlock):
@@ -156,6 +157,7 @@ class _Block:
         self.replica = [-1] * n
         self.api = [-1] * n
         self.attempts = [0] * n
+        self.restarts = [0] * n
         self.start = [nan] * n
         self.first = [nan] * n
         self.end = [nan] * n
@@ -166,14 +168,22 @@ class _Block:
 class Engine:
     """One replication of the fleet; call :meth:`run` once."""
 
-    def __init__(self, *, replicas: int, spec: ReplicaSpec, streams: Sequence[StreamPolicy],
-                 apis: Sequence[ApiEndpoint] = (), router: str = "least_loaded",
-                 queue_limit: int | None = None,
-                 seed: np.random.SeedSequence | int = 0):
+    def __init__(self, *, replicas: int = 0, spec: ReplicaSpec | None = None,
+                 streams: Sequence[StreamPolicy], apis: Sequence[ApiEndpoint] = (),
+                 router: str = "least_loaded", queue_limit: int | None = None,
+                 seed: np.random.SeedSequence | int = 0,
+                 specs: Sequence[ReplicaSpec] | None = None,
+                 pools: Sequence[int] | None = None, up: Sequence[bool] | None = None):
+        """``replicas`` copies of ``spec``, or one replica per entry of ``specs`` (with its
+        ``pools`` id and whether it is ``up`` at time zero, for fleets that change)."""
         self.env = simpy.Environment()
         self._queue = self.env._queue  # see _schedule
         self._eid = self.env._eid
-        self.replicas = [Replica(i, spec) for i in range(replicas)]
+        specs = list(specs) if specs is not None else [spec] * replicas
+        self.replicas = [Replica(i, s, up=True if up is None else bool(up[i]),
+                                 pool=0 if pools is None else pools[i])
+                         for i, s in enumerate(specs)]
+        self._max_kv = max((r.kv_cap for r in self.replicas), default=0.0)
         self.router = Router(self.replicas, router, stream(seed, "router"))
         self.streams = list(streams)
         self.apis = list(apis)
@@ -181,7 +191,8 @@ class Engine:
         self.seed = seed
         self.queues: list[deque] = [deque() for _ in self.streams]
         self.expire_after = [p.expire_after_s for p in self.streams]
-        self.timer_pending = [False] * len(self.streams)
+        self.timer_t = [INF] * len(self.streams)  # pending expiry timer per stream queue
+        self.timer_version = [0] * len(self.streams)
         self.queued = 0
         self.totals = EngineTotals()
         self._n_sys = 0  # requests in the GPU system (queued or running)
@@ -268,7 +279,7 @@ class Engine:
             self._to_api(blk, j, t, pol.api_index, 0)
             return
         need = blk.inp[j] + blk.out[j]
-        if not self.replicas or need > self.replicas[0].kv_cap:
+        if need > self._max_kv:
             if pol.api_index is not None:
                 self._to_api(blk, j, t, pol.api_index, 0)
             else:
@@ -373,8 +384,66 @@ class Engine:
         self.router.moved(rep.idx, b0, len(heap))
         if not heap:
             rep.kv_used = 0.0  # drop accumulated float rounding
+            if rep.on_drained is not None:
+                callback, rep.on_drained = rep.on_drained, None
+                callback(rep.idx, t)
         if self.queued:
             self._dispatch(t)
+
+    # ---------------------------------------------------- a fleet that changes
+    def start_replica(self, idx: int) -> None:
+        """Replica ``idx`` is up (provisioned, loaded, repaired) and takes requests now."""
+        rep = self.replicas[idx]
+        if rep.up:
+            return
+        rep.advance(self.env.now)
+        rep.up = True
+        rep.on_drained = None
+        self.router.activate(idx)
+        if self.queued:
+            self._dispatch(self.env.now)
+
+    def drain_replica(self, idx: int, on_drained: Callable[[int, float], None]) -> None:
+        """Stop sending requests to ``idx``; ``on_drained(idx, t)`` once its last one ends."""
+        rep = self.replicas[idx]
+        if rep.up:
+            rep.up = False
+            self.router.deactivate(idx)
+        if rep.heap:
+            rep.on_drained = on_drained
+        else:
+            on_drained(idx, self.env.now)
+
+    def fail_replica(self, idx: int) -> int:
+        """Replica ``idx`` fails or is preempted now: its running requests go back to the
+        waiting room (oldest first, ahead of younger requests) to be retried elsewhere,
+        or leave it by their class's overflow or deadline rule. Returns how many."""
+        rep = self.replicas[idx]
+        t = self.env.now
+        if rep.up:
+            rep.up = False
+            self.router.deactivate(idx)
+        rep.on_drained = None
+        evicted = rep.evict(t)
+        for _, key, blk in evicted:
+            self._requeue(blk, key & _LOW32, t)
+        if self.queued:
+            self._dispatch(t)
+        return len(evicted)
+
+    def _requeue(self, blk: _Block, j: int, t: float) -> None:
+        blk.restarts[j] += 1
+        blk.replica[j] = -1
+        blk.start[j] = blk.first[j] = float("nan")
+        s = blk.stream[j]
+        q = self.queues[s]
+        k = 0
+        while k < len(q) and _older(q[k], (blk, j)):
+            k += 1
+        q.insert(k, (blk, j))  # still in the GPU system: its sojourn goes on
+        self.queued += 1
+        if self.expire_after[s] < INF:
+            self._arm_timer(s, max(t, q[0][0].arrival[q[0][1]] + self.expire_after[s]))
 
     # ------------------------------------------------------------ waiting room
     def _enqueue(self, blk: _Block, j: int, t: float) -> None:
@@ -385,9 +454,15 @@ class Engine:
         self.queued += 1
         if self.queued > self.totals.max_queue:
             self.totals.max_queue = self.queued
-        if not self.timer_pending[s] and self.expire_after[s] < INF:
-            self.timer_pending[s] = True
-            self._schedule(t + self.expire_after[s], self._on_expiry, s)
+        if self.timer_t[s] == INF and self.expire_after[s] < INF:
+            self._arm_timer(s, t + self.expire_after[s])
+
+    def _arm_timer(self, s: int, t_fire: float) -> None:
+        """Make sure stream ``s``'s queue is checked for expired requests at ``t_fire``."""
+        if t_fire < self.timer_t[s]:
+            self.timer_t[s] = t_fire
+            self.timer_version[s] += 1
+            self._schedule(t_fire, self._on_expiry, (s, self.timer_version[s]))
 
     def _dispatch(self, t: float) -> None:
         """Start waiting requests, oldest first, while some replica can take them."""
@@ -406,7 +481,10 @@ class Engine:
             self._admit(rep, blk, j, t)
 
     def _on_expiry(self, ev: Event) -> None:
-        s = ev._value
+        s, version = ev._value
+        if version != self.timer_version[s]:
+            return  # superseded by an earlier timer
+        self.timer_t[s] = INF
         t = self.env.now
         q = self.queues[s]
         after = self.expire_after[s]
@@ -423,9 +501,7 @@ class Engine:
                 self._to_api(blk, j, t, pol.api_index, 0)
         if q:
             blk, j = q[0]
-            self._schedule(blk.arrival[j] + after, self._on_expiry, s)
-        else:
-            self.timer_pending[s] = False
+            self._arm_timer(s, blk.arrival[j] + after)
 
     # --------------------------------------------------------------- the API
     def _to_api(self, blk: _Block, j: int, t: float, api_index: int, attempt: int) -> None:
@@ -484,7 +560,8 @@ class Engine:
                 end[sel] = start[sel] + e2e
         return FinishedBlock(blk.index, block, outcome, np.array(blk.reason, np.int8),
                              np.array(blk.replica, np.int32), api,
-                             np.array(blk.attempts, np.int16), start, first, end)
+                             np.array(blk.attempts, np.int16), np.array(blk.restarts, np.int16),
+                             start, first, end)
 
 
 def _older(a: tuple, b: tuple) -> bool:

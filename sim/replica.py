@@ -68,10 +68,14 @@ class Replica:
     """State of one replica; the engine drives it and reads its fields directly."""
 
     __slots__ = ("idx", "v", "last_t", "stall_until", "heap", "kv_used", "wake_t", "version",
-                 "busy_s", "rates", "spec", "prefill_s_per_token", "kv_cap", "max_batch")
+                 "busy_s", "rates", "spec", "prefill_s_per_token", "kv_cap", "max_batch", "up",
+                 "pool", "on_drained")
 
-    def __init__(self, idx: int, spec: ReplicaSpec):
+    def __init__(self, idx: int, spec: ReplicaSpec, *, up: bool = True, pool: int = 0):
         self.idx = idx
+        self.up = up  # accepting new requests (False: provisioning, draining, failed)
+        self.pool = pool
+        self.on_drained = None  # called when a draining replica's last request completes
         self.spec = spec
         self.v = 0.0
         self.last_t = 0.0
@@ -122,6 +126,17 @@ class Replica:
         start = self.last_t if self.last_t > self.stall_until else self.stall_until
         left = heap[0][0] - self.v
         return start + left / self.rates[len(heap)] if left > 0.0 else start
+
+    def evict(self, t: float) -> list[tuple[float, int, object]]:
+        """Drop every running request at ``t`` (failure or preemption); returns them."""
+        self.advance(t)
+        evicted = sorted(self.heap)
+        self.heap.clear()
+        self.kv_used = 0.0
+        self.stall_until = t
+        self.version += 1  # invalidates any pending wake-up
+        self.wake_t = INF
+        return evicted
 
     def pop_finished(self, t: float) -> list[tuple[float, int, object]]:
         """Remove and return the requests whose finish point the clock has reached by ``t``.

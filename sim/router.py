@@ -32,28 +32,63 @@ POLICIES = ("least_loaded", "round_robin", "power_of_two")
 
 
 class Router:
-    """Tracks replica loads and picks a replica for a request."""
+    """Tracks the loads of the replicas that are up and picks a replica for a request."""
 
     __slots__ = ("replicas", "policy", "buckets", "min_load", "rr_next", "_rng", "_draws",
-                 "_draw_i", "n")
+                 "_draw_i", "active", "_pos")
 
     def __init__(self, replicas: list[Replica], policy: str = "least_loaded",
                  rng: np.random.Generator | None = None):
         if policy not in POLICIES:
             raise ValueError(f"unknown router policy {policy!r}")
         self.replicas = replicas
-        self.n = len(replicas)
         self.policy = policy
-        # buckets[b]: replicas with b running requests, as an insertion-ordered set (dict).
-        self.buckets: list[dict[int, None]] = [dict.fromkeys(range(self.n))]
+        # buckets[b]: up replicas with b running requests, as an insertion-ordered set (dict).
+        self.buckets: list[dict[int, None]] = [{}]
         self.min_load = 0
+        self.active: list[int] = []  # up replicas, for round-robin and random choices
+        self._pos: dict[int, int] = {}
         self.rr_next = 0
         self._rng = rng if rng is not None else np.random.default_rng(0)
-        self._draws: list[int] = []
+        self._draws: list[float] = []
         self._draw_i = 0
+        for rep in replicas:
+            if rep.up:
+                self.activate(rep.idx)
+
+    def activate(self, idx: int) -> None:
+        """Replica ``idx`` starts taking requests."""
+        load = len(self.replicas[idx].heap)
+        while load >= len(self.buckets):
+            self.buckets.append({})
+        self.buckets[load][idx] = None
+        if len(self.active) == 0 or load < self.min_load:
+            self.min_load = load
+        self._pos[idx] = len(self.active)
+        self.active.append(idx)
+
+    def deactivate(self, idx: int) -> None:
+        """Replica ``idx`` stops taking requests (draining, failed, preempted)."""
+        load = len(self.replicas[idx].heap)
+        del self.buckets[load][idx]
+        k = self._pos.pop(idx)
+        last = self.active.pop()
+        if last != idx:
+            self.active[k] = last
+            self._pos[last] = k
+        if self.active and load == self.min_load and not self.buckets[load]:
+            self._raise_min(load)
+
+    def _raise_min(self, m: int) -> None:
+        buckets = self.buckets
+        while not buckets[m]:
+            m += 1
+        self.min_load = m
 
     def moved(self, idx: int, old: int, new: int) -> None:
         """Replica ``idx`` went from ``old`` to ``new`` running requests."""
+        if not self.replicas[idx].up:
+            return  # draining: not a candidate
         buckets = self.buckets
         del buckets[old][idx]
         if new >= len(buckets):
@@ -62,14 +97,11 @@ class Router:
         if new < self.min_load:
             self.min_load = new
         elif old == self.min_load and not buckets[old]:
-            m = old
-            while not buckets[m]:
-                m += 1
-            self.min_load = m
+            self._raise_min(old)
 
     def pick(self, need_kv: float) -> Replica | None:
         """A replica that can admit a request needing ``need_kv`` KV tokens, or None."""
-        if self.n == 0:
+        if not self.active:
             return None
         if self.policy == "least_loaded":
             rep = self.replicas[next(iter(self.buckets[self.min_load]))]
@@ -82,13 +114,12 @@ class Router:
         return rep
 
     def _round_robin(self) -> Replica | None:
-        reps = self.replicas
-        if self.min_load >= reps[0].max_batch:
-            return None  # every replica is full
-        i = self.rr_next
-        for _ in range(self.n):
-            rep = reps[i]
-            i = i + 1 if i + 1 < self.n else 0
+        active, reps = self.active, self.replicas
+        n = len(active)
+        i = self.rr_next % n
+        for _ in range(n):
+            rep = reps[active[i]]
+            i = i + 1 if i + 1 < n else 0
             if len(rep.heap) < rep.max_batch:
                 self.rr_next = i
                 return rep
@@ -96,10 +127,11 @@ class Router:
 
     def _two_choices(self) -> Replica | None:
         if self._draw_i + 2 > len(self._draws):
-            self._draws = self._rng.integers(0, self.n, 8192).tolist()
+            self._draws = self._rng.random(8192).tolist()
             self._draw_i = 0
-        a = self.replicas[self._draws[self._draw_i]]
-        b = self.replicas[self._draws[self._draw_i + 1]]
+        n = len(self.active)
+        a = self.replicas[self.active[int(self._draws[self._draw_i] * n)]]
+        b = self.replicas[self.active[int(self._draws[self._draw_i + 1] * n)]]
         self._draw_i += 2
         best = a if len(a.heap) <= len(b.heap) else b
         if len(best.heap) < best.max_batch:

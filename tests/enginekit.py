@@ -40,7 +40,8 @@ def run_engine(arrival_s, output_tokens, *, spec: ReplicaSpec, replicas: int = 1
     fb = FinishedBlock(
         0, concat_blocks([g.requests for g in got]),
         *(np.concatenate([getattr(g, f) for g in got]) for f in
-          ("outcome", "reason", "replica", "api", "attempts", "start_s", "first_token_s",
+          ("outcome", "reason", "replica", "api", "attempts", "restarts", "start_s",
+           "first_token_s",
            "end_s")))
     return fb, totals, eng
 

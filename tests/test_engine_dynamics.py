@@ -1,0 +1,91 @@
+"""Replicas that fail, drain and come back: nothing is lost, nothing is served twice."""
+
+import numpy as np
+
+from sim.engine import OUTCOME_API, OUTCOME_GPU, Engine, FinishedBlock, StreamPolicy
+from sim.replica import ReplicaSpec
+from sim.requests import RequestBlock
+from tests.enginekit import unlimited_api
+
+SPEC = ReplicaSpec(rate_table=[0.0, 20.0, 18.0, 16.0, 15.0], max_batch=4,
+                   prefill_tokens_per_s=5000.0)
+
+
+def make(policy, n=3000, seed=1, up=None, replicas=3):
+    rng = np.random.default_rng(seed)
+    arr = np.cumsum(rng.exponential(0.25, n))
+    blk = RequestBlock.from_arrays(arr, rng.integers(10, 500, n), rng.integers(5, 100, n))
+    eng = Engine(specs=[SPEC] * replicas, streams=[policy], apis=[unlimited_api()],
+                 up=up, seed=seed)
+    return eng, blk
+
+
+def run(eng, blk):
+    got: list[FinishedBlock] = []
+    tot = eng.run([blk], got.append)
+    return got[0], tot
+
+
+def failures(eng, schedule):
+    """A SimPy process: at each (t, action, replica) call the engine's primitive."""
+    def proc():
+        for t, action, idx in schedule:
+            yield eng.env.timeout(t - eng.env.now)
+            if action == "fail":
+                eng.fail_replica(idx)
+            elif action == "start":
+                eng.start_replica(idx)
+    eng.env.process(proc())
+
+
+def test_failed_replica_requests_restart_elsewhere_and_end_once():
+    eng, blk = make(StreamPolicy("never"))
+    failures(eng, [(100.0, "fail", 0), (160.0, "start", 0), (300.0, "fail", 1),
+                   (301.0, "fail", 2), (340.0, "start", 1), (345.0, "start", 2)])
+    fb, tot = run(eng, blk)
+    assert tot.arrived == len(blk) == tot.served_gpu
+    assert np.all(fb.outcome == OUTCOME_GPU)
+    assert fb.restarts.sum() > 0
+    restarted = fb.restarts > 0
+    # a restarted request started (again) after its failure and kept its arrival time
+    assert np.all(fb.start_s[restarted] >= 100.0)
+    assert np.all(fb.end_s >= fb.first_token_s) and np.all(fb.first_token_s >= fb.start_s)
+    assert np.isclose(tot.gpu_area, tot.gpu_sojourn_s, rtol=1e-9)
+    # nothing ran on a replica while it was down
+    on0 = (fb.replica == 0) & (fb.start_s > 100.0) & (fb.start_s < 160.0)
+    assert not on0.any()
+
+
+def test_evicted_requests_overflow_when_their_wait_passed_the_threshold():
+    eng, blk = make(StreamPolicy("wait_exceeds", 0, threshold_s=5.0), replicas=1)
+    failures(eng, [(200.0, "fail", 0), (400.0, "start", 0)])
+    fb, tot = run(eng, blk)
+    assert tot.arrived == tot.served_gpu + tot.served_api
+    during = (fb.requests.arrival_s > 200.0) & (fb.requests.arrival_s < 390.0)
+    assert np.all(fb.outcome[during] == OUTCOME_API)
+    assert ((fb.restarts > 0) & (fb.outcome == OUTCOME_API)).any()
+    assert np.isclose(tot.gpu_area, tot.gpu_sojourn_s, rtol=1e-9)
+
+
+def test_draining_replica_finishes_its_work_and_takes_no_more():
+    eng, blk = make(StreamPolicy("never"))
+    drained = []
+
+    def proc():
+        yield eng.env.timeout(50.0)
+        eng.drain_replica(2, lambda idx, t: drained.append((idx, t)))
+    eng.env.process(proc())
+    fb, tot = run(eng, blk)
+    assert len(drained) == 1 and drained[0][0] == 2 and drained[0][1] >= 50.0
+    assert not ((fb.replica == 2) & (fb.start_s > 50.0)).any()
+    assert tot.served_gpu == len(blk) and fb.restarts.sum() == 0
+
+
+def test_replicas_down_at_start_serve_only_once_started():
+    eng, blk = make(StreamPolicy("never"), up=[True, False, False])
+    failures(eng, [(120.0, "start", 1)])
+    fb, tot = run(eng, blk)
+    assert not ((fb.replica == 1) & (fb.start_s < 120.0)).any()
+    assert not (fb.replica == 2).any()
+    assert ((fb.replica == 1) & (fb.start_s >= 120.0)).any()
+    assert tot.served_gpu == len(blk)
