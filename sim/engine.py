@@ -275,6 +275,17 @@ class Engine:
     def _route(self, blk: _Block, j: int, t: float) -> None:
         pol = self.streams[blk.stream[j]]
         mode = pol.mode
+        if mode == "never" and not self.queued:
+            # Fast path for the common case: a GPU-only request and nobody waiting.
+            need = blk.inp[j] + blk.out[j]
+            if need <= self._max_kv:
+                rep = self.router.pick(need)
+                if rep is not None:
+                    self.totals.gpu_area += self._n_sys * (t - self._t_area)
+                    self._t_area = t
+                    self._n_sys += 1
+                    self._admit(rep, blk, j, t)
+                    return
         if mode == "always":
             self._to_api(blk, j, t, pol.api_index, 0)
             return
@@ -312,7 +323,15 @@ class Engine:
             rep.busy_s += t - rep.last_t
         rep.last_t = t
         key = blk.base + j
-        first = rep.admit(t, blk.inp[j], blk.out[j], key, blk)
+        # Replica.admit, inlined: prefill joins the FCFS stall, KV is reserved, and the
+        # request's finish point on the virtual clock is v + output tokens.
+        inp, out = blk.inp[j], blk.out[j]
+        first = (rep.stall_until if rep.stall_until > t else t) + inp * rep.prefill_s_per_token
+        rep.stall_until = first
+        rep.kv_used += inp + out
+        heappush(heap, (rep.v + out, key, blk))
+        if b + 1 >= len(rep.rates):
+            rep.grow_rates()
         self.router.moved(rep.idx, b, b + 1)
         blk.replica[j] = rep.idx
         blk.start[j] = t

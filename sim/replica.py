@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
+from heapq import heappop
 
 __all__ = ["ReplicaSpec", "Replica", "INF"]
 
@@ -106,18 +106,9 @@ class Replica:
             self.busy_s += t - self.last_t
         self.last_t = t
 
-    def admit(self, t: float, input_tokens: float, output_tokens: float, key: int,
-              tag: object) -> float:
-        """Start a request at ``t`` (after :meth:`advance`); returns its first-token time."""
-        stall = self.stall_until if self.stall_until > t else t
-        stall += input_tokens * self.prefill_s_per_token
-        self.stall_until = stall
-        self.kv_used += input_tokens + output_tokens
-        heap = self.heap
-        heappush(heap, (self.v + output_tokens, key, tag))
-        if len(heap) >= len(self.rates):  # an uncapped replica outgrew its rate table
-            self.rates = self.spec.rates(2 * len(heap))
-        return stall
+    def grow_rates(self) -> None:
+        """An uncapped replica outgrew its rate table: extend it."""
+        self.rates = self.spec.rates(2 * len(self.heap) + 2)
 
     def next_completion_t(self) -> float:
         heap = self.heap
