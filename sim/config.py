@@ -40,8 +40,12 @@ class FleetConfig(Model):
 
 
 class RouterConfig(Model):
+    """Placement policy, waiting-room bound and class priorities (first listed goes first;
+    unlisted classes after them; FCFS within a class)."""
+
     policy: Literal["least_loaded", "round_robin", "power_of_two"] = "least_loaded"
     queue_limit: int | None = Field(default=None, ge=0)
+    priority: list[str] = []
 
 
 class OverflowRule(Model):
@@ -201,6 +205,11 @@ def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> E
                            field="fleet.profile")
     apis = load_api_models(cfg.api or None, file=file, field="api")
     costs = validate(CostConfig, cfg.costs, file=file, prefix="costs")
+    for k, cls_name in enumerate(cfg.router.priority):
+        if cls_name not in workload.class_names:
+            raise ConfigError(f"no traffic class '{cls_name}' in the workload"
+                              f"{closest(cls_name, workload.class_names)}", file=file,
+                              field=f"router.priority[{k}]")
     for cls_name, rule in cfg.overflow.items():
         if cls_name not in workload.class_names:
             raise ConfigError(f"no traffic class '{cls_name}' in the workload"

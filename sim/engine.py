@@ -66,6 +66,7 @@ class StreamPolicy:
     api_index: int | None = None
     threshold_s: float = INF
     deadline_s: float = INF
+    priority: int = 0  # lower goes first out of the waiting room; FCFS within a level
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -191,6 +192,8 @@ class Engine:
         self.seed = seed
         self.queues: list[deque] = [deque() for _ in self.streams]
         self.expire_after = [p.expire_after_s for p in self.streams]
+        self.rank = [p.priority for p in self.streams]
+        self._last_enqueued = -1
         self.timer_t = [INF] * len(self.streams)  # pending expiry timer per stream queue
         self.timer_version = [0] * len(self.streams)
         self.queued = 0
@@ -310,6 +313,16 @@ class Engine:
                 self._to_api(blk, j, t, pol.api_index, 0)
             return
         self._enqueue(blk, j, t)
+        if pol.priority < self._best_waiting_rank():
+            self._dispatch(t)  # it outranks everyone waiting: it may fit where they do not
+
+    def _best_waiting_rank(self) -> int:
+        """The best (lowest) priority among waiting requests, other than the newest."""
+        best = 1 << 30
+        for s, q in enumerate(self.queues):
+            if len(q) > (1 if s == self._last_enqueued else 0) and self.rank[s] < best:
+                best = self.rank[s]
+        return best
 
     # ------------------------------------------------------------ GPU serving
     def _admit(self, rep: Replica, blk: _Block, j: int, t: float) -> None:
@@ -467,6 +480,7 @@ class Engine:
     # ------------------------------------------------------------ waiting room
     def _enqueue(self, blk: _Block, j: int, t: float) -> None:
         s = blk.stream[j]
+        self._last_enqueued = s
         self._area_to(t)
         self._n_sys += 1
         self.queues[s].append((blk, j))
@@ -484,13 +498,15 @@ class Engine:
             self._schedule(t_fire, self._on_expiry, (s, self.timer_version[s]))
 
     def _dispatch(self, t: float) -> None:
-        """Start waiting requests, oldest first, while some replica can take them."""
-        queues = self.queues
+        """Start waiting requests (by priority, then oldest first) while a replica has room."""
+        queues, rank = self.queues, self.rank
         while self.queued:
             head_q = None
-            for q in queues:
-                if q and (head_q is None or _older(q[0], head_q[0])):
-                    head_q = q
+            best = 0
+            for s, q in enumerate(queues):
+                if q and (head_q is None or rank[s] < best
+                          or (rank[s] == best and _older(q[0], head_q[0]))):
+                    head_q, best = q, rank[s]
             blk, j = head_q[0]
             rep = self.router.pick(blk.inp[j] + blk.out[j])
             if rep is None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -67,44 +66,59 @@ def _usd(x: float, _pos: Any = None) -> str:
 # ----------------------------------------------------------------------- day profile
 
 
-def _day_table(timeseries: pa.Table | pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    df = timeseries.to_pandas() if isinstance(timeseries, pa.Table) else timeseries.copy()
+def _columns(timeseries: Any) -> dict[str, np.ndarray]:
+    """Columns of a pyarrow Table (or anything with ``to_dict('list')``) as arrays."""
+    if isinstance(timeseries, pa.Table):
+        return {c: timeseries.column(c).to_numpy() for c in timeseries.column_names}
+    return {c: np.asarray(v) for c, v in timeseries.to_dict("list").items()}
+
+
+def _day_table(timeseries: Any) -> tuple[dict[str, np.ndarray], float]:
+    """Per (replication, time-of-day bin) wide arrays of utilization, overflow share."""
+    cols = _columns(timeseries)
     needed = {"replication", "t_s", "bin_s", "arrivals", "to_api", "utilization"}
-    missing = needed - set(df.columns)
+    missing = needed - set(cols)
     if missing:
         raise ValueError(f"timeseries lacks column(s) {sorted(missing)}")
-    if df.empty:
+    if not cols["t_s"].size:
         raise ValueError("timeseries is empty")
-    bin_s = float(df["bin_s"].iloc[0])
-    df["tod_bin"] = np.floor((df["t_s"].to_numpy(float) % _DAY_S) / bin_s).astype(int)
-    return df, bin_s
+    bin_s = float(cols["bin_s"][0])
+    n_tod = int(round(_DAY_S / bin_s))
+    tod = np.floor((cols["t_s"].astype(float) % _DAY_S) / bin_s).astype(int) % n_tod
+    reps, rep_idx = np.unique(cols["replication"], return_inverse=True)
+    cell = rep_idx * n_tod + tod
+    size = reps.size * n_tod
+
+    def total(name: str) -> np.ndarray:
+        return np.bincount(cell, cols[name].astype(float), minlength=size)
+
+    count = np.bincount(cell, minlength=size).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        util = total("utilization") / count
+        arrivals = total("arrivals")
+        overflow = np.where(arrivals > 0, total("to_api") / arrivals, np.nan)
+    wide = {"utilization": util.reshape(reps.size, n_tod).T,
+            "overflow": overflow.reshape(reps.size, n_tod).T}
+    return wide, bin_s
 
 
-def plot_day_profile(timeseries: pa.Table | pd.DataFrame, path: str | os.PathLike[str]
-                     ) -> Path:
+def plot_day_profile(timeseries: Any, path: str | os.PathLike[str]) -> Path:
     """GPU utilization and overflow share over an average day, with a p5-p95 band.
 
     Each replication's bins are folded by time of day and averaged over its days
     (overflow share as total to-API over total arrivals per time-of-day bin); the line is
     the mean over replications and the band the 5th-95th percentile across them.
     """
-    df, bin_s = _day_table(timeseries)
-    per_rep = df.groupby(["replication", "tod_bin"]).agg(
-        utilization=("utilization", "mean"), arrivals=("arrivals", "sum"),
-        to_api=("to_api", "sum"))
-    arrivals = per_rep["arrivals"].to_numpy(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_rep["overflow"] = np.where(arrivals > 0, per_rep["to_api"] / arrivals, np.nan)
-    n_rep = int(df["replication"].nunique())
+    wide_by, bin_s = _day_table(timeseries)
+    n_rep = next(iter(wide_by.values())).shape[1]
 
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     ax_util, ax_over = fig.subplots(2, 1, sharex=True)
     panels = ((ax_util, "utilization", "GPU utilization", _COLORS[0]),
               (ax_over, "overflow", "Share of requests sent to the API", _COLORS[1]))
     for ax, column, label, color in panels:
-        wide = per_rep[column].unstack("replication")
-        hours = wide.index.to_numpy(float) * bin_s / 3600.0 + bin_s / 7200.0
-        values = wide.to_numpy(float)
+        values = wide_by[column]
+        hours = np.arange(values.shape[0]) * bin_s / 3600.0 + bin_s / 7200.0
         with warnings.catch_warnings():  # all-NaN bins (no arrivals) are expected
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(values, axis=1)

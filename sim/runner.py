@@ -50,15 +50,17 @@ def replica_spec(profile) -> ReplicaSpec:
 
 def _stream_policies(exp: Experiment, api_index: dict[str, int]) -> list[StreamPolicy]:
     policies = []
+    order = exp.config.router.priority
     for s in exp.workload.streams:
         rule = exp.config.overflow.get(s.traffic_class)
         deadline = s.slo.deadline_s if s.slo.deadline_s is not None else INF
+        rank = order.index(s.traffic_class) if s.traffic_class in order else len(order)
         if rule is None:
-            policies.append(StreamPolicy("never", None, INF, deadline))
+            policies.append(StreamPolicy("never", None, INF, deadline, rank))
         else:
             policies.append(StreamPolicy(
                 rule.when, api_index.get(rule.to) if rule.to else None,
-                rule.threshold_s if rule.threshold_s is not None else INF, deadline))
+                rule.threshold_s if rule.threshold_s is not None else INF, deadline, rank))
     return policies
 
 
