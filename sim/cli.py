@@ -82,6 +82,10 @@ def _attach_optional_commands() -> None:
     except ImportError:  # pragma: no cover - during development
         return
     main.add_command(workload_group)
+    from .compare import compare_command
+
+    main.add_command(compare_command)
+    from . import sweep_cli  # noqa: F401 - registers sweep, plan and breakeven on main
 
 
 _attach_optional_commands()

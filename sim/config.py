@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from .errors import ConfigError, closest
+from .fleet_config import FleetConfig
 from .loader import builtin_dir, read_yaml, resolve_named
 from .schema import DurationS, Model, NonNegFloat, validate
 
@@ -30,13 +31,6 @@ __all__ = [
 ]
 
 DEFAULT_EXPERIMENT = "default"
-
-
-class FleetConfig(Model):
-    """The self-hosted fleet: a GPU profile (name, path or inline) and a replica count."""
-
-    profile: str | dict[str, Any]
-    replicas: int = Field(ge=0)
 
 
 class RouterConfig(Model):
@@ -86,6 +80,8 @@ class ExperimentConfig(Model):
     costs: dict[str, Any] = {}
     output: OutputConfig = OutputConfig()
     grid: dict[str, Any] = {}
+    variants: dict[str, dict[str, Any]] = {}
+    """Named what-ifs for ``capsim compare``: each maps override paths to values."""
 
     @model_validator(mode="after")
     def _positive_horizon(self) -> ExperimentConfig:
@@ -109,6 +105,11 @@ class Experiment:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def cold_start(self) -> Any:
+        """The cold start of a new replica (sim.profile.ColdStart), or None if unknown."""
+        return self.config.fleet.cold_start_s or self.profile.cold_start_s
 
     @property
     def api_only_model(self) -> str:
@@ -220,9 +221,31 @@ def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> E
             raise ConfigError(f"unknown API model '{rule.to}'{closest(rule.to, apis)}",
                               file=file, field=f"overflow.{cls_name}.to")
     exp = Experiment(cfg, workload, profile, apis, costs, file, raw)
+    _check_fleet(exp, file)
     if exp.api_only_model not in apis:
         raise ConfigError(f"unknown API model '{exp.api_only_model}'"
                           f"{closest(exp.api_only_model, apis)}", file=file,
                           field="api_only_reference")
     return exp
 
+
+
+def _check_fleet(exp: Experiment, file: str) -> None:
+    """What the fleet needs beyond its schema: a cold start and a price for each pool."""
+    from .costs import pool_usd_per_gpu_hour
+    from .runner import gpu_prices
+
+    fleet = exp.config.fleet
+    if not fleet.dynamic:
+        return
+    for i, pool in enumerate(fleet.pool_list):
+        where = f"fleet.pools[{i}]" if fleet.pools is not None else "fleet"
+        if pool.may_grow and exp.cold_start is None:
+            raise ConfigError(f"pool '{pool.name}' can add replicas but profile "
+                              f"'{exp.profile.name}' has no cold_start_s; set "
+                              "fleet.cold_start_s", file=file, field=where)
+        try:
+            pool_usd_per_gpu_hour(pool.tier, pool.usd_per_gpu_hour, exp.costs,
+                                  gpu_prices(exp.profile), 0.0, 0.5)
+        except ConfigError as exc:
+            raise exc.at(file=file, field_prefix=where) from None

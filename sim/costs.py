@@ -5,6 +5,11 @@ What it models, per replication and per month:
 * **compute**: the provisioned self-hosted fleet, ``replicas x gpus_per_replica x
   usd_per_gpu_hour x 720 h``. Idle GPUs cost the same as busy ones, and the fleet is
   billed for a *full* month whatever the simulated horizon (capacity is rented, not used).
+  A fleet of pools (:mod:`sim.fleet`) sums over its pools: a ``reserved`` pool exactly
+  as above at its own price (committed all month); an ``on_demand`` or ``spot`` pool pays
+  for the GPU-hours it was billed during the horizon, scaled to a month
+  (``billed GPU-hours x usd_per_gpu_hour x 720 h / horizon_h``). Keys per pool
+  ``cost.pool.<name>.compute_usd`` and per tier ``cost.compute.<tier>_usd``.
 * **engineering**: ``engineering_fte x usd_per_fte_year / 12`` (people running the fleet).
 * **infra**: everything else that is fixed per month (storage, networking, monitoring).
 * **reliability**: ``usd_per_failed_request x failed + usd_per_slo_violation x violations``,
@@ -53,6 +58,8 @@ __all__ = [
     "mean_of",
     "resolve_usd_per_gpu_hour",
     "sample_cost_inputs",
+    "pool_usd_per_gpu_hour",
+    "pool_compute_usd",
     "monthly_costs",
     "COST_LAYERS",
 ]
@@ -241,6 +248,70 @@ def sample_cost_inputs(cfg: CostConfig, rng: np.random.Generator,
             for (key, value), u in zip(sources.items(), uniforms, strict=True)}
 
 
+def pool_usd_per_gpu_hour(tier: str, explicit: float | Range | None, cfg: CostConfig,
+                          gpu_prices: Mapping[str, Any], experiment_price: float,
+                          u: float) -> float:
+    """The GPU price of one pool, drawn with the uniform ``u``.
+
+    In order: the pool's own ``usd_per_gpu_hour``; for the tier named by
+    ``costs.pricing``, the experiment's drawn price ``experiment_price``
+    (``input.usd_per_gpu_hour``, so a one-pool fleet sees the same price as before); the
+    profile's price for the tier; for ``reserved`` without one, the on-demand price (the
+    experiment's if ``costs.pricing`` is on-demand, else the profile's) less
+    ``costs.reserved_discount``. A spot pool without any price is a ConfigError.
+    """
+    if explicit is not None:
+        return quantile(explicit, u)
+    if tier == cfg.pricing:
+        return float(experiment_price)
+    field = "usd_per_gpu_hour"
+    listed = gpu_prices.get(tier)
+    if listed is not None:
+        return quantile(_as_uncertain(listed, field), u)
+    if tier == "reserved":
+        if cfg.pricing == "on_demand":
+            base = float(experiment_price)
+        else:
+            base = quantile(_as_uncertain(gpu_prices.get("on_demand"), field), u)
+        return base * (1.0 - cfg.reserved_discount)
+    raise ConfigError(f"the GPU profile has no {tier.replace('_', '-')} price; set the "
+                      "pool's usd_per_gpu_hour", field=field)
+
+
+def _pools_in(run: Mapping[str, Any]) -> list[str]:
+    suffix = ".billed_replica_s"
+    return [key[len("pool."):-len(suffix)] for key in run
+            if key.startswith("pool.") and key.endswith(suffix)]
+
+
+def pool_compute_usd(run: Mapping[str, Any], inputs: Mapping[str, float]) -> dict[str, float]:
+    """Monthly compute of a fleet of pools: per pool, per tier and in all.
+
+    ``reserved``: ``committed_replicas x gpus x price x 720 h``; ``on_demand``/``spot``:
+    ``(billed_replica_s / horizon_s) x gpus x price x 720 h``.
+    """
+    horizon_s = float(run["horizon_s"])
+    gpus = float(run["gpus_per_replica"])
+    out: dict[str, float] = {}
+    tiers = {"reserved": 0.0, "on_demand": 0.0, "spot": 0.0}
+    for name in _pools_in(run):
+        tier = str(run[f"pool.{name}.tier"])
+        price = float(inputs[f"input.pool.{name}.usd_per_gpu_hour"])
+        if tier == "reserved":
+            replicas = float(run[f"pool.{name}.committed_replicas"])
+        else:
+            replicas = float(run[f"pool.{name}.billed_replica_s"]) / horizon_s
+        gpu_hours = replicas * gpus * HOURS_PER_MONTH
+        usd = replicas * gpus * price * HOURS_PER_MONTH
+        out[f"pool.{name}.gpu_hours_per_month"] = gpu_hours
+        out[f"cost.pool.{name}.compute_usd"] = usd
+        tiers[tier] += usd
+    for tier, usd in tiers.items():
+        out[f"cost.compute.{tier}_usd"] = usd
+    out["cost.compute_usd"] = sum(tiers.values())
+    return out
+
+
 def _api_usd(input_tokens: float, cached_input_tokens: float, output_tokens: float,
              prices: tuple[float, float, float]) -> float:
     usd_per_1m_input, usd_per_1m_cached_input, usd_per_1m_output = prices
@@ -279,8 +350,12 @@ def monthly_costs(run: Mapping[str, Any], inputs: Mapping[str, float],
     to_month = SECONDS_PER_MONTH / horizon_s
     price_scale = float(inputs.get("input.api_price_scale", 1.0))
 
-    gpus = float(run["replicas"]) * float(run["gpus_per_replica"])
-    compute = gpus * float(inputs["input.usd_per_gpu_hour"]) * HOURS_PER_MONTH
+    pools = pool_compute_usd(run, inputs) if _pools_in(run) else {}
+    if pools:
+        compute = pools["cost.compute_usd"]
+    else:
+        gpus = float(run["replicas"]) * float(run["gpus_per_replica"])
+        compute = gpus * float(inputs["input.usd_per_gpu_hour"]) * HOURS_PER_MONTH
     engineering = float(inputs["input.engineering_fte"]) * float(
         inputs["input.usd_per_fte_year"]) / 12.0
     infra = float(inputs["input.infra_usd_per_month"])
@@ -316,6 +391,7 @@ def monthly_costs(run: Mapping[str, Any], inputs: Mapping[str, float],
     breakeven = fixed / usd_per_token if usd_per_token > 0 else math.nan
 
     return {
+        **pools,
         "cost.compute_usd": compute,
         "cost.engineering_usd": engineering,
         "cost.infra_usd": infra,

@@ -19,6 +19,12 @@ request's prefill occupies exactly ``[first_token - input/prefill_rate, first_to
 and its output tokens are spread evenly over its decode interval. ``gpu_busy_fraction``
 is the share of replica-time with at least one request admitted.
 
+For a fleet that changes (:mod:`sim.fleet`), :meth:`MetricsAccumulator.set_capacity`
+replaces the fixed ``replicas x time`` by the replica-time actually up (serving), per run
+and per bin, so utilization is of the replicas that were up; ``paid_utilization`` is the
+same work over the replica-time billed. Requests evicted by a failure or preemption and
+restarted are counted (``requests_restarted``, ``restarts_total``).
+
 Latency definitions: ``wait`` = admission (or accepted API attempt) - arrival;
 ``ttft`` = first token - arrival; ``e2e`` = completion - arrival;
 ``tpot`` = (completion - first token) / (output tokens - 1), for outputs over one token.
@@ -103,6 +109,9 @@ class MetricsAccumulator:
         self.fail_reasons = np.zeros(len(FAIL_REASONS), np.int64)
         self.keep_requests = keep_requests
         self.request_tables: list[pa.Table] = []
+        self.restarted = 0  # requests evicted at least once
+        self.restarts = 0
+        self.capacity: tuple[float, np.ndarray, float] | None = None
 
     # ----------------------------------------------------------------- folding
     def add(self, fb: FinishedBlock) -> None:
@@ -115,6 +124,9 @@ class MetricsAccumulator:
         self._count(cls, gpu, api, failed, fb, lat)
         self._histograms(cls, gpu, api, lat)
         self._series(fb, gpu, api, failed)
+        if fb.restarts.size:
+            self.restarted += int(np.count_nonzero(fb.restarts))
+            self.restarts += int(fb.restarts.sum())
         if self.keep_requests:
             self.request_tables.append(self._request_table(fb, lat))
 
@@ -206,8 +218,33 @@ class MetricsAccumulator:
         })
 
     # ----------------------------------------------------------------- results
+    def set_capacity(self, up_replica_s: float, up_area: np.ndarray, *,
+                     billed_replica_s: float) -> None:
+        """A fleet that changed: replica-seconds up in all and per bin, and billed."""
+        self.capacity = (float(up_replica_s), np.asarray(up_area, np.float64),
+                         float(billed_replica_s))
+
+    def work_s(self) -> float:
+        """Replica-seconds of work done on GPUs (prefill and decode at best rates)."""
+        t = self.tokens
+        return (t["gpu_output"] * self.decode_s_per_token
+                + t["gpu_input"] * self.prefill_s_per_token)
+
     def scalars(self, *, busy_s: float) -> dict[str, float]:
         """The flat metrics of this replication (one row of runs.parquet)."""
+        row = self._scalars(busy_s)
+        if self.capacity is not None:
+            up_s, _, billed_s = self.capacity
+            row["gpu_utilization"] = _ratio(self.work_s(), up_s)
+            row["gpu_decode_utilization"] = _ratio(
+                self.tokens["gpu_output"] * self.decode_s_per_token, up_s)
+            row["gpu_busy_fraction"] = _ratio(busy_s, up_s)
+            row["paid_utilization"] = _ratio(self.work_s(), billed_s)
+            row["requests_restarted"] = self.restarted
+            row["restarts_total"] = self.restarts
+        return row
+
+    def _scalars(self, busy_s: float) -> dict[str, float]:
         c, t = self.counts, self.tokens
         arrived = int(c["arrived"].sum())
         row: dict[str, float] = {
@@ -267,7 +304,6 @@ class MetricsAccumulator:
 
     def timeseries(self) -> dict[str, np.ndarray]:
         s, w = self.series, self.bin_s
-        cap = self.replicas * w
         return {
             "t_s": self.edges[:-1].copy(),
             "bin_s": np.full(self.edges.size - 1, w),
@@ -276,8 +312,17 @@ class MetricsAccumulator:
             "failed": s["failed"].copy(),
             "queue_mean": s["queue_area"] / w,
             "running_mean": s["running_area"] / w,
-            "utilization": s["work_s"] / cap if cap > 0 else np.zeros_like(s["arrivals"]),
+            "utilization": self._bin_utilization(),
         }
+
+    def _bin_utilization(self) -> np.ndarray:
+        work = self.series["work_s"]
+        if self.capacity is not None:  # of the replica-time up in each bin (NaN if none)
+            up = self.capacity[1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(up > 0, work / up, np.nan)
+        cap = self.replicas * self.bin_s
+        return work / cap if cap > 0 else np.zeros_like(work)
 
     def requests_table(self) -> pa.Table | None:
         return pa.concat_tables(self.request_tables) if self.request_tables else None

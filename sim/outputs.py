@@ -55,10 +55,19 @@ def timeseries_table(results: list[ReplicationResult]) -> pa.Table:
 
 def _meta(exp: Experiment) -> dict:
     cfg = exp.config
-    return {"name": cfg.name, "profile": exp.profile.name, "replicas": cfg.fleet.replicas,
+    fleet = cfg.fleet
+    meta = {"name": cfg.name, "profile": exp.profile.name,
+            "replicas": fleet.replicas if fleet.replicas is not None else fleet.initial_replicas,
             "gpus_per_replica": exp.profile.gpus_per_replica, "pricing": exp.costs.pricing,
             "horizon_s": cfg.horizon, "replications": cfg.replications, "seed": cfg.seed,
             "classes": list(exp.workload.class_names), "notes": []}
+    if fleet.dynamic:
+        meta["billing"] = fleet.billing
+        meta["failures"] = fleet.failures.model_dump() if fleet.failures else None
+        meta["pools"] = [{"name": p.name, "tier": p.tier, "policy": p.scaling.policy,
+                          "initial": p.initial, "min": p.lowest, "max": p.highest}
+                         for p in fleet.pool_list]
+    return meta
 
 
 def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
@@ -94,7 +103,7 @@ def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
         if req:
             write_parquet(od.path / "requests.parquet", pa.concat_tables(req))
         if plots:
-            _plots(od.path, results)
+            _plots(od.path, results, dynamic=exp.config.fleet.dynamic)
         write_json(od.path / "summary.json", summary)
     if not quiet:
         render_summary(summary_stats, meta, Console())
@@ -121,10 +130,13 @@ def _run_with_progress(exp, workers, keep_requests, console, quiet):
                                 on_done=lambda _r: progress.advance(task))
 
 
-def _plots(folder: Path, results: list[ReplicationResult]) -> None:
-    from .plots import plot_cost_breakdown, plot_day_profile, plot_latency_cdfs
+def _plots(folder: Path, results: list[ReplicationResult], *, dynamic: bool = False) -> None:
+    from .plots import plot_cost_breakdown, plot_day_profile, plot_fleet_day, plot_latency_cdfs
 
-    plot_day_profile(timeseries_table(results), folder / "day_profile.png")
+    series = timeseries_table(results)
+    plot_day_profile(series, folder / "day_profile.png")
+    if dynamic:
+        plot_fleet_day(series, folder / "fleet_day.png")
     cdfs = results[0].cdfs
     if cdfs:
         plot_latency_cdfs(cdfs, folder / "ttft_cdf.png")

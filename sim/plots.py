@@ -27,7 +27,8 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from .costs import COST_LAYERS
 
-__all__ = ["plot_day_profile", "plot_latency_cdfs", "plot_cost_breakdown", "save_figure"]
+__all__ = ["plot_day_profile", "plot_latency_cdfs", "plot_cost_breakdown", "plot_fleet_day",
+           "plot_fleet_comparison", "save_figure"]
 
 _DAY_S = 86400.0
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -150,6 +151,122 @@ def plot_day_profile(timeseries: Any, path: str | os.PathLike[str]) -> Path:
 def _clock(hours: float) -> str:
     minutes = int(round(hours * 60)) % (24 * 60)
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+# ------------------------------------------------------------------------ fleet day
+
+
+def _fold_day(cols: dict[str, np.ndarray], names: Sequence[str]
+              ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Sum of each column per time-of-day bin over all days and replications, and counts."""
+    bin_s = float(cols["bin_s"][0])
+    n_tod = int(round(_DAY_S / bin_s))
+    tod = np.floor((cols["t_s"].astype(float) % _DAY_S) / bin_s).astype(int) % n_tod
+    count = np.bincount(tod, minlength=n_tod).astype(float)
+    sums = {n: np.bincount(tod, np.nan_to_num(cols[n].astype(float)), minlength=n_tod)
+            for n in names}
+    return sums, count
+
+
+def plot_fleet_day(timeseries: Any, path: str | os.PathLike[str]) -> Path:
+    """Replicas per pool and overflow over an average day (a fleet that changes).
+
+    Top: mean replicas billed per pool (stacked areas) and replicas up (serving, black
+    line) by time of day. Bottom: share of arrivals sent to the API (left axis) and the
+    arrival rate (right axis). Means over every day of every replication.
+    """
+    cols = _columns(timeseries)
+    pools = sorted(c.removeprefix("replicas_billed.") for c in cols
+                   if c.startswith("replicas_billed."))
+    if not pools or not cols["t_s"].size:
+        raise ValueError("timeseries has no per-pool replica columns")
+    names = ["replicas_up", "arrivals", "to_api", *(f"replicas_billed.{p}" for p in pools)]
+    sums, count = _fold_day(cols, names)
+    bin_s = float(cols["bin_s"][0])
+    hours = np.arange(count.size) * bin_s / 3600.0 + bin_s / 7200.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = {n: sums[n] / count for n in names}
+        overflow = np.where(sums["arrivals"] > 0, sums["to_api"] / sums["arrivals"], np.nan)
+
+    fig = Figure(figsize=(10, 6.5), layout="constrained")
+    ax_rep, ax_over = fig.subplots(2, 1, sharex=True)
+    stack = [mean[f"replicas_billed.{p}"] for p in pools]
+    colors = [_COLORS[i % len(_COLORS)] for i in range(len(pools))]
+    ax_rep.stackplot(hours, *stack, labels=[f"{p} (billed)" for p in pools], colors=colors,
+                     alpha=0.55, linewidth=0)
+    ax_rep.plot(hours, mean["replicas_up"], color="black", linewidth=1.5,
+                label="up (serving)")
+    ax_rep.set_ylabel("Replicas (mean)")
+    ax_rep.set_ylim(bottom=0)
+    ax_rep.legend(fontsize=8, loc="upper left", ncols=min(4, len(pools) + 1))
+    ax_rep.grid(alpha=0.3)
+    ax_rep.set_title("Replicas billed per pool (stacked) and replicas up", fontsize=10,
+                     loc="left")
+    ax_over.plot(hours, overflow, color=_COLORS[1], linewidth=1.8)
+    ax_over.set_ylabel("Share sent to the API (%)", color=_COLORS[1])
+    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax_over.set_ylim(bottom=0)
+    ax_over.grid(alpha=0.3)
+    ax_rate = ax_over.twinx()
+    ax_rate.plot(hours, mean["arrivals"] / bin_s, color="#7f7f7f", linewidth=1.0,
+                 linestyle="--")
+    ax_rate.set_ylabel("Arrivals (requests/s, dashed)", color="#7f7f7f")
+    ax_rate.set_ylim(bottom=0)
+    ax_over.set_title("Overflow share (solid) and arrival rate (dashed)", fontsize=10,
+                      loc="left")
+    ax_over.set_xlabel("Time of day (hours)")
+    ax_over.set_xlim(0, 24)
+    ax_over.set_xticks(range(0, 25, 3))
+    fig.suptitle(f"Average day of the fleet ({bin_s / 60:g}-min bins, all days and "
+                 "replications folded)", fontsize=12)
+    return save_figure(fig, path)
+
+
+def _fleet_profile(timeseries: Any, fixed_replicas: float | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hours, mean replicas billed and overflow share per time-of-day bin."""
+    cols = _columns(timeseries)
+    names = ["arrivals", "to_api"] + (["replicas_billed"] if "replicas_billed" in cols else [])
+    sums, count = _fold_day(cols, names)
+    bin_s = float(cols["bin_s"][0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        billed = (sums["replicas_billed"] / count if "replicas_billed" in sums
+                  else np.full(count.size, float(fixed_replicas or 0)))
+        overflow = np.where(sums["arrivals"] > 0, sums["to_api"] / sums["arrivals"], np.nan)
+    hours = np.arange(count.size) * bin_s / 3600.0 + bin_s / 7200.0
+    return hours, billed, overflow
+
+
+def plot_fleet_comparison(series: Mapping[str, tuple[Any, float | None]],
+                          path: str | os.PathLike[str]) -> Path:
+    """Replicas billed and overflow share over an average day, one line per variant.
+
+    ``series`` maps a variant name to (its timeseries table, its replica count if the
+    fleet is fixed and the table has no ``replicas_billed`` column).
+    """
+    fig = Figure(figsize=(10, 6.5), layout="constrained")
+    ax_rep, ax_over = fig.subplots(2, 1, sharex=True)
+    for i, (name, (table, fixed)) in enumerate(series.items()):
+        hours, billed, overflow = _fleet_profile(table, fixed)
+        color = _COLORS[i % len(_COLORS)]
+        ax_rep.plot(hours, billed, color=color, linewidth=1.8, label=name)
+        ax_over.plot(hours, overflow, color=color, linewidth=1.5, label=name)
+    ax_rep.set_ylabel("Replicas billed (mean)")
+    ax_rep.set_ylim(bottom=0)
+    ax_rep.legend(fontsize=9, loc="upper left")
+    ax_rep.grid(alpha=0.3)
+    ax_rep.set_title("Replicas billed over the day", fontsize=10, loc="left")
+    ax_over.set_ylabel("Share sent to the API (%)")
+    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax_over.set_ylim(bottom=0)
+    ax_over.grid(alpha=0.3)
+    ax_over.set_title("Overflow share over the day", fontsize=10, loc="left")
+    ax_over.set_xlabel("Time of day (hours)")
+    ax_over.set_xlim(0, 24)
+    ax_over.set_xticks(range(0, 25, 3))
+    fig.suptitle("Same traffic, different fleets: an average day (all days and "
+                 "replications folded)", fontsize=12)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------- latency CDFs

@@ -11,7 +11,10 @@ interval with one replication); ``-`` marks a figure that does not exist in this
 missing or NaN key, e.g. E2E of a class that never finished); a destination row (GPU fleet
 or API) is left out when no request of that class went there. Request counts are scaled
 from the horizon to a month. Costs are per 30-day month (720 h), see :mod:`sim.costs`.
-``meta`` may also name ``api_only_model`` for the API-only comparison.
+``meta`` may also name ``api_only_model`` for the API-only comparison, and for a fleet of
+pools (:mod:`sim.fleet`) list its ``pools``: the summary then adds a table per pool
+(replicas up and billed, GPU-hours and compute per month, cold starts, preemptions,
+failures and the requests they evicted) and the utilization of what was paid for.
 """
 
 from __future__ import annotations
@@ -193,6 +196,8 @@ def render_summary(summary: Summary, meta: Mapping[str, Any], console: Console) 
 
     console.print(_overview(summary, meta, to_month))
     with_ci = n_rep >= 2
+    if meta.get("pools"):
+        console.print(_fleet_table(summary, meta, to_month, with_ci))
     console.print(_latency_table(summary, list(meta.get("classes", [])), to_month, with_ci))
     console.print(_cost_table(summary, meta, with_ci))
     verdict = _verdict(summary, meta)
@@ -201,22 +206,39 @@ def render_summary(summary: Summary, meta: Mapping[str, Any], console: Console) 
     _notes(console, meta, horizon_s, to_month)
 
 
+def _fleet_line(summary: Summary, meta: Mapping[str, Any]) -> str:
+    gpus = int(meta.get("gpus_per_replica", 0) or 0)
+    pools = meta.get("pools")
+    if pools:
+        parts = []
+        for p in pools:
+            size = (str(p["initial"]) if p["min"] == p["max"]
+                    else f"{p['min']}–{p['max']}")
+            parts.append(f"{p['name']} ({p['tier'].replace('_', '-')}, {p['policy']} {size})")
+        return (f"{meta.get('profile', '?')} × {gpus} GPU{'s' if gpus != 1 else ''} per "
+                f"replica; pools: {', '.join(parts)}; mean "
+                f"{_with_ci(summary, 'fleet.replicas_billed_mean', format_count)} replicas "
+                f"billed, {_with_ci(summary, 'fleet.replicas_up_mean', format_count)} up")
+    replicas = int(meta.get("replicas", 0) or 0)
+    pricing = str(meta.get("pricing", "on_demand")).replace("_", "-")
+    return (f"{meta.get('profile', '?')}: {replicas} replica"
+            f"{'s' if replicas != 1 else ''} × {gpus} GPU{'s' if gpus != 1 else ''}"
+            f" = {replicas * gpus} GPUs, {pricing} pricing")
+
+
 def _overview(summary: Summary, meta: Mapping[str, Any], to_month: float) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    replicas = int(meta.get("replicas", 0) or 0)
-    gpus = int(meta.get("gpus_per_replica", 0) or 0)
-    pricing = str(meta.get("pricing", "on_demand")).replace("_", "-")
-    grid.add_row("Fleet", f"{meta.get('profile', '?')}: {replicas} replica"
-                 f"{'s' if replicas != 1 else ''} × {gpus} GPU{'s' if gpus != 1 else ''}"
-                 f" = {replicas * gpus} GPUs, {pricing} pricing")
+    grid.add_row("Fleet", _fleet_line(summary, meta))
     grid.add_row("Traffic", f"{_with_ci(summary, 'requests_arrived', format_count, scale=to_month)}"
                  f" requests/month, {_with_ci(summary, 'tokens_per_month', format_count)}"
                  " tokens/month")
     grid.add_row("GPU", f"utilization {_with_ci(summary, 'gpu_utilization', format_percent)}"
                  f" of fleet capacity (prefill + decode at best rates), busy "
-                 f"{_with_ci(summary, 'gpu_busy_fraction', format_percent)} of the time")
+                 f"{_with_ci(summary, 'gpu_busy_fraction', format_percent)} of the time"
+                 + (f"; {_with_ci(summary, 'paid_utilization', format_percent)} of the "
+                    "replica-time paid for" if meta.get("pools") else ""))
     grid.add_row("Overflow", f"{_with_ci(summary, 'overflow_share', format_percent)} of "
                  f"requests served by the API, "
                  f"{_with_ci(summary, 'failure_share', format_percent)} failed")
@@ -252,6 +274,50 @@ def _latency_table(summary: Summary, classes: Sequence[str], to_month: float,
     return table
 
 
+def _fleet_table(summary: Summary, meta: Mapping[str, Any], to_month: float,
+                 with_ci: bool) -> Table:
+    """Per pool: replicas, GPU-hours, compute and the events that changed the fleet
+    (means over replications; their CIs are in summary.json)."""
+    table = Table(title="Fleet pools (mean replicas up and billed; per month: GPU-hours, "
+                  "compute, cold starts, preemptions, failures, evicted requests)",
+                  title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD)
+    for name, justify in (("Pool", "left"), ("Up", "right"), ("Billed", "right"),
+                          ("GPU-h", "right"), ("Compute", "right"), ("Cold", "right"),
+                          ("Preempt", "right"), ("Failed", "right"), ("Evicted", "right")):
+        table.add_column(name, justify=justify)
+    for p in meta.get("pools", []):
+        key = f"pool.{p['name']}"
+
+        def mean(k: str, fmt, scale: float = 1.0) -> str:
+            entry = _entry(summary, k)
+            return DASH if entry is None else fmt(entry["mean"] * scale)
+        table.add_row(p["name"], mean(f"{key}.replicas_up_mean", _two),
+                      mean(f"{key}.replicas_billed_mean", _two),
+                      mean(f"{key}.gpu_hours_per_month", format_count),
+                      mean(f"cost.pool.{p['name']}.compute_usd", format_usd),
+                      mean(f"{key}.cold_starts", format_count, to_month),
+                      mean(f"{key}.preemptions", format_count, to_month),
+                      mean(f"{key}.failures", format_count, to_month),
+                      _evicted(summary, key, to_month))
+    return table
+
+
+def _two(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def _evicted(summary: Summary, key: str, to_month: float) -> str:
+    total = 0.0
+    found = False
+    for cause in ("preemption", "failure"):
+        entry = _entry(summary, f"{key}.requests_evicted_{cause}")
+        if entry is not None:
+            total += entry["mean"]
+            found = True
+    return format_count(total * to_month) if found else DASH
+
+
 _COST_ROWS = (
     ("cost.compute_usd", "Compute (GPU fleet, full month)"),
     ("cost.engineering_usd", "Engineering (FTE)"),
@@ -269,7 +335,11 @@ def _cost_table(summary: Summary, meta: Mapping[str, Any], with_ci: bool) -> Tab
     table.add_column("Layer")
     for name in ("Mean ± 95% CI" if with_ci else "Mean", "p5", "p50", "p95"):
         table.add_column(name, justify="right")
-    for key, label in _COST_ROWS:
+    rows = _COST_ROWS
+    if meta.get("pools"):
+        rows = (("cost.compute_usd", "Compute (pools: reserved all month, others as billed)"),
+                *_COST_ROWS[1:])
+    for key, label in rows:
         style = "bold" if key == "cost.total_usd" else None
         table.add_row(label, _with_ci(summary, key, format_usd),
                       *(_plain(summary, key, format_usd, s) for s in ("p5", "p50", "p95")),
@@ -321,7 +391,14 @@ def _verdict(summary: Summary, meta: Mapping[str, Any]) -> Text | None:
 def _notes(console: Console, meta: Mapping[str, Any], horizon_s: float,
            to_month: float) -> None:
     notes = []
-    if math.isclose(horizon_s, SECONDS_PER_MONTH):
+    if meta.get("pools"):
+        billing = str(meta.get("billing", "per_second")).replace("_", " ")
+        notes.append(f"Compute: reserved pools are billed all month; on-demand and spot "
+                     f"replicas from request (cold start included) to release, {billing}, "
+                     f"scaled from the {format_duration(horizon_s)} horizon by "
+                     f"×{to_month:.3g}; failed replicas stay billed while repaired. After the "
+                     "horizon the fleet stays as it is while the backlog drains.")
+    elif math.isclose(horizon_s, SECONDS_PER_MONTH):
         notes.append("Costs per 30-day month (720 h); compute is billed for the whole fleet, "
                      "idle or busy.")
     else:

@@ -5,6 +5,13 @@ random streams derive from ``SeedSequence(seed).spawn(replications)[index]``, so
 replication gives bit-identical results in any process, in any order. Traffic streams are
 named by the workload, not by the fleet, so two experiments that differ only in fleet or
 policy see the same requests (common random numbers).
+
+A fleet of pools, or one with failures (``fleet.pools`` / ``fleet.failures``), runs on an
+engine with one slot per possible replica, driven by :class:`sim.fleet.Fleet`; its row
+adds per-pool billing, up time and events, ``replicas`` becomes the mean number billed,
+utilization is of the replica-time up, and compute is priced per pool
+(:func:`sim.costs.pool_compute_usd`). ``fleet: {profile, replicas}`` without failures
+takes exactly the original path.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from .metrics import MetricsAccumulator, StreamSlo
 from .replica import ReplicaSpec
 from .rng import replication_seeds, stream
 
-__all__ = ["ReplicationResult", "run_replication", "build_engine", "replica_spec",
-           "check_invariants"]
+__all__ = ["ReplicationResult", "run_replication", "build_engine", "build_fleet",
+           "replica_spec", "gpu_prices", "check_invariants"]
 
 INF = math.inf
 
@@ -78,13 +85,32 @@ def _endpoints(exp: Experiment) -> tuple[list[ApiEndpoint], list[str]]:
 
 
 def build_engine(exp: Experiment, seed: np.random.SeedSequence) -> tuple[Engine, list[str]]:
+    """The engine of one replication; a fleet of pools gets one slot per possible replica
+    (drive it with :func:`build_fleet`)."""
+    from .fleet import layout
+
     endpoints, names = _endpoints(exp)
     policies = _stream_policies(exp, {n: i for i, n in enumerate(names)})
     cfg = exp.config
-    engine = Engine(replicas=cfg.fleet.replicas, spec=replica_spec(exp.profile),
-                    streams=policies, apis=endpoints, router=cfg.router.policy,
-                    queue_limit=cfg.router.queue_limit, seed=seed)
-    return engine, names
+    common = {"streams": policies, "apis": endpoints, "router": cfg.router.policy,
+              "queue_limit": cfg.router.queue_limit, "seed": seed}
+    if not cfg.fleet.dynamic:
+        return Engine(replicas=cfg.fleet.replicas, spec=replica_spec(exp.profile),
+                      **common), names
+    pool_ids, up = layout(cfg.fleet.pool_list)
+    spec = replica_spec(exp.profile)
+    return Engine(specs=[spec] * len(pool_ids), pools=pool_ids, up=up, **common), names
+
+
+def build_fleet(exp: Experiment, engine: Engine, seed: np.random.SeedSequence):
+    """The :class:`sim.fleet.Fleet` that drives a dynamic fleet's engine (None if fixed)."""
+    from .fleet import Fleet
+
+    fleet = exp.config.fleet
+    if not fleet.dynamic:
+        return None
+    return Fleet(engine, fleet.pool_list, seed=seed, horizon_s=exp.config.horizon,
+                 failures=fleet.failures, cold_start=exp.cold_start, billing=fleet.billing)
 
 
 def _slo(s) -> StreamSlo:
@@ -103,6 +129,7 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
     cfg = exp.config
     seed = replication_seeds(cfg.seed, max(cfg.replications, index + 1))[index]
     engine, api_names = build_engine(exp, seed)
+    fleet = build_fleet(exp, engine, seed)
     wl = exp.workload
     keep = cfg.output.per_request if keep_requests is None else keep_requests
     acc = MetricsAccumulator(
@@ -111,12 +138,18 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
         stream_slos=[_slo(s) for s in wl.streams], api_names=api_names,
         api_cached_share=[exp.apis[n].cached_input_share for n in api_names],
         horizon_s=cfg.horizon, bin_s=cfg.output.timeseries_bin_s,
-        replicas=cfg.fleet.replicas,
+        replicas=cfg.fleet.replicas if fleet is None else len(engine.replicas),
         saturated_tokens_per_s=float(exp.profile.saturated_tokens_per_s),
         prefill_tokens_per_s=float(exp.profile.prefill_tokens_per_s), keep_requests=keep)
     totals = engine.run(iter_blocks(wl, cfg.horizon, seed), acc.add)
     check_invariants(totals, acc)
     row = _identity_row(exp, index)
+    fleet_result = None
+    if fleet is not None:
+        fleet_result = fleet.result(cfg.output.timeseries_bin_s)
+        acc.set_capacity(fleet_result.up_replica_s, fleet_result.up_area,
+                         billed_replica_s=fleet_result.billed_replica_s)
+        row.update(_fleet_identity(exp, fleet_result))
     row.update(acc.scalars(busy_s=totals.busy_s))
     row["api_only_model"] = exp.api_only_model
     row["api_only.input_tokens_total"] = row["input_tokens_total"]
@@ -124,28 +157,65 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
     row["tokens_per_month"] = row["tokens_total"] * (30 * 86400.0) / cfg.horizon
     row["sim.events"] = totals.events
     row["sim.events_per_request"] = totals.events / max(totals.arrived, 1)
-    inputs = sample_cost_inputs(exp.costs, stream(seed, "costs"), _gpu_prices(exp.profile))
+    inputs = sample_cost_inputs(exp.costs, stream(seed, "costs"), gpu_prices(exp.profile))
+    if fleet_result is not None:
+        inputs.update(_pool_prices(exp, seed, inputs))
     row.update(inputs)
     row.update(monthly_costs(row, inputs, _api_prices(exp)))
     cdfs = {}
     for (c, d, m), h in acc.hist.items():
         if m == "ttft" and d != "all" and h.n:
             cdfs[f"{wl.class_names[c]}/{d}"] = h.cdf_points()
-    return ReplicationResult(index, row, acc.timeseries(), cdfs, acc.requests_table(), totals)
+    series = acc.timeseries()
+    if fleet_result is not None:
+        series.update(fleet_result.timeseries)
+    return ReplicationResult(index, row, series, cdfs, acc.requests_table(), totals)
 
 
 def _identity_row(exp: Experiment, index: int) -> dict:
     cfg = exp.config
-    return {"replication": index, "horizon_s": cfg.horizon, "replicas": cfg.fleet.replicas,
+    replicas = cfg.fleet.initial_replicas if cfg.fleet.replicas is None else cfg.fleet.replicas
+    return {"replication": index, "horizon_s": cfg.horizon, "replicas": replicas,
             "gpus_per_replica": exp.profile.gpus_per_replica,
-            "gpu_hours": cfg.fleet.replicas * exp.profile.gpus_per_replica * cfg.horizon / 3600}
+            "gpu_hours": replicas * exp.profile.gpus_per_replica * cfg.horizon / 3600}
 
 
-def _gpu_prices(profile) -> dict:
+def _fleet_identity(exp: Experiment, fr) -> dict:
+    """A dynamic fleet's row: replicas = mean billed, GPU-hours billed in the horizon (in
+    all and per pool)."""
+    g = exp.profile.gpus_per_replica
+    row = dict(fr.row)
+    row["replicas"] = fr.row["fleet.replicas_billed_mean"]
+    row["gpu_hours"] = fr.billed_replica_s * g / 3600.0
+    for pool in exp.config.fleet.pool_list:
+        billed_s = fr.row[f"pool.{pool.name}.billed_replica_s"]
+        row[f"pool.{pool.name}.gpu_hours_billed"] = billed_s * g / 3600.0
+    return row
+
+
+def _pool_prices(exp: Experiment, seed: np.random.SeedSequence, inputs: dict) -> dict:
+    """Each pool's GPU price, drawn from its own stream (``costs/pool/<name>``)."""
+    from .costs import pool_usd_per_gpu_hour
+
+    prices = gpu_prices(exp.profile)
+    out = {}
+    for pool in exp.config.fleet.pool_list:
+        u = float(stream(seed, "costs", "pool", pool.name).random())
+        out[f"input.pool.{pool.name}.usd_per_gpu_hour"] = pool_usd_per_gpu_hour(
+            pool.tier, pool.usd_per_gpu_hour, exp.costs, prices,
+            inputs["input.usd_per_gpu_hour"], u)
+    return out
+
+
+def gpu_prices(profile) -> dict:
+    """The profile's GPU prices per tier (None where it has none)."""
     p = profile.prices
     return {"on_demand": p.on_demand_usd_per_gpu_hour,
             "reserved": getattr(p, "reserved_usd_per_gpu_hour", None),
             "spot": getattr(p, "spot_usd_per_gpu_hour", None)}
+
+
+_gpu_prices = gpu_prices  # the former private name
 
 
 def _api_prices(exp: Experiment) -> dict:

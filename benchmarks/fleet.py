@@ -1,0 +1,103 @@
+"""Case ``fleet-scale``: engine cost per request from 8 to 1,024 replicas.
+
+The scenario's chat traffic at its weekday peak (~65% of capacity on 16 replicas), as a
+homogeneous Poisson stream scaled by ``replicas / 16`` so every fleet size sees the same
+per-replica load; the same number of requests per size, so the runs differ only in fleet
+size (and horizon). Lengths are the scenario's lognormals, rounded to whole tokens. The
+replicas come from the shipped ``llama-70b-2xa100`` profile; chat overflows to an
+unlimited API after 2 s of waiting, as in the pipeline. Only ``Engine.run`` is timed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .common import Settings, median_time
+from .report import Row, check
+from .scenario import (
+    CHAT_INPUT,
+    CHAT_MEAN_RATE,
+    CHAT_OUTPUT,
+    PEAK_FACTOR,
+    PROFILE,
+    REPLICAS,
+    Unavailable,
+)
+
+__all__ = ["run", "SIZES"]
+
+CASE = "fleet-scale"
+SIZES = (8, 16, 64, 256, 1024)
+BLOCK = 50_000
+PEAK_RATE = CHAT_MEAN_RATE * PEAK_FACTOR  # req/s on REPLICAS replicas
+
+
+def _lognormal(rng: np.random.Generator, cfg: dict, n: int) -> np.ndarray:
+    sigma = cfg["sigma"]
+    x = rng.lognormal(math.log(cfg["mean"]) - sigma**2 / 2, sigma, n)
+    return np.clip(np.rint(x), 1, cfg.get("max", np.inf))
+
+
+def draw(replicas: int, n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrivals at the scaled peak rate, input and output tokens."""
+    rng = np.random.default_rng([seed, replicas])
+    rate = PEAK_RATE * replicas / REPLICAS
+    return (np.cumsum(rng.exponential(1.0 / rate, n)), _lognormal(rng, CHAT_INPUT, n),
+            _lognormal(rng, CHAT_OUTPUT, n))
+
+
+def _spec():
+    try:
+        from sim.profile import load_profile
+        from sim.runner import replica_spec
+
+        return replica_spec(load_profile(PROFILE))
+    except ImportError as exc:
+        raise Unavailable(f"cannot build the replica from the profile: {exc}") from exc
+
+
+def _api():
+    from sim.engine import ApiEndpoint
+
+    def latency(rng: np.random.Generator, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ttft = np.full(out.shape, 0.5)
+        return ttft, ttft + out / 50.0
+
+    return ApiEndpoint("api", lambda t, tokens: True, 0, lambda k: 1.0, latency)
+
+
+def run_once(spec, replicas: int, arrays: tuple[np.ndarray, ...]) -> tuple[float, object]:
+    """One engine run on ``replicas`` replicas; returns (seconds in Engine.run, totals)."""
+    from sim.engine import Engine, StreamPolicy
+    from sim.requests import RequestBlock
+
+    arrival, inp, out = arrays
+    blocks = [RequestBlock.from_arrays(arrival[lo:lo + BLOCK], inp[lo:lo + BLOCK],
+                                       out[lo:lo + BLOCK]) for lo in range(0, arrival.size, BLOCK)]
+    engine = Engine(replicas=replicas, spec=spec, apis=[_api()], seed=0,
+                    streams=[StreamPolicy("wait_exceeds", api_index=0, threshold_s=2.0)])
+    t0 = time.perf_counter()
+    totals = engine.run(blocks, lambda fb: None)
+    return time.perf_counter() - t0, totals
+
+
+def run(settings: Settings) -> list[Row]:
+    spec = _spec()
+    n = settings.pick(300_000, 40_000)
+    us: dict[int, float] = {}
+    rows = []
+    for size in SIZES:
+        arrays = draw(size, n)
+        dt, totals = median_time(lambda s=size, a=arrays: run_once(spec, s, a), settings.repeat)
+        us[size] = dt / n * 1e6
+        api_share = totals.served_api / max(totals.arrived, 1)
+        rows.append(Row(CASE, f"{size:,} replicas", us[size], "µs/request",
+                        note=f"{n / dt:,.0f} req/s; {totals.events / n:.2f} events/request; "
+                             f"{api_share:.1%} to API; {arrays[0][-1]:,.0f} s simulated"))
+    rows.append(check(CASE, "µs/request 1,024 / 16 replicas", us[1024] / us[16], "x", le=1.5,
+                      note=f"{n:,} requests per size at {PEAK_RATE:.2f} req/s per 16 replicas, "
+                           f"median of {max(1, settings.repeat)}"))
+    return rows

@@ -1,0 +1,78 @@
+"""Cases ``pipeline`` and ``montecarlo``: the whole simulator on the benchmark scenario.
+
+``pipeline`` times ``sim.runner.run_replication(exp, 0)`` on a month of the scenario
+(:mod:`benchmarks.scenario`): workload generation, engine, metrics (histograms, 5-minute
+time series, SLOs) and costs; per-request records off. ``montecarlo`` runs 8
+replications of a few hours of it through ``sim.montecarlo.run_replications`` on one
+worker and on every core.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import Settings, median_time, timed
+from .machine import cpu_cores
+from .report import Row, check
+from .scenario import REPLICAS, build_experiment
+
+__all__ = ["run_pipeline", "run_montecarlo"]
+
+MC_REPLICATIONS = 8
+
+
+def _peak_hour_utilization(res) -> float:
+    """Highest hourly mean of the run's utilization series (decode tokens / saturated)."""
+    ts = res.timeseries
+    util, bin_s = np.asarray(ts["utilization"]), float(ts["bin_s"][0])
+    per_hour = max(1, round(3600.0 / bin_s))
+    usable = util.size - util.size % per_hour
+    if usable == 0:
+        return float(util.mean()) if util.size else float("nan")
+    return float(util[:usable].reshape(-1, per_hour).mean(axis=1).max())
+
+
+def run_pipeline(settings: Settings) -> list[Row]:
+    horizon = settings.pick("30d", "6h")
+    exp = build_experiment(horizon)
+    from sim.runner import run_replication
+
+    dt, res = median_time(lambda: timed(lambda: run_replication(exp, 0)), settings.repeat)
+    n = res.totals.arrived
+    row = res.row
+    note = (f"{n:,} requests over {horizon} on {REPLICAS} replicas, "
+            f"median of {max(1, settings.repeat)}")
+    return [
+        Row("pipeline", "run_replication", n / dt, "req/s", note=note),
+        Row("pipeline", "time per request", dt / n * 1e6, "µs/request",
+            note=f"{dt:.1f} s per run"),
+        check("pipeline", "events/request", res.totals.events / n, "", le=3.0,
+              note="SimPy events; design bound"),
+        Row("pipeline", "peak-hour utilization", _peak_hour_utilization(res), "",
+            note=f"sized for ~0.65; run mean {row.get('gpu_utilization', float('nan')):.2f}, "
+                 f"overflow {row.get('overflow_share', float('nan')):.1%}"),
+    ]
+
+
+def run_montecarlo(settings: Settings) -> list[Row]:
+    horizon = settings.pick("6h", "2h")
+    exp = build_experiment(horizon, replications=MC_REPLICATIONS)
+    from sim.montecarlo import run_replications
+
+    cores = cpu_cores()
+    t1, res = median_time(lambda: timed(lambda: run_replications(exp, workers=1)),
+                          settings.repeat)
+    tn, _ = median_time(lambda: timed(lambda: run_replications(exp, workers=cores)),
+                        settings.repeat)
+    n = sum(r.totals.arrived for r in res)
+    note = (f"{MC_REPLICATIONS} replications x {horizon} ({n:,} requests), "
+            f"median of {max(1, settings.repeat)}")
+    rows = [Row("montecarlo", "1 worker", t1, "s", note=f"{n / t1:,.0f} req/s; {note}"),
+            Row("montecarlo", f"{cores} workers", tn, "s", note=f"{n / tn:,.0f} req/s")]
+    if cores >= 2:
+        rows.append(check("montecarlo", "speed-up", t1 / tn, "x", ge=1.8,
+                          note=f"on {cores} cores"))
+    else:
+        rows.append(Row("montecarlo", "speed-up", t1 / tn, "x", ">= 1.8", "n/a",
+                        "one core: no parallel speed-up possible"))
+    return rows
