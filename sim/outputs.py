@@ -111,18 +111,26 @@ def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
     return summary
 
 
-def _run_with_progress(exp, workers, keep_requests, console, quiet):
+def progress_columns(*extra: str) -> tuple:
+    """The progress-bar layout shared by `capsim run` and `capsim sweep`: description,
+    bar, done/total, any ``extra`` text columns, elapsed time and ETA."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    return (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            *(TextColumn(t) for t in extra), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn())
+
+
+def _run_with_progress(exp, workers, keep_requests, console, quiet):
+    from rich.progress import Progress
+
+    columns = progress_columns()
     with Progress(*columns, console=console, disable=quiet or not sys.stderr.isatty(),
                   transient=True) as progress:
         task = progress.add_task(f"{exp.name}: replications", total=exp.config.replications)

@@ -402,19 +402,13 @@ class RunProgress:
     def __enter__(self) -> RunProgress:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import Progress
+
+            from .outputs import progress_columns
 
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("runs, [red]{task.fields[failed]} failed"), TimeElapsedColumn(),
-                TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True),
+                *progress_columns("runs, [red]{task.fields[failed]} failed"),
+                console=Console(stderr=True),
                 transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=0, failed=0)
