@@ -55,13 +55,19 @@ def main() -> None:
 @click.option("--requests/--no-requests", "keep_requests", default=None,
               help="Also write requests.parquet (one row per request; small runs).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--router-config", type=click.Path(dir_okay=False), default=None,
+              metavar="LITELLM.yaml",
+              help="Route the traffic through this LiteLLM proxy config "
+                   "(sets router.litellm_config).")
 @handle_errors
 def run(experiment, overrides, replications, workers, out_dir, as_json, keep_requests,
-        no_plots):
+        no_plots, router_config):
     """Run EXPERIMENT (a YAML file or built-in name; the built-in default if omitted)."""
     from .config import load_experiment
     from .outputs import run_and_write
 
+    if router_config is not None:
+        overrides = (*overrides, f"router.litellm_config={Path(router_config).resolve()}")
     exp = load_experiment(experiment, list(overrides), replications=replications)
     out = Path(out_dir) if out_dir else Path("results") / (
         f"{exp.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, model_validator
 
+from .api import Outage
 from .errors import ConfigError, closest
 from .fleet_config import FleetConfig
 from .loader import builtin_dir, read_yaml, resolve_named
@@ -33,13 +34,48 @@ __all__ = [
 DEFAULT_EXPERIMENT = "default"
 
 
+class LitellmDeploymentBinding(Model):
+    """What stands behind one deployment of a LiteLLM config: a self-hosted server
+    (``profile`` x ``replicas``) or a capsim API model (``api``), and its outages."""
+
+    profile: Any = None
+    replicas: int | None = Field(default=None, ge=0)
+    api: str | None = None
+    outages: list[Outage] = []
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> LitellmDeploymentBinding:
+        if self.api is not None and (self.profile is not None or self.replicas is not None):
+            raise ValueError("give either 'api' or 'profile'/'replicas', not both")
+        return self
+
+
+class LitellmBinding(Model):
+    """How an experiment drives a LiteLLM router config (``router.litellm_config``)."""
+
+    model: str | None = None
+    """The model group every request asks for (default: the config's first group)."""
+    classes: dict[str, str] = {}
+    """Traffic class -> model group, for classes that ask for another group."""
+    deployments: dict[str, LitellmDeploymentBinding] = {}
+    """Keyed by ``model_info.id``, ``api_base`` or ``litellm_params.model``."""
+    settings: dict[str, Any] = {}
+    """Overrides of the config's router settings (e.g. ``routing_strategy`` in a sweep)."""
+    error_latency_s: NonNegFloat = 0.1
+    immediate_cooldown_on_429: bool = True
+    bin_s: DurationS = 60.0
+
+
 class RouterConfig(Model):
     """Placement policy, waiting-room bound and class priorities (first listed goes first;
-    unlisted classes after them; FCFS within a class)."""
+    unlisted classes after them; FCFS within a class); or a LiteLLM router config to
+    simulate instead (``litellm_config``, path relative to the experiment file)."""
 
     policy: Literal["least_loaded", "round_robin", "power_of_two"] = "least_loaded"
     queue_limit: int | None = Field(default=None, ge=0)
     priority: list[str] = []
+    litellm_config: str | None = None
+    litellm: LitellmBinding = LitellmBinding()
 
 
 class OverflowRule(Model):
@@ -101,6 +137,7 @@ class Experiment:
     costs: Any  # sim.costs.CostConfig
     source: str  # the file it came from (or "<default>")
     raw: dict  # the data after overrides, for summary.json
+    litellm: Any = None  # sim.litellm_run.LitellmSetup when router.litellm_config is set
 
     @property
     def name(self) -> str:
@@ -220,7 +257,12 @@ def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> E
         if rule.to and rule.to not in apis:
             raise ConfigError(f"unknown API model '{rule.to}'{closest(rule.to, apis)}",
                               file=file, field=f"overflow.{cls_name}.to")
-    exp = Experiment(cfg, workload, profile, apis, costs, file, raw)
+    litellm = None
+    if cfg.router.litellm_config is not None:
+        from .litellm_run import resolve_litellm
+
+        litellm = resolve_litellm(cfg, workload, apis, file=file, base_dir=base_dir)
+    exp = Experiment(cfg, workload, profile, apis, costs, file, raw, litellm)
     _check_fleet(exp, file)
     if exp.api_only_model not in apis:
         raise ConfigError(f"unknown API model '{exp.api_only_model}'"

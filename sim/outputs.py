@@ -74,6 +74,11 @@ def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
                   keep_requests: bool | None = None, plots: bool = True,
                   quiet: bool = False) -> dict:
     """Run every replication with a progress bar, write the results folder, print."""
+    if exp.litellm is not None:
+        from .litellm_report import run_and_write_litellm
+
+        return run_and_write_litellm(exp, out, workers=workers, keep_requests=keep_requests,
+                                     plots=plots, quiet=quiet)
     from rich.console import Console
 
     from .report import render_summary

@@ -123,6 +123,10 @@ def _slo(s) -> StreamSlo:
 def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None = None
                     ) -> ReplicationResult:
     """Run replication ``index`` of ``exp`` (deterministic)."""
+    if exp.litellm is not None:  # traffic through a LiteLLM router config instead
+        from .litellm_run import run_litellm_replication
+
+        return run_litellm_replication(exp, index, keep_requests=keep_requests)
     from .costs import monthly_costs, sample_cost_inputs
     from .workload import iter_blocks
 

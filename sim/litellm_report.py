@@ -1,0 +1,251 @@
+"""What ``capsim run`` writes and prints for an experiment routed by a LiteLLM config.
+
+Files (each written atomically, in a folder that appears complete or not at all):
+``runs.parquet`` (one flat row per replication: request outcomes, retry and fallback
+rates, latency, per-deployment share, failures, cooldown time and spend, monthly costs),
+``deployments.parquet`` (replication x deployment totals), ``timeline.parquet``
+(replication x deployment x minute: attempts, answers, failures by kind, tokens sent,
+seconds in cooldown), ``cooldowns.parquet`` (every cooldown interval),
+``requests.parquet`` with ``--requests`` (attempts, path of deployments tried, fallbacks,
+outcome and latency of every request), ``summary.json`` and ``incident.png``: the
+timeline of replication 0 around the first configured outage (else the minute with the
+most failures) -- where traffic went, what failed, and which deployments cooled down.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table
+
+from .report import format_count, format_percent, format_seconds, format_usd
+
+__all__ = ["run_and_write_litellm", "render_litellm_summary", "plot_incident",
+           "incident_window"]
+
+
+def run_and_write_litellm(exp: Any, out: Path, *, workers: int | None = None,
+                          keep_requests: bool | None = None, plots: bool = True,
+                          quiet: bool = False) -> dict:
+    """Run every replication with a progress bar, write the results folder, print."""
+    from .montecarlo import default_workers
+    from .outputs import _run_with_progress, runs_table, versions
+    from .results import OutputDir, write_json, write_parquet
+    from .stats import summarize
+
+    err = Console(stderr=True)
+    for line in exp.litellm.warnings:
+        err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
+    n = exp.config.replications
+    workers = min(workers or default_workers(), n)
+    t0 = time.perf_counter()
+    results = _run_with_progress(exp, workers, keep_requests, err, quiet)
+    wall_s = time.perf_counter() - t0
+    rows = [r.row for r in results]
+    stats = summarize(rows)
+    arrived = sum(r.totals.arrived for r in results)
+    meta = _meta(exp, results, wall_s, workers, arrived)
+    summary = {"experiment": exp.raw, "source": exp.source, "seed": exp.config.seed,
+               "replications": n, "versions": versions(), "wall_s": wall_s,
+               "workers": workers, "metrics": stats, "meta": meta}
+    with OutputDir(out) as od:
+        write_parquet(od.path / "runs.parquet", runs_table(results))
+        for name in ("deployments", "timeline", "cooldowns"):
+            write_parquet(od.path / f"{name}.parquet",
+                          pa.concat_tables([getattr(r, name) for r in results]))
+        req = [r.requests.append_column("replication", pa.array(
+            [r.index] * r.requests.num_rows, pa.int32())) for r in results
+            if r.requests is not None]
+        if req:
+            write_parquet(od.path / "requests.parquet", pa.concat_tables(req))
+        if plots:
+            window = incident_window(exp.litellm, results[0].timeline)
+            plot_incident(results[0].timeline, results[0].cooldowns, window,
+                          od.path / "incident.png", title=exp.name)
+        write_json(od.path / "summary.json", summary)
+    if not quiet:
+        # Piped or redirected: don't squeeze the deployment table into 80 columns.
+        console = Console() if sys.stdout.isatty() else Console(width=140)
+        render_litellm_summary(stats, meta, console)
+        console.print(f"[dim]results written to {out}/[/dim]")
+    return summary
+
+
+def _meta(exp: Any, results: Sequence[Any], wall_s: float, workers: int, arrived: int
+          ) -> dict:
+    setup = exp.litellm
+    return {"name": exp.name, "horizon_s": exp.config.horizon,
+            "replications": exp.config.replications, "seed": exp.config.seed,
+            "router_config": setup.config.file,
+            "routing_strategy": setup.config.settings.routing_strategy,
+            "deployments": [{"name": d.name, "group": d.group, "kind": d.kind,
+                             "replicas": d.replicas if d.kind == "gpu" else None}
+                            for d in setup.deployments],
+            "warnings": list(setup.warnings),
+            "notes": [f"{arrived:,} simulated requests in {wall_s:.1f} s on {workers} "
+                      f"worker(s) ({arrived / max(wall_s, 1e-9):,.0f} requests/s)"]}
+
+
+def _ci(stats: dict, key: str, fmt) -> str:
+    entry = stats.get(key)
+    if not entry or not math.isfinite(entry.get("mean", math.nan)):
+        return "-"
+    low, high = entry.get("ci95_low", math.nan), entry.get("ci95_high", math.nan)
+    text = fmt(entry["mean"])
+    if math.isfinite(low) and math.isfinite(high) and high > low:
+        text += f" ({fmt(low)} to {fmt(high)})"
+    return text
+
+
+def render_litellm_summary(stats: dict, meta: dict, console: Console) -> None:
+    """Print requests, deployments and monthly cost (means, 95% CI across replications)."""
+    console.print(f"[bold]capsim run:[/bold] [bold cyan]{meta['name']}[/bold cyan]  "
+                  f"(LiteLLM router {meta['router_config']}, {meta['routing_strategy']}, "
+                  f"{meta['replications']} replications, seed {meta['seed']})",
+                  highlight=False)
+    req = Table(title="Requests (mean and 95% CI across replications)", title_justify="left")
+    req.add_column("metric")
+    req.add_column("value", justify="right")
+    for label, key, fmt in (
+            ("requests", "requests_arrived", format_count),
+            ("failed", "failure_share", format_percent),
+            ("  of which no deployment available", "failed.no_deployment", format_count),
+            ("  of which timeout / 503 / 429", None, None),
+            ("retried (any retry)", "retry_rate", format_percent),
+            ("fell back to another group", "fallback_rate", format_percent),
+            ("attempts per request", "attempts_per_request", lambda x: f"{x:.3f}"),
+            ("served off the self-hosted servers", "overflow_share", format_percent),
+            ("TTFT p95", "ttft_s_p95", format_seconds),
+            ("end-to-end p50 / p95", None, None),
+            ("latency added by retries (mean)", "retry_added_s_mean", format_seconds),
+            ("latency added by retries (p99)", "retry_added_s_p99", format_seconds)):
+        if key is None and label.startswith("  of which timeout"):
+            value = " / ".join(_ci(stats, f"failed.{k}", format_count).split(" (")[0]
+                               for k in ("timeout", "unavailable", "rate_limit"))
+        elif key is None:
+            value = " / ".join(_ci(stats, k, format_seconds).split(" (")[0]
+                               for k in ("e2e_s_p50", "e2e_s_p95"))
+        else:
+            value = _ci(stats, key, fmt)
+        req.add_row(label, value)
+    console.print(req)
+    console.print(_deployment_table(stats, meta))
+    cost = Table(title="Monthly cost (USD per 30 days)", title_justify="left")
+    cost.add_column("layer")
+    cost.add_column("mean (95% CI)", justify="right")
+    for label, key in (("GPU compute", "cost.compute_usd"), ("engineering", "cost.engineering_usd"),
+                       ("infrastructure", "cost.infra_usd"), ("API tokens", "cost.api_usd"),
+                       ("total hybrid", "cost.total_usd"),
+                       ("API-only alternative", "cost.api_only_usd")):
+        cost.add_row(label, _ci(stats, key, format_usd))
+    console.print(cost)
+    for note in meta.get("notes", []):
+        console.print(f"[dim]{note}[/dim]", highlight=False)
+
+
+def _deployment_table(stats: dict, meta: dict) -> Table:
+    t = Table(title="Deployments (means across replications)", title_justify="left")
+    for col in ("deployment", "group", "kind", "share", "attempts", "failed 429/503/timeout",
+                "cooldowns", "in cooldown", "API $/month"):
+        t.add_column(col, justify="left" if col in ("deployment", "group", "kind") else "right",
+                     no_wrap=True)
+    month = 30 * 86400.0 / float(meta["horizon_s"])
+
+    def mean(key: str) -> float:
+        return stats.get(key, {}).get("mean", math.nan)
+
+    for d in meta["deployments"]:
+        p = f"dep.{d['name']}."
+        kind = d["kind"] if d["replicas"] is None else f"gpu x{d['replicas']}"
+        t.add_row(d["name"], d["group"], kind, format_percent(mean(p + "share")),
+                  format_count(mean(p + "attempts")),
+                  " / ".join(format_count(mean(p + k)) for k in
+                             ("fail_rate_limit", "fail_unavailable", "fail_timeout")),
+                  format_count(mean(p + "cooldowns")),
+                  format_seconds(mean(p + "cooldown_s")),
+                  format_usd(mean(p + "api_cost_usd") * month))
+    return t
+
+
+# ------------------------------------------------------------------------------ the plot
+
+
+def incident_window(setup: Any, timeline: pa.Table, *, before_s: float = 1200.0,
+                    after_s: float = 2400.0) -> tuple[float, float]:
+    """Around the first configured outage; else around the minute with most failures."""
+    starts = [(a, b) for d in setup.deployments for a, b in d.outages]
+    for d in setup.deployments:
+        if d.api is not None:
+            starts += [(o.start, o.start + o.duration) for o in d.api.outages]
+    if starts:
+        a, b = min(starts)
+        return max(a - before_s, 0.0), b + after_s
+    cols = timeline.select(["bin_start_s", "rate_limit", "unavailable", "timeout"]).to_pydict()
+    t = np.asarray(cols["bin_start_s"])
+    fails = sum(np.asarray(cols[k], dtype=float) for k in ("rate_limit", "unavailable",
+                                                           "timeout"))
+    if t.size == 0:
+        return 0.0, 3600.0
+    worst = float(t[int(np.argmax(fails))])
+    return max(worst - 1800.0, 0.0), worst + 1800.0
+
+
+def plot_incident(timeline: pa.Table, cooldowns: pa.Table, window: tuple[float, float],
+                  path: str | Path, *, title: str = "") -> Path:
+    """Answers and failures per minute per deployment, and cooldown intervals, in
+    ``window`` (seconds from the start of the horizon)."""
+    from matplotlib.figure import Figure
+
+    from .plots import _COLORS, save_figure
+
+    t0, t1 = window
+    cols = timeline.to_pydict()
+    names = list(dict.fromkeys(cols["deployment"]))
+    fig = Figure(figsize=(10, 7.5))
+    ax_ok, ax_fail, ax_cd = fig.subplots(3, 1, sharex=True,
+                                         gridspec_kw={"height_ratios": [3, 2, 1.2]})
+    dep = np.asarray(cols["deployment"])
+    t = np.asarray(cols["bin_start_s"], dtype=float)
+    bin_s = float(t[1] - t[0]) if t.size > 1 and dep[0] == dep[1] else 60.0
+    fails = sum(np.asarray(cols[k], dtype=float) for k in ("rate_limit", "unavailable",
+                                                           "timeout"))
+    ok = np.asarray(cols["ok"], dtype=float)
+    for i, name in enumerate(names):
+        sel = (dep == name) & (t >= t0) & (t < t1)
+        x = (t[sel] - t0) / 60.0
+        color = _COLORS[i % len(_COLORS)]
+        ax_ok.plot(x, ok[sel] * 60.0 / bin_s, color=color, lw=1.2, label=name)
+        ax_fail.plot(x, fails[sel] * 60.0 / bin_s, color=color, lw=1.2)
+    cd = cooldowns.to_pydict()
+    for i, name in enumerate(names):
+        spans = [(max(a, t0), min(b, t1)) for d, a, b in
+                 zip(cd["deployment"], cd["start_s"], cd["end_s"], strict=True)
+                 if d == name and b > t0 and a < t1]
+        ax_cd.broken_barh([((a - t0) / 60.0, (b - a) / 60.0) for a, b in spans],
+                          (i - 0.4, 0.8), color=_COLORS[i % len(_COLORS)])
+    ax_ok.set_ylabel("answers per minute")
+    ax_ok.legend(loc="upper left", fontsize=8, ncol=min(len(names), 4))
+    ax_fail.set_ylabel("failed attempts\nper minute")
+    ax_cd.set_yticks(range(len(names)), names, fontsize=8)
+    ax_cd.set_ylim(-0.6, len(names) - 0.4)
+    ax_cd.set_ylabel("cooldown")
+    ax_cd.set_xlabel(f"minutes from {_stamp(t0)} (replication 0)")
+    for ax in (ax_ok, ax_fail, ax_cd):
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, (t1 - t0) / 60.0)
+    fig.suptitle(f"{title}: where the traffic went, {_stamp(t0)} to {_stamp(t1)}")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _stamp(t_s: float) -> str:
+    day, rest = divmod(int(t_s), 86400)
+    return f"day {day} {rest // 3600:02d}:{rest % 3600 // 60:02d}"
