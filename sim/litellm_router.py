@@ -543,7 +543,7 @@ class LitellmRouterSim:
         return b
 
     def _result(self) -> RouterResult:
-        end = self.env.now
+        end = max(self.env.now, self.horizon_s)
         nbins = max(max(len(d.bin_attempts) for d in self.deps),
                     math.ceil(self.horizon_s / self.bin_s))
         cols: dict[str, list] = {k: [] for k in ("deployment", "group", "bin_start_s",
@@ -569,7 +569,7 @@ class LitellmRouterSim:
             for a, b in d.cooldowns:
                 cd_rows["deployment"].append(d.name)
                 cd_rows["start_s"].append(a)
-                cd_rows["end_s"].append(min(b, end) if end > a else b)
+                cd_rows["end_s"].append(min(b, end))
             summaries.append(self._summary(d, total_ok, float(cooldown.sum())))
         requests = None
         if self.keep:
@@ -613,7 +613,8 @@ def _limit(limit_s: float | None, latency_s: float) -> float:
 
 def _cooldown_per_bin(intervals: list[list[float]], nbins: int, bin_s: float,
                       end_s: float) -> np.ndarray:
-    """Seconds of each bin spent in cooldown (intervals cut at the end of the run)."""
+    """Seconds of each bin spent in cooldown (intervals cut at ``end_s``: the end of the
+    horizon, or of the run if later)."""
     out = np.zeros(nbins)
     for a, b in intervals:
         b = min(b, max(end_s, a))
