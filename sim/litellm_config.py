@@ -2,9 +2,10 @@
 
 What it reads: ``model_list`` (each entry's ``model_name`` group, ``litellm_params.model``,
 ``api_base``, ``rpm``, ``tpm``, ``weight``, ``order``, ``timeout``, ``stream_timeout``,
-``input_cost_per_token``, ``output_cost_per_token``; ``model_info.id`` and
-``model_info.max_input_tokens``) and the routing part of ``router_settings`` (also read from
-``litellm_settings``, where proxy configs often put it): ``routing_strategy``,
+``input_cost_per_token``, ``output_cost_per_token``; ``model_info.id``,
+``model_info.max_input_tokens`` and ``model_info.base_model``) and the routing part of
+``router_settings`` (also read from ``litellm_settings``, where proxy configs often put
+it): ``routing_strategy``,
 ``routing_strategy_args``, ``num_retries``, ``retry_after``, ``allowed_fails``,
 ``cooldown_time``, ``disable_cooldowns``, ``timeout`` / ``request_timeout``,
 ``stream_timeout``, ``fallbacks``, ``context_window_fallbacks``, ``default_fallbacks``,
@@ -72,6 +73,7 @@ class _Params(Model):
 class _Info(Model):
     id: str | None = None
     max_input_tokens: int | None = Field(default=None, gt=0)
+    base_model: str | None = None
 
 
 class _StrategyArgs(Model):
@@ -124,6 +126,7 @@ class Deployment:
     input_cost_per_token: float | None
     output_cost_per_token: float | None
     max_input_tokens: int | None
+    base_model: str | None = None  # model_info.base_model: the key LiteLLM prices it by
 
     @property
     def provider(self) -> str:
@@ -209,14 +212,14 @@ def _deployments(items: Any, file: str, warnings: list[str]) -> list[Deployment]
         info_raw = item.get("model_info") or {}
         if not isinstance(info_raw, dict):
             raise ConfigError("must be a mapping", file=file, field=f"{where}.model_info")
-        info = validate(_Info, _known(info_raw, {"id", "max_input_tokens"},
+        info = validate(_Info, _known(info_raw, {"id", "max_input_tokens", "base_model"},
                                       "model_list[*].model_info", ignored),
                         file=file, prefix=f"{where}.model_info")
         out.append(Deployment(i, info.id or "", group, params.model, params.api_base,
                               params.rpm, params.tpm, params.weight, params.order,
                               params.timeout, params.stream_timeout,
                               params.input_cost_per_token, params.output_cost_per_token,
-                              info.max_input_tokens))
+                              info.max_input_tokens, info.base_model))
     for key in sorted(ignored):
         why = ("credentials and headers do not affect the simulation"
                if key.rsplit(".", 1)[-1] in _CREDENTIALS else "not simulated")

@@ -154,10 +154,9 @@ def render_litellm_summary(stats: dict, meta: dict, console: Console) -> None:
 def _deployment_table(stats: dict, meta: dict) -> Table:
     t = Table(title="Deployments (means across replications)", title_justify="left")
     for col in ("deployment", "group", "kind", "share", "attempts", "failed 429/503/timeout",
-                "cooldowns", "in cooldown", "API $/month"):
+                "cooldowns", "in cooldown", "cost/month"):
         t.add_column(col, justify="left" if col in ("deployment", "group", "kind") else "right",
                      no_wrap=True)
-    month = 30 * 86400.0 / float(meta["horizon_s"])
 
     def mean(key: str) -> float:
         return stats.get(key, {}).get("mean", math.nan)
@@ -171,7 +170,7 @@ def _deployment_table(stats: dict, meta: dict) -> Table:
                              ("fail_rate_limit", "fail_unavailable", "fail_timeout")),
                   format_count(mean(p + "cooldowns")),
                   format_seconds(mean(p + "cooldown_s")),
-                  format_usd(mean(p + "api_cost_usd") * month))
+                  format_usd(mean(p + "cost_usd")))
     return t
 
 

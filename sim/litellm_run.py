@@ -73,6 +73,7 @@ def resolve_litellm(cfg: Any, workload: Any, apis: dict, *, file: str,
                           field="router.litellm_config")
     lc = load_litellm_config(path, overrides=dict(binding.settings))
     bound = _bindings(lc, binding, file)
+    prices_table = _price_table(binding, base_dir, file)
     deps, gpus, prices, cached = [], [], {}, {}
     for d in lc.deployments:
         key, b = bound.get(d.name, (d.name, None))
@@ -87,10 +88,10 @@ def resolve_litellm(cfg: Any, workload: Any, apis: dict, *, file: str,
         if gpu:
             dep, g = _server(d, b, cfg, common, file=file, base_dir=base_dir, where=where)
         else:
-            dep = _api(d, b, apis, common, file=file, where=where)
+            dep, per_token = _api(d, b, apis, common, prices_table, lc.warnings, file=file,
+                                  where=where)
             g = 0
-            prices[d.name] = (dep.usd_per_input_token * 1e6,
-                              _cached_price(dep, d) * 1e6, dep.usd_per_output_token * 1e6)
+            prices[d.name] = tuple(p * 1e6 for p in per_token)
             cached[d.name] = dep.api.cached_input_share
         deps.append(dep)
         gpus.append(g)
@@ -126,8 +127,12 @@ def _server(d: Any, b: Any, cfg: Any, common: dict, *, file: str, base_dir: Path
     return dep, int(profile.gpus_per_replica)
 
 
-def _api(d: Any, b: Any, apis: dict, common: dict, *, file: str, where: str
-         ) -> DeploymentModel:
+def _api(d: Any, b: Any, apis: dict, common: dict, table: dict | None,
+         warnings: list[str], *, file: str, where: str
+         ) -> tuple[DeploymentModel, tuple[float, float, float]]:
+    """The API deployment and its list prices (input, cached input, output; USD/token)."""
+    from dataclasses import replace
+
     name = b.api if b is not None and b.api is not None else d.model_tail
     model = apis.get(name) or apis.get(d.model)
     if model is None:
@@ -136,18 +141,56 @@ def _api(d: Any, b: Any, apis: dict, common: dict, *, file: str, where: str
                           f"{closest(name, apis)}; set router.litellm.deployments."
                           f"{d.name}.api to one of: {', '.join(sorted(apis))}", file=file,
                           field=field)
-    usd_in = d.input_cost_per_token if d.input_cost_per_token is not None \
-        else model.usd_per_input_token
-    usd_out = d.output_cost_per_token if d.output_cost_per_token is not None \
-        else model.usd_per_output_token
-    return DeploymentModel(kind="api", api=model, usd_per_input_token=usd_in,
-                           usd_per_output_token=usd_out, **common)
+    usd_in, usd_cached, usd_out = (model.usd_per_1m_input / 1e6,
+                                   model.usd_per_1m_cached_input / 1e6,
+                                   model.usd_per_1m_output / 1e6)
+    entry = _litellm_entry(d, table, model.name, warnings)
+    if entry is not None:
+        usd_in = float(entry.get("input_cost_per_token", usd_in))
+        usd_cached = float(entry.get("cache_read_input_token_cost", usd_in))
+        usd_out = float(entry.get("output_cost_per_token", usd_out))
+        if d.max_input_tokens is None and entry.get("max_input_tokens"):
+            common = {**common, "max_input_tokens": float(entry["max_input_tokens"])}
+    if d.input_cost_per_token is not None:  # the deployment's own price wins
+        usd_in = usd_cached = d.input_cost_per_token
+    if d.output_cost_per_token is not None:
+        usd_out = d.output_cost_per_token
+    share = model.cached_input_share
+    dep = DeploymentModel(kind="api", api=model, **common)
+    dep = replace(dep, usd_per_input_token=(1 - share) * usd_in + share * usd_cached,
+                  usd_per_output_token=usd_out)
+    return dep, (usd_in, usd_cached, usd_out)
 
 
-def _cached_price(dep: DeploymentModel, d: Any) -> float:
-    if d.input_cost_per_token is not None:
-        return d.input_cost_per_token
-    return dep.api.usd_per_1m_cached_input / 1e6
+def _price_table(binding: Any, base_dir: Path, file: str) -> dict | None:
+    import os
+
+    from .api import _LITELLM_ENV, _read_litellm
+
+    given = binding.price_json or os.environ.get(_LITELLM_ENV)
+    if not given:
+        return None
+    path = Path(given)
+    if not path.is_absolute() and binding.price_json:
+        path = base_dir / path
+    try:
+        return _read_litellm(str(path))
+    except ConfigError as exc:
+        raise exc.at(file=file, field_prefix="router.litellm.price_json") from None
+
+
+def _litellm_entry(d: Any, table: dict | None, capsim_name: str, warnings: list[str]
+                   ) -> dict | None:
+    """The deployment's row of LiteLLM's price table, looked up as LiteLLM does:
+    ``base_model``, else the model string, else the model without its provider."""
+    if table is None:
+        return None
+    keys = [k for k in (d.base_model, d.model, d.model_tail) if k]
+    entry = next((table[k] for k in keys if isinstance(table.get(k), dict)), None)
+    if entry is None:
+        warnings.append(f"{d.name}: no LiteLLM price for {' / '.join(keys)}; priced as "
+                        f"capsim API model '{capsim_name}'")
+    return entry
 
 
 def _stream_groups(lc: LitellmConfig, binding: Any, workload: Any, file: str
@@ -215,6 +258,7 @@ def run_litellm_replication(exp: Any, index: int, *, keep_requests: bool | None 
               for n, m in exp.apis.items()}
     prices.update(setup.api_prices)
     row.update(monthly_costs(row, inputs, prices))
+    row.update(_deployment_costs(setup, res, inputs, cfg.horizon))
     totals = EngineTotals(arrived=res.arrived, failed=res.failed,
                           served_gpu=int(sum(d["ok"] for d in res.deployments
                                              if d["kind"] == "gpu")),
@@ -226,6 +270,23 @@ def run_litellm_replication(exp: Any, index: int, *, keep_requests: bool | None 
     cooldowns = res.cooldowns.append_column(
         "replication", pa.array([index] * res.cooldowns.num_rows, pa.int32()))
     return LitellmResult(index, row, deployments, timeline, cooldowns, res.requests, totals)
+
+
+def _deployment_costs(setup: LitellmSetup, res: RouterResult, inputs: dict,
+                      horizon_s: float) -> dict:
+    """Each deployment's monthly cost: its GPUs at the sampled price per GPU-hour, or its
+    API spend scaled to a 30-day month."""
+    from .costs import HOURS_PER_MONTH, SECONDS_PER_MONTH
+
+    out = {}
+    for d, g, summary in zip(setup.deployments, setup.gpus_per_replica, res.deployments,
+                             strict=True):
+        if d.kind == "gpu":
+            usd = d.replicas * g * float(inputs["input.usd_per_gpu_hour"]) * HOURS_PER_MONTH
+        else:
+            usd = summary["api_cost_usd"] * SECONDS_PER_MONTH / horizon_s
+        out[f"dep.{d.name}.cost_usd"] = usd
+    return out
 
 
 def _check_conservation(res: RouterResult) -> None:

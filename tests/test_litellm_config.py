@@ -16,10 +16,12 @@ from sim.config import load_experiment
 from sim.errors import ConfigError
 from sim.litellm_config import load_litellm_config
 from sim.sweep import read_runs
+from tests.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "experiments" / "litellm" / "spiky-hybrid.yaml"
 EXPERIMENT = ROOT / "experiments" / "litellm-hybrid.yaml"
+LITELLM_JSON = SHARED_DATA / "prices" / "litellm" / "model_prices_and_context_window.json"
 
 
 def write(tmp_path: Path, data: dict, name: str = "litellm.yaml") -> Path:
@@ -179,3 +181,17 @@ def test_sweep_compares_strategies_on_the_same_traffic(tmp_path):
     n = shuffle["dep.vllm-a.attempts"] + shuffle["dep.vllm-b.attempts"]
     split = shuffle["dep.vllm-a.attempts"] / n
     assert split == pytest.approx(2 / 3, abs=4 * math.sqrt(2 / 9 / n))  # 4 binomial SE
+
+
+@pytest.mark.skipif(not LITELLM_JSON.is_file(), reason="shared LiteLLM price file absent")
+def test_api_deployments_priced_from_litellm_price_table():
+    exp = load_experiment(EXPERIMENT, [f"router.litellm.price_json={LITELLM_JSON}"])
+    deps = {d.name: d for d in exp.litellm.deployments}
+    # azure-mini is priced by its model_info.base_model, as LiteLLM does
+    import json
+    table = json.loads(LITELLM_JSON.read_text())
+    for name, key in (("openai-mini", "gpt-4o-mini"), ("azure-mini", "azure/gpt-4o-mini")):
+        assert deps[name].usd_per_output_token == table[key]["output_cost_per_token"]
+        assert deps[name].max_input_tokens == table[key]["max_input_tokens"]
+    assert exp.litellm.api_prices["azure-mini"][0] == pytest.approx(
+        table["azure/gpt-4o-mini"]["input_cost_per_token"] * 1e6)
