@@ -138,14 +138,19 @@ def render_litellm_summary(stats: dict, meta: dict, console: Console) -> None:
         req.add_row(label, value)
     console.print(req)
     console.print(_deployment_table(stats, meta))
-    cost = Table(title="Monthly cost (USD per 30 days)", title_justify="left")
+    cost = Table(title="Monthly cost (USD per 30 days; spread of the uncertain inputs "
+                 "across replications)", title_justify="left")
     cost.add_column("layer")
-    cost.add_column("mean (95% CI)", justify="right")
+    cost.add_column("mean", justify="right")
+    cost.add_column("p5 to p95", justify="right")
     for label, key in (("GPU compute", "cost.compute_usd"), ("engineering", "cost.engineering_usd"),
                        ("infrastructure", "cost.infra_usd"), ("API tokens", "cost.api_usd"),
                        ("total hybrid", "cost.total_usd"),
                        ("API-only alternative", "cost.api_only_usd")):
-        cost.add_row(label, _ci(stats, key, format_usd))
+        entry = stats.get(key, {})
+        spread = (f"{format_usd(entry['p5'])} to {format_usd(entry['p95'])}"
+                  if "p5" in entry and math.isfinite(entry["p5"]) else "-")
+        cost.add_row(label, format_usd(entry.get("mean", math.nan)), spread)
     console.print(cost)
     for note in meta.get("notes", []):
         console.print(f"[dim]{note}[/dim]", highlight=False)
