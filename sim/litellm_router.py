@@ -26,7 +26,9 @@ read its documentation (our own code; see :mod:`sim.litellm_strategies` for the 
   LiteLLM, the only deployment of a group is never cooled down, and ``disable_cooldowns``
   turns cooldowns off.
 * **No deployment available** (all cooling down, over their rpm/tpm under usage-based
-  routing, or too small): the group fails at once, with no retry.
+  routing, or too small): the group fails at once, with no retry. Context windows
+  (``max_input_tokens``, a server's KV cache) are always checked before the pick, as with
+  LiteLLM's ``enable_pre_call_checks``.
 
 Every request ends exactly once, served or failed, and its attempts, deployments tried
 and fallbacks are recorded. Per deployment and per ``bin_s`` (default one minute) the
@@ -110,7 +112,9 @@ class _Dep:
         self.cooldowns: list[list[float]] = []
         self._fail_minute, self._fails = -1, 0
         self._use_minute, self._use_rpm, self._use_tpm = -1, 0, 0.0
-        self.latencies: deque = deque(maxlen=settings.routing_strategy_args.max_latency_list_size)
+        args = settings.routing_strategy_args
+        self.latencies: deque = deque(maxlen=args.max_latency_list_size)  # (t, s per token)
+        self.latency_ttl_s = args.ttl if args.ttl is not None else INF
         self.limiter_window, self.limiter_rpm, self.limiter_tpm = -1, 0, 0.0
         self.server: Server | None = None
         self.deadlines: list[_Deadlines] = []
@@ -147,8 +151,10 @@ class _Dep:
         self._fails += 1
         return self._fails
 
-    def mean_latency(self) -> float:
-        return sum(self.latencies) / len(self.latencies) if self.latencies else 0.0
+    def mean_latency(self, t: float) -> float:
+        """Mean latency per output token of the recent answers still within ``ttl``."""
+        fresh = [v for at, v in self.latencies if t - at <= self.latency_ttl_s]
+        return sum(fresh) / len(fresh) if fresh else 0.0
 
     def is_down(self, t: float) -> bool:
         if self.m.api is not None and self.m.api.is_down(t):
@@ -376,7 +382,7 @@ class LitellmRouterSim:
             self._group_failed(req)
             return
         minute = int(t // WINDOW_S)
-        dep = pick(self.strategy, candidates, minute=minute, rng=self._rng,
+        dep = pick(self.strategy, candidates, t=t, rng=self._rng,
                    buffer=self.settings.routing_strategy_args.lowest_latency_buffer)
         self._key += 1
         att = _Attempt(self._key, req, dep, t)
@@ -456,7 +462,7 @@ class LitellmRouterSim:
         dep.output_tokens += req.out
         cost = req.inp * dep.usd_per_input_token + req.out * dep.usd_per_output_token
         dep.cost_usd += cost
-        dep.latencies.append((t - att.t_start) / max(req.out, 1.0))
+        dep.latencies.append((t, (t - att.t_start) / max(req.out, 1.0)))
         self.served += 1
         ok = self._ok
         ok["e2e"].append(t - req.arrival)
@@ -476,7 +482,7 @@ class LitellmRouterSim:
         dep.failures[kind] += 1
         dep.bin_fail[kind][self._bin(dep, t)] += 1
         if kind == _TIMEOUT:
-            dep.latencies.append(_TIMEOUT_LATENCY_S)
+            dep.latencies.append((t, _TIMEOUT_LATENCY_S))
         self._maybe_cool_down(dep, t, kind)
         req.tried.append(dep.idx)
         req.last_reason = kind + 1

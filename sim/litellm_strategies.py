@@ -13,9 +13,9 @@ config, so hand-worked cases are deterministic. Our reading of LiteLLM's documen
   deployments whose ``rpm``/``tpm`` would not be exceeded by this attempt (the filter is
   applied before the strategy, see :func:`has_headroom`);
 * ``latency-based-routing`` -- lowest mean latency per output token over each
-  deployment's last ``max_latency_list_size`` answers (a deployment with no history counts
-  0, so it is tried first); with ``lowest_latency_buffer`` b > 0, a random one of those
-  within (1 + b) x the lowest;
+  deployment's last ``max_latency_list_size`` answers no older than ``ttl`` (a timeout
+  counts 1000 s; a deployment with no history counts 0, so it is tried first); with
+  ``lowest_latency_buffer`` b > 0, a random one of those within (1 + b) x the lowest;
 * ``cost-based-routing`` -- lowest price per input + output token (self-hosted
   deployments cost 0 unless their ``litellm_params`` give a price).
 """
@@ -48,7 +48,7 @@ def shuffle_weights(group: Sequence[Any]) -> list[float]:
     return [1.0] * len(group)
 
 
-def pick(strategy: str, candidates: Sequence[Any], *, minute: int, rng: np.random.Generator,
+def pick(strategy: str, candidates: Sequence[Any], *, t: float, rng: np.random.Generator,
          buffer: float = 0.0) -> Any:
     """The deployment ``strategy`` sends the next attempt to (``candidates`` non-empty)."""
     if len(candidates) == 1:
@@ -67,9 +67,10 @@ def pick(strategy: str, candidates: Sequence[Any], *, minute: int, rng: np.rando
     if strategy == "least-busy":
         return min(candidates, key=lambda d: d.in_flight)
     if strategy.startswith("usage-based-routing"):
+        minute = int(t // 60.0)
         return min(candidates, key=lambda d: d.usage(minute)[1])
     if strategy == "latency-based-routing":
-        means = [d.mean_latency() for d in candidates]
+        means = [d.mean_latency(t) for d in candidates]
         best = min(means)
         if buffer > 0:
             near = [d for d, m in zip(candidates, means, strict=True) if m <= best * (1 + buffer)]

@@ -296,3 +296,14 @@ def test_every_request_ends_exactly_once(strategy):
     assert sum(d["ok"] for d in res.deployments) == res.served
     fails = sum(d["failures"] for d in res.deployments)
     assert fails == sum(r["attempts"] for r in got) - res.served
+
+
+def test_latency_history_older_than_ttl_is_forgotten():
+    slow, fast = api(ttft_s=2.0), api(ttft_s=0.2)
+    settings = RouterSettings(routing_strategy="latency-based-routing",
+                              routing_strategy_args={"ttl": 10.0})
+    # As above, fast has the better history by t=7; by t=100 both histories are older
+    # than 10 s: both count 0 again and the tie goes to the first listed.
+    res = run([dep("slow", api=slow), dep("fast", api=fast)], settings,
+              arrivals=[0.0, 0.1, 5.0, 7.0, 100.0])
+    assert [r["path"] for r in rows(res)] == ["slow", "slow", "fast", "fast", "slow"]
