@@ -10,8 +10,8 @@ global queue does; per-replica queues would add join-the-wrong-queue effects.
 Policies (all O(1) or O(log n) per decision; none scans the fleet):
 
 * ``least_loaded``: the replica with the fewest running requests (ties: the one that
-  reached that load first). Loads are small integers, so replicas sit in buckets by load
-  with a pointer to the lowest non-empty bucket.
+  reached that load first). Loads are small integers, so replicas sit in FIFO buckets by
+  load with a pointer to the lowest non-empty bucket.
 * ``round_robin``: the next replica in turn that has a free slot.
 * ``power_of_two``: two replicas drawn at random; the less loaded one that has room,
   else the least-loaded replica.
@@ -21,6 +21,8 @@ under the least-loaded rule that replica is the likeliest to have room anyway.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -32,10 +34,21 @@ POLICIES = ("least_loaded", "round_robin", "power_of_two")
 
 
 class Router:
-    """Tracks the loads of the replicas that are up and picks a replica for a request."""
+    """Tracks the loads of the replicas that are up and picks a replica for a request.
 
-    __slots__ = ("replicas", "policy", "buckets", "min_load", "rr_next", "_rng", "_draws",
-                 "_draw_i", "active", "_pos")
+    Least-loaded bookkeeping: ``buckets[b]`` is a FIFO (deque) of ``(idx, stamp)`` entries
+    for the up replicas with ``b`` running requests, in the order they reached that load;
+    ``count[b]`` is how many are really there. A move appends a fresh entry and leaves the
+    old one behind, stale (its stamp is no longer the replica's ``stamp[idx]``): stale
+    heads are dropped when picking, and a bucket is compacted when stale entries
+    outnumber live ones. Every operation is O(1) amortized whatever the fleet size. (An
+    insertion-ordered dict per bucket was O(1) on paper, but ``next(iter(d))`` scans the
+    slots of every key deleted from the dict's front since its last resize: on 1,024
+    replicas each pick walked hundreds of them.)
+    """
+
+    __slots__ = ("replicas", "policy", "buckets", "count", "stamp", "_tick", "min_load",
+                 "rr_next", "_rng", "_draws", "_draw_i", "active", "_pos")
 
     def __init__(self, replicas: list[Replica], policy: str = "least_loaded",
                  rng: np.random.Generator | None = None):
@@ -43,8 +56,10 @@ class Router:
             raise ValueError(f"unknown router policy {policy!r}")
         self.replicas = replicas
         self.policy = policy
-        # buckets[b]: up replicas with b running requests, as an insertion-ordered set (dict).
-        self.buckets: list[dict[int, None]] = [{}]
+        self.buckets: list[deque[tuple[int, int]]] = [deque()]
+        self.count: list[int] = [0]
+        self.stamp: list[int] = [-1] * len(replicas)  # -1: in no bucket (not up)
+        self._tick = 0
         self.min_load = 0
         self.active: list[int] = []  # up replicas, for round-robin and random choices
         self._pos: dict[int, int] = {}
@@ -56,12 +71,27 @@ class Router:
             if rep.up:
                 self.activate(rep.idx)
 
+    def _enter(self, idx: int, load: int) -> None:
+        """Append replica ``idx`` to bucket ``load`` (it reached that load now)."""
+        self._tick += 1
+        self.stamp[idx] = self._tick
+        while load >= len(self.buckets):
+            self.buckets.append(deque())
+            self.count.append(0)
+        q = self.buckets[load]
+        q.append((idx, self._tick))
+        self.count[load] += 1
+        if len(q) > 2 * self.count[load] + 32:
+            self._compact(load)
+
+    def _compact(self, load: int) -> None:
+        stamp = self.stamp
+        self.buckets[load] = deque(e for e in self.buckets[load] if stamp[e[0]] == e[1])
+
     def activate(self, idx: int) -> None:
         """Replica ``idx`` starts taking requests."""
         load = len(self.replicas[idx].heap)
-        while load >= len(self.buckets):
-            self.buckets.append({})
-        self.buckets[load][idx] = None
+        self._enter(idx, load)
         if len(self.active) == 0 or load < self.min_load:
             self.min_load = load
         self._pos[idx] = len(self.active)
@@ -70,41 +100,59 @@ class Router:
     def deactivate(self, idx: int) -> None:
         """Replica ``idx`` stops taking requests (draining, failed, preempted)."""
         load = len(self.replicas[idx].heap)
-        del self.buckets[load][idx]
+        self.count[load] -= 1
+        self.stamp[idx] = -1  # its entry goes stale
         k = self._pos.pop(idx)
         last = self.active.pop()
         if last != idx:
             self.active[k] = last
             self._pos[last] = k
-        if self.active and load == self.min_load and not self.buckets[load]:
+        if self.active and load == self.min_load and not self.count[load]:
             self._raise_min(load)
 
     def _raise_min(self, m: int) -> None:
-        buckets = self.buckets
-        while not buckets[m]:
+        count = self.count
+        while not count[m]:
             m += 1
         self.min_load = m
 
     def moved(self, idx: int, old: int, new: int) -> None:
         """Replica ``idx`` went from ``old`` to ``new`` running requests."""
+        # Hot (twice per request): _enter is inlined.
         if not self.replicas[idx].up:
             return  # draining: not a candidate
-        buckets = self.buckets
-        del buckets[old][idx]
-        if new >= len(buckets):
-            buckets.append({})
-        buckets[new][idx] = None
+        count = self.count
+        count[old] -= 1
+        self._tick = tick = self._tick + 1
+        self.stamp[idx] = tick
+        while new >= len(count):  # a new highest load
+            self.buckets.append(deque())
+            count.append(0)
+        self.buckets[new].append((idx, tick))
+        count[new] += 1
         if new < self.min_load:
             self.min_load = new
-        elif old == self.min_load and not buckets[old]:
+        elif old == self.min_load and not count[old]:
             self._raise_min(old)
+        if len(self.buckets[new]) > 2 * count[new] + 32:
+            self._compact(new)
+
+    def least_loaded(self) -> int:
+        """The up replica with the fewest running requests (the first to reach that
+        load); there must be one."""
+        q, stamp = self.buckets[self.min_load], self.stamp
+        idx, s = q[0]
+        while stamp[idx] != s:  # drop stale heads
+            q.popleft()
+            idx, s = q[0]
+        return idx
 
     def pick(self, need_kv: float) -> Replica | None:
         """A replica that can admit a request needing ``need_kv`` KV tokens, or None."""
         if not self.active:
             return None
         if self.policy == "least_loaded":
-            rep = self.replicas[next(iter(self.buckets[self.min_load]))]
+            rep = self.replicas[self.least_loaded()]
         elif self.policy == "round_robin":
             rep = self._round_robin()
         else:
@@ -136,4 +184,4 @@ class Router:
         best = a if len(a.heap) <= len(b.heap) else b
         if len(best.heap) < best.max_batch:
             return best
-        return self.replicas[next(iter(self.buckets[self.min_load]))]
+        return self.replicas[self.least_loaded()]
