@@ -86,6 +86,9 @@ KEY_METRICS = (
     "cost.usd_per_1m_tokens", "tokens_per_month", "replicas", "gpus_per_replica",
     "gpu_utilization", "gpu_busy_fraction", "overflow_share", "failure_share",
     "slo_attainment",
+    # runs through a LiteLLM router config (sim.litellm_run)
+    "retry_rate", "fallback_rate", "attempts_per_request", "ttft_s_p95", "e2e_s_p95",
+    "retry_added_s_mean",
 )
 """Metrics summarized per point (plus per class: see :data:`_CLASS_METRIC`)."""
 _CLASS_METRIC = re.compile(

@@ -157,13 +157,11 @@ def _print_sweep(outcome: SweepOutcome, grid_keys: Sequence[str]) -> None:
     table = Table(title="Sweep summary (mean [95% CI] across replications)")
     for key in grid_keys:
         table.add_column(key.rsplit(".", 1)[-1], justify="right")
-    ttft = next((k.removesuffix(".mean") for k in (rows[0] if rows else {})
-                 if k.endswith(".ttft_p99_s.mean") and k.count(".") == 2), None)
-    for title in ("runs", "cost / month", "$ / 1M tok", ttft or "p99 TTFT", "overflow",
-                  "utilization"):
+    columns = _sweep_columns(rows[0] if rows else {})
+    for title in ("runs", "cost / month", "$ / 1M tok", *(c[0] for c in columns)):
         table.add_column(title, justify="right")
     for row in rows[:_MAX_TABLE_ROWS]:
-        table.add_row(*_sweep_cells(row, grid_keys, ttft))
+        table.add_row(*_sweep_cells(row, grid_keys, columns))
     console.print(table)
     if len(rows) > _MAX_TABLE_ROWS:
         console.print(f"... and {len(rows) - _MAX_TABLE_ROWS} more points in summary.parquet")
@@ -176,7 +174,21 @@ def _print_sweep(outcome: SweepOutcome, grid_keys: Sequence[str]) -> None:
                   f"{outcome.folder}/[/dim]")
 
 
-def _sweep_cells(row: dict, grid_keys: Sequence[str], ttft: str | None) -> list[str]:
+def _sweep_columns(row: dict) -> list[tuple[str, str, Any]]:
+    """(title, metric, format) of the metric columns: a LiteLLM router sweep shows what
+    the router did; a fleet sweep its latency, overflow and utilization."""
+    if "fallback_rate.mean" in row:
+        return [("failed", "failure_share", _pct), ("retried", "retry_rate", _pct),
+                ("fell back", "fallback_rate", _pct), ("p95 e2e", "e2e_s_p95", _num),
+                ("overflow", "overflow_share", _pct)]
+    ttft = next((k.removesuffix(".mean") for k in row
+                 if k.endswith(".ttft_p99_s.mean") and k.count(".") == 2), None)
+    return [(ttft or "p99 TTFT", ttft, _num), ("overflow", "overflow_share", _pct),
+            ("utilization", "gpu_utilization", _pct)]
+
+
+def _sweep_cells(row: dict, grid_keys: Sequence[str],
+                 columns: Sequence[tuple[str, str | None, Any]]) -> list[str]:
     def get(key: str) -> float:
         value = row.get(key)
         return float(value) if isinstance(value, int | float) else math.nan
@@ -186,9 +198,8 @@ def _sweep_cells(row: dict, grid_keys: Sequence[str], ttft: str | None) -> list[
     cost, low = get("cost.total_usd.mean"), get("cost.total_usd.ci95_low")
     half = f" ± {_usd(cost - low)}" if math.isfinite(low) else ""
     cells += [f"{row['n_ok']}/{n}", _usd(cost) + half,
-              f"${get('cost.usd_per_1m_tokens.mean'):.2f}",
-              _num(get(f"{ttft}.mean")) if ttft else "-",
-              _pct(get("overflow_share.mean")), _pct(get("gpu_utilization.mean"))]
+              f"${get('cost.usd_per_1m_tokens.mean'):.2f}"]
+    cells += [fmt(get(f"{metric}.mean")) if metric else "-" for _, metric, fmt in columns]
     return cells
 
 
