@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +34,7 @@ def run_and_write_litellm(exp: Any, out: Path, *, workers: int | None = None,
                           keep_requests: bool | None = None, plots: bool = True,
                           quiet: bool = False) -> dict:
     """Run every replication with a progress bar, write the results folder, print."""
-    from .montecarlo import default_workers
-    from .outputs import _run_with_progress, runs_table, versions
+    from .outputs import requests_table, run_all, runs_table, speed_note, versions
     from .results import OutputDir, write_json, write_parquet
     from .stats import summarize
 
@@ -45,14 +42,10 @@ def run_and_write_litellm(exp: Any, out: Path, *, workers: int | None = None,
     for line in exp.litellm.warnings:
         err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
     n = exp.config.replications
-    workers = min(workers or default_workers(), n)
-    t0 = time.perf_counter()
-    results = _run_with_progress(exp, workers, keep_requests, err, quiet)
-    wall_s = time.perf_counter() - t0
-    rows = [r.row for r in results]
-    stats = summarize(rows)
-    arrived = sum(r.totals.arrived for r in results)
-    meta = _meta(exp, results, wall_s, workers, arrived)
+    results, wall_s, workers = run_all(exp, workers=workers, keep_requests=keep_requests,
+                                       console=err, quiet=quiet)
+    stats = summarize([r.row for r in results])
+    meta = _meta(exp, speed_note(results, wall_s, workers))
     summary = {"experiment": exp.raw, "source": exp.source, "seed": exp.config.seed,
                "replications": n, "versions": versions(), "wall_s": wall_s,
                "workers": workers, "metrics": stats, "meta": meta}
@@ -61,11 +54,9 @@ def run_and_write_litellm(exp: Any, out: Path, *, workers: int | None = None,
         for name in ("deployments", "timeline", "cooldowns"):
             write_parquet(od.path / f"{name}.parquet",
                           pa.concat_tables([getattr(r, name) for r in results]))
-        req = [r.requests.append_column("replication", pa.array(
-            [r.index] * r.requests.num_rows, pa.int32())) for r in results
-            if r.requests is not None]
-        if req:
-            write_parquet(od.path / "requests.parquet", pa.concat_tables(req))
+        req = requests_table(results)
+        if req is not None:
+            write_parquet(od.path / "requests.parquet", req)
         if plots:
             window = incident_window(exp.litellm, results[0].timeline)
             plot_incident(results[0].timeline, results[0].cooldowns, window,
@@ -79,8 +70,7 @@ def run_and_write_litellm(exp: Any, out: Path, *, workers: int | None = None,
     return summary
 
 
-def _meta(exp: Any, results: Sequence[Any], wall_s: float, workers: int, arrived: int
-          ) -> dict:
+def _meta(exp: Any, note: str) -> dict:
     setup = exp.litellm
     return {"name": exp.name, "horizon_s": exp.config.horizon,
             "replications": exp.config.replications, "seed": exp.config.seed,
@@ -90,8 +80,7 @@ def _meta(exp: Any, results: Sequence[Any], wall_s: float, workers: int, arrived
                              "replicas": d.replicas if d.kind == "gpu" else None}
                             for d in setup.deployments],
             "warnings": list(setup.warnings),
-            "notes": [f"{arrived:,} simulated requests in {wall_s:.1f} s on {workers} "
-                      f"worker(s) ({arrived / max(wall_s, 1e-9):,.0f} requests/s)"]}
+            "notes": [note]}
 
 
 def _ci(stats: dict, key: str, fmt) -> str:

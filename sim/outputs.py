@@ -14,6 +14,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -86,27 +87,21 @@ def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
 
     console = Console(stderr=True)
     n = exp.config.replications
-    workers = min(workers or default_workers(), n)
-    t0 = time.perf_counter()
-    results = _run_with_progress(exp, workers, keep_requests, console, quiet)
-    wall_s = time.perf_counter() - t0
+    results, wall_s, workers = run_all(exp, workers=workers, keep_requests=keep_requests,
+                                       console=console, quiet=quiet)
     rows = [r.row for r in results]
     summary_stats = summarize(rows)
     meta = _meta(exp)
-    arrived = sum(r.totals.arrived for r in results)
-    meta["notes"].append(f"{arrived:,} simulated requests in {wall_s:.1f} s on {workers} "
-                         f"worker(s) ({arrived / max(wall_s, 1e-9):,.0f} requests/s)")
+    meta["notes"].append(speed_note(results, wall_s, workers))
     summary = {"experiment": exp.raw, "resolved": _resolved(exp), "source": exp.source,
                "seed": exp.config.seed, "replications": n, "versions": versions(),
                "wall_s": wall_s, "workers": workers, "metrics": summary_stats, "meta": meta}
     with OutputDir(out) as od:
         write_parquet(od.path / "runs.parquet", runs_table(results))
         write_parquet(od.path / "timeseries.parquet", timeseries_table(results))
-        req = [r.requests.append_column("replication", pa.array(
-            np.full(r.requests.num_rows, r.index, np.int32))) for r in results
-            if r.requests is not None]
-        if req:
-            write_parquet(od.path / "requests.parquet", pa.concat_tables(req))
+        req = requests_table(results)
+        if req is not None:
+            write_parquet(od.path / "requests.parquet", req)
         if plots:
             _plots(od.path, results, dynamic=exp.config.fleet.dynamic)
         write_json(od.path / "summary.json", summary)
@@ -114,6 +109,29 @@ def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
         render_summary(summary_stats, meta, Console())
         Console().print(f"[dim]results written to {out}/[/dim]")
     return summary
+
+
+def run_all(exp: Experiment, *, workers: int | None, keep_requests: bool | None,
+            console: Any, quiet: bool) -> tuple[list, float, int]:
+    """Every replication, with a progress bar: (results, wall seconds, workers used)."""
+    workers = min(workers or default_workers(), exp.config.replications)
+    t0 = time.perf_counter()
+    results = _run_with_progress(exp, workers, keep_requests, console, quiet)
+    return results, time.perf_counter() - t0, workers
+
+
+def speed_note(results: list, wall_s: float, workers: int) -> str:
+    arrived = sum(r.totals.arrived for r in results)
+    return (f"{arrived:,} simulated requests in {wall_s:.1f} s on {workers} worker(s) "
+            f"({arrived / max(wall_s, 1e-9):,.0f} requests/s)")
+
+
+def requests_table(results: list) -> pa.Table | None:
+    """Every replication's per-request records (with a ``replication`` column), if kept."""
+    tables = [r.requests.append_column("replication", pa.array(
+        np.full(r.requests.num_rows, r.index, np.int32))) for r in results
+        if r.requests is not None]
+    return pa.concat_tables(tables) if tables else None
 
 
 def progress_columns(*extra: str) -> tuple:

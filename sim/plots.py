@@ -119,7 +119,7 @@ def plot_day_profile(timeseries: Any, path: str | os.PathLike[str]) -> Path:
               (ax_over, "overflow", "Share of requests sent to the API", _COLORS[1]))
     for ax, column, label, color in panels:
         values = wide_by[column]
-        hours = np.arange(values.shape[0]) * bin_s / 3600.0 + bin_s / 7200.0
+        hours = _bin_hours(values.shape[0], bin_s)
         with warnings.catch_warnings():  # all-NaN bins (no arrivals) are expected
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(values, axis=1)
@@ -140,12 +140,21 @@ def plot_day_profile(timeseries: Any, path: str | os.PathLike[str]) -> Path:
         band = f"line: mean; band: p5–p95 across {n_rep} replications" if n_rep > 1 \
             else "one replication: no band"
         ax.set_title(f"{label} — {band}", fontsize=10, loc="left")
-    ax_over.set_xlabel("Time of day (hours)")
-    ax_over.set_xlim(0, 24)
-    ax_over.set_xticks(range(0, 25, 3))
+    _time_of_day_axis(ax_over)
     fig.suptitle(f"Average day: GPU utilization and overflow ({bin_s / 60:g}-min bins, "
                  "all days folded)", fontsize=12)
     return save_figure(fig, path)
+
+
+def _bin_hours(n_bins: int, bin_s: float) -> np.ndarray:
+    """The centre of each time-of-day bin, in hours."""
+    return np.arange(n_bins) * bin_s / 3600.0 + bin_s / 7200.0
+
+
+def _time_of_day_axis(ax: Any) -> None:
+    ax.set_xlabel("Time of day (hours)")
+    ax.set_xlim(0, 24)
+    ax.set_xticks(range(0, 25, 3))
 
 
 def _clock(hours: float) -> str:
@@ -183,7 +192,7 @@ def plot_fleet_day(timeseries: Any, path: str | os.PathLike[str]) -> Path:
     names = ["replicas_up", "arrivals", "to_api", *(f"replicas_billed.{p}" for p in pools)]
     sums, count = _fold_day(cols, names)
     bin_s = float(cols["bin_s"][0])
-    hours = np.arange(count.size) * bin_s / 3600.0 + bin_s / 7200.0
+    hours = _bin_hours(count.size, bin_s)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = {n: sums[n] / count for n in names}
         overflow = np.where(sums["arrivals"] > 0, sums["to_api"] / sums["arrivals"], np.nan)
@@ -214,9 +223,7 @@ def plot_fleet_day(timeseries: Any, path: str | os.PathLike[str]) -> Path:
     ax_rate.set_ylim(bottom=0)
     ax_over.set_title("Overflow share (solid) and arrival rate (dashed)", fontsize=10,
                       loc="left")
-    ax_over.set_xlabel("Time of day (hours)")
-    ax_over.set_xlim(0, 24)
-    ax_over.set_xticks(range(0, 25, 3))
+    _time_of_day_axis(ax_over)
     fig.suptitle(f"Average day of the fleet ({bin_s / 60:g}-min bins, all days and "
                  "replications folded)", fontsize=12)
     return save_figure(fig, path)
@@ -233,7 +240,7 @@ def _fleet_profile(timeseries: Any, fixed_replicas: float | None
         billed = (sums["replicas_billed"] / count if "replicas_billed" in sums
                   else np.full(count.size, float(fixed_replicas or 0)))
         overflow = np.where(sums["arrivals"] > 0, sums["to_api"] / sums["arrivals"], np.nan)
-    hours = np.arange(count.size) * bin_s / 3600.0 + bin_s / 7200.0
+    hours = _bin_hours(count.size, bin_s)
     return hours, billed, overflow
 
 
@@ -261,9 +268,7 @@ def plot_fleet_comparison(series: Mapping[str, tuple[Any, float | None]],
     ax_over.set_ylim(bottom=0)
     ax_over.grid(alpha=0.3)
     ax_over.set_title("Overflow share over the day", fontsize=10, loc="left")
-    ax_over.set_xlabel("Time of day (hours)")
-    ax_over.set_xlim(0, 24)
-    ax_over.set_xticks(range(0, 25, 3))
+    _time_of_day_axis(ax_over)
     fig.suptitle("Same traffic, different fleets: an average day (all days and "
                  "replications folded)", fontsize=12)
     return save_figure(fig, path)
