@@ -531,9 +531,10 @@ class LitellmRouterSim:
         c["retried"] += req.attempts > req.groups_tried
         c["fell_back"] += req.groups_tried > 1
         if self.keep:
+            final = self.deps[dep_idx] if dep_idx >= 0 else None
             self._records.append((req.seq, req.arrival, req.stream, req.inp, req.out,
-                                  req.first_group, self.deps[dep_idx].group if dep_idx >= 0
-                                  else "", dep_idx, REASONS[reason], req.attempts,
+                                  req.first_group, final.group if final else "",
+                                  final.name if final else "", REASONS[reason], req.attempts,
                                   req.groups_tried - 1,
                                   ">".join(self.deps[i].name for i in req.path),
                                   first_s - req.arrival, t - req.arrival, cost))
@@ -634,7 +635,7 @@ def _cooldown_per_bin(intervals: list[list[float]], nbins: int, bin_s: float,
 
 def _records_table(records: list[tuple]) -> pa.Table:
     names = ("request", "arrival_s", "stream", "input_tokens", "output_tokens", "group",
-             "final_group", "deployment_index", "failure", "attempts", "fallbacks", "path",
+             "final_group", "deployment", "failure", "attempts", "fallbacks", "path",
              "ttft_s", "e2e_s", "api_cost_usd")
     cols = list(zip(*records, strict=True)) if records else [[] for _ in names]
     return pa.table({n: list(c) for n, c in zip(names, cols, strict=True)})

@@ -296,6 +296,8 @@ def test_every_request_ends_exactly_once(strategy):
     assert sum(d["ok"] for d in res.deployments) == res.served
     fails = sum(d["failures"] for d in res.deployments)
     assert fails == sum(r["attempts"] for r in got) - res.served
+    for r in got:  # a served request ends on the last deployment it tried
+        assert r["deployment"] == ("" if r["failure"] else r["path"].split(">")[-1])
 
 
 def test_latency_history_older_than_ttl_is_forgotten():
