@@ -62,8 +62,10 @@ class LitellmBinding(Model):
     settings: dict[str, Any] = {}
     """Overrides of the config's router settings (e.g. ``routing_strategy`` in a sweep)."""
     price_json: str | None = None
-    """A LiteLLM ``model_prices_and_context_window.json`` (default ``$CAPSIM_LITELLM_JSON``)
-    pricing API deployments by ``base_model`` / ``model``, with their context windows."""
+    """A LiteLLM ``model_prices_and_context_window.json`` pricing API deployments by
+    ``base_model`` / ``model``, with their context windows (default
+    ``$CAPSIM_LITELLM_JSON``, else the installed ``litellm`` package's copy, else capsim's
+    own API model prices)."""
     error_latency_s: NonNegFloat = 0.1
     immediate_cooldown_on_429: bool = True
     bin_s: DurationS = 60.0

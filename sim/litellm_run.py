@@ -73,7 +73,7 @@ def resolve_litellm(cfg: Any, workload: Any, apis: dict, *, file: str,
                           field="router.litellm_config")
     lc = load_litellm_config(path, overrides=dict(binding.settings))
     bound = _bindings(lc, binding, file)
-    prices_table = _price_table(binding, base_dir, file)
+    prices_table = _price_table(binding, file)
     deps, gpus, prices, cached = [], [], {}, {}
     for d in lc.deployments:
         key, b = bound.get(d.name, (d.name, None))
@@ -162,21 +162,21 @@ def _api(d: Any, b: Any, apis: dict, common: dict, table: dict | None,
     return dep, (usd_in, usd_cached, usd_out)
 
 
-def _price_table(binding: Any, base_dir: Path, file: str) -> dict | None:
-    import os
+def _price_table(binding: Any, file: str) -> dict | None:
+    """LiteLLM's price table: ``router.litellm.price_json``, else ``$CAPSIM_LITELLM_JSON``,
+    else the installed ``litellm`` package's copy; None when there is none."""
+    from .api import _litellm_path, _read_litellm
 
-    from .api import _LITELLM_ENV, _read_litellm
-
-    given = binding.price_json or os.environ.get(_LITELLM_ENV)
-    if not given:
-        return None
-    path = Path(given)
-    if not path.is_absolute() and binding.price_json:
-        path = base_dir / path
+    entry = {"litellm_json": binding.price_json} if binding.price_json else {}
+    field = "router.litellm.price_json"
     try:
-        return _read_litellm(str(path))
+        path = _litellm_path(entry, file, field)
+    except ConfigError:
+        return None  # no table anywhere: capsim's own API model prices
+    try:
+        return _read_litellm(path)
     except ConfigError as exc:
-        raise exc.at(file=file, field_prefix="router.litellm.price_json") from None
+        raise exc.at(file=file, field_prefix=field) from None
 
 
 def _litellm_entry(d: Any, table: dict | None, capsim_name: str, warnings: list[str]
