@@ -368,7 +368,7 @@ class Engine:
                 self._to_api(blk, j, t, pol.api_index, 0)
             return
         self._enqueue(blk, j, t)
-        if pol.priority < self._best_waiting_rank():
+        if len(self.queues) > 1 and pol.priority < self._best_waiting_rank():
             self._dispatch(t)  # it outranks everyone waiting: it may fit where they do not
 
     def _best_waiting_rank(self) -> int:
@@ -401,7 +401,23 @@ class Engine:
         heappush(heap, (rep.v + out, key, blk))
         if b + 1 >= len(rep.rates):
             rep.grow_rates()
-        self.router.moved(rep.idx, b, b + 1)
+        if rep.up:
+            # Router.moved(idx, b, b + 1), inlined: the replica's old bucket entry goes
+            # stale; it reaches load b + 1 now, so it joins the back of that bucket.
+            router = self.router
+            count = router.count
+            count[b] -= 1
+            router._tick = tick = router._tick + 1
+            router.stamp[rep.idx] = tick
+            if b + 1 == len(count):
+                router.buckets.append(deque())
+                count.append(0)
+            router.buckets[b + 1].append((rep.idx, tick))
+            count[b + 1] += 1
+            if not count[b] and b == router.min_load:
+                router.min_load = b + 1
+            if not tick & 1023:
+                router._compact_all()
         blk.replica[j] = rep.idx
         blk.start[j] = t
         blk.first[j] = first
@@ -411,10 +427,9 @@ class Engine:
         # a delayed wake-up fires early and re-arms. -INF marks a replica whose wake-up is
         # being handled right now (it re-arms itself at the end).
         if wake == INF or (heap[0][1] == key and wake != -INF):
-            # Replica.next_completion_t, inlined (the heap is not empty).
-            start = rep.last_t if rep.last_t > first else first
+            # Replica.next_completion_t, inlined: decoding resumes at ``first`` (>= t).
             left = heap[0][0] - rep.v
-            t_next = start + left / rep.rates[b + 1] if left > 0.0 else start
+            t_next = first + left / rep.rates[b + 1] if left > 0.0 else first
             if t_next < wake:
                 rep.wake_t = t_next
                 rep.version += 1
@@ -425,11 +440,13 @@ class Engine:
         """Replica ``rep``'s wake-up at ``t``: end the requests whose finish point its
         clock has reached, then re-arm for the next one. Back-to-back completions with no
         other calendar entry between them are handled here without re-entering the
-        calendar (the clock is passed explicitly, like arrivals)."""
-        heap, queue = rep.heap, self._queue
+        calendar (the clock is passed explicitly, like arrivals).
+
+        Hot path: Replica.advance, pop_finished and next_completion_t are inlined.
+        """
+        heap, queue, router = rep.heap, self._queue, self.router
         while True:
-            rep.wake_t = -INF
-            # Replica.advance, inlined.
+            rep.wake_t = -INF  # admissions during this wake-up leave re-arming to us
             b0 = len(heap)
             stall = rep.stall_until
             start = rep.last_t if rep.last_t > stall else stall
@@ -437,15 +454,43 @@ class Engine:
                 rep.v += (t - start) * rep.rates[b0]
             rep.busy_s += t - rep.last_t
             rep.last_t = t
-            # Float tolerance on the virtual clock: far below one token.
-            limit = rep.v + 1e-9 * (1.0 + rep.v)
+            limit = rep.v + 1e-9 * (1.0 + rep.v)  # float tolerance: far below one token
             # Otherwise an early wake-up: an admission delayed this completion.
             if t >= stall and heap and heap[0][0] <= limit:
-                self._complete(rep, t, limit, b0)
+                self.totals.gpu_area += self._n_sys * (t - self._t_area)
+                self._t_area = t
+                kv = rep.kv_used
+                while heap and heap[0][0] <= limit:
+                    _, key, blk = heappop(heap)
+                    j = key & _LOW32
+                    kv -= blk.need[j]
+                    blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
+                    blk.outstanding -= 1
+                    if not blk.outstanding:
+                        self._maybe_finish(blk)
+                b = len(heap)
+                rep.kv_used = kv if b else 0.0  # idle: drop accumulated float rounding
+                self.totals.served_gpu += b0 - b
+                self._n_sys -= b0 - b
+                if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
+                    count = router.count
+                    count[b0] -= 1
+                    router._tick = tick = router._tick + 1
+                    router.stamp[rep.idx] = tick
+                    router.buckets[b].append((rep.idx, tick))
+                    count[b] += 1
+                    if b < router.min_load:
+                        router.min_load = b
+                    if not tick & 1023:
+                        router._compact_all()
+                if not b and rep.on_drained is not None:
+                    callback, rep.on_drained = rep.on_drained, None
+                    callback(rep.idx, t)
+                if self.queued:
+                    self._dispatch(t)  # may admit here: wake_t = -INF defers re-arming
             rep.wake_t = INF
             if not heap:
                 return
-            # Replica.next_completion_t, inlined.
             stall = rep.stall_until
             start = t if t > stall else stall
             left = heap[0][0] - rep.v
@@ -457,34 +502,6 @@ class Engine:
                 self.totals.events += 1
                 return
             t = t_next
-
-    def _complete(self, rep: Replica, t: float, limit: float, b0: int) -> None:
-        """End the requests whose finish point (<= ``limit``) replica ``rep`` reached at
-        ``t``; ``b0`` were running."""
-        heap = rep.heap
-        tot = self.totals
-        tot.gpu_area += self._n_sys * (t - self._t_area)
-        self._t_area = t
-        kv = rep.kv_used
-        while heap and heap[0][0] <= limit:
-            _, key, blk = heappop(heap)
-            j = key & _LOW32
-            kv -= blk.need[j]
-            blk.end[j] = t  # its outcome (GPU) is read from blk.replica when the block ends
-            blk.outstanding -= 1
-            if not blk.outstanding:
-                self._maybe_finish(blk)
-        b = len(heap)
-        rep.kv_used = kv if b else 0.0  # an idle replica drops accumulated float rounding
-        done = b0 - b
-        tot.served_gpu += done
-        self._n_sys -= done
-        self.router.moved(rep.idx, b0, b)
-        if not b and rep.on_drained is not None:
-            callback, rep.on_drained = rep.on_drained, None
-            callback(rep.idx, t)
-        if self.queued:
-            self._dispatch(t)
 
     # ---------------------------------------------------- a fleet that changes
     def start_replica(self, idx: int) -> None:
@@ -563,18 +580,28 @@ class Engine:
 
     def _dispatch(self, t: float) -> None:
         """Start waiting requests (by priority, then oldest first) while a replica has room."""
-        queues, rank = self.queues, self.rank
+        queues, rank, router = self.queues, self.rank, self.router
+        single = queues[0] if len(queues) == 1 else None
         while self.queued:
-            head_q = None
-            best = 0
-            for s, q in enumerate(queues):
-                if q and (head_q is None or rank[s] < best
-                          or (rank[s] == best and _older(q[0], head_q[0]))):
-                    head_q, best = q, rank[s]
+            head_q = single
+            if head_q is None:
+                best = 0
+                for s, q in enumerate(queues):
+                    if q and (head_q is None or rank[s] < best
+                              or (rank[s] == best and _older(q[0], head_q[0]))):
+                        head_q, best = q, rank[s]
             blk, j = head_q[0]
-            rep = self.router.pick(blk.inp[j] + blk.out[j])
-            if rep is None:
-                return
+            need = blk.need[j]
+            if self._least_loaded:  # Router.pick, inlined
+                if not router.active:
+                    return
+                rep = self.replicas[router.least_loaded()]
+                if len(rep.heap) >= rep.max_batch or rep.kv_used + need > rep.kv_cap:
+                    return
+            else:
+                rep = router.pick(need)
+                if rep is None:
+                    return
             head_q.popleft()
             self.queued -= 1
             self._admit(rep, blk, j, t)

@@ -41,10 +41,10 @@ class Router:
     ``count[b]`` is how many are really there. A move appends a fresh entry and leaves the
     old one behind, stale (its stamp is no longer the replica's ``stamp[idx]``): stale
     heads are dropped when picking, and a bucket is compacted when stale entries
-    outnumber live ones. Every operation is O(1) amortized whatever the fleet size. (An
-    insertion-ordered dict per bucket was O(1) on paper, but ``next(iter(d))`` scans the
-    slots of every key deleted from the dict's front since its last resize: on 1,024
-    replicas each pick walked hundreds of them.)
+    outnumber live ones (checked every 1,024 moves). Every operation is O(1) amortized
+    whatever the fleet size. (An insertion-ordered dict per bucket was O(1) on paper, but
+    ``next(iter(d))`` scans the slots of every key deleted from the dict's front since its
+    last resize: on 1,024 replicas each pick walked hundreds of them.)
     """
 
     __slots__ = ("replicas", "policy", "buckets", "count", "stamp", "_tick", "min_load",
@@ -81,12 +81,15 @@ class Router:
         q = self.buckets[load]
         q.append((idx, self._tick))
         self.count[load] += 1
-        if len(q) > 2 * self.count[load] + 32:
-            self._compact(load)
 
-    def _compact(self, load: int) -> None:
-        stamp = self.stamp
-        self.buckets[load] = deque(e for e in self.buckets[load] if stamp[e[0]] == e[1])
+    def _compact_all(self) -> None:
+        """Rebuild the buckets holding more stale entries than live ones (called every
+        1,024 moves: O(1) amortized, and a bucket never holds more than twice its live
+        entries plus the moves since the last call)."""
+        stamp, count = self.stamp, self.count
+        for load, q in enumerate(self.buckets):
+            if len(q) > 2 * count[load] + 8:
+                self.buckets[load] = deque(e for e in q if stamp[e[0]] == e[1])
 
     def activate(self, idx: int) -> None:
         """Replica ``idx`` starts taking requests."""
@@ -134,8 +137,8 @@ class Router:
             self.min_load = new
         elif old == self.min_load and not count[old]:
             self._raise_min(old)
-        if len(self.buckets[new]) > 2 * count[new] + 32:
-            self._compact(new)
+        if not tick & 1023:  # now and then, drop stale entries where they pile up
+            self._compact_all()
 
     def least_loaded(self) -> int:
         """The up replica with the fewest running requests (the first to reach that
