@@ -225,6 +225,7 @@ class Engine:
         self._blocks: Iterator[RequestBlock] | None = None
         self._cur: _Block | None = None
         self._j = 0
+        self._arrival_t = INF  # the next arrival's time (see run())
         self._seq = 0
         self._on_block: Callable[[FinishedBlock], None] | None = None
 
@@ -236,27 +237,43 @@ class Engine:
         The calendar is SimPy's event queue, run by this loop instead of
         ``Environment.run``. Besides SimPy's own ``(t, priority, id, event)`` entries
         (API retries, queue-expiry timers, the processes of :mod:`sim.fleet`), the engine
-        pushes two kinds of bare tuples that need no ``Event`` object:
-        ``(t, NORMAL, id, None)`` for the next arrival and ``(t, NORMAL, id, replica,
-        version)`` for a replica's wake-up. Ids come from SimPy's counter, so the order of
-        entries (time, priority, then scheduling order) is exactly SimPy's, and each tuple
-        counts as one event in ``totals.events``. Only this loop may step the environment.
+        pushes bare ``(t, NORMAL, id, replica, version)`` tuples for replica wake-ups,
+        which need no ``Event`` object. Ids come from SimPy's counter, so the order of
+        entries (time, priority, then scheduling order) is exactly SimPy's. Arrivals are
+        a second, already sorted calendar merged in by time. Each wake-up entry and each
+        run of arrivals counts as one event in ``totals.events``. Only this loop may step
+        the environment.
         """
         self._blocks = iter(blocks)
         self._on_block = on_block
-        if self._next_block():
-            self._push_arrival(self._cur.arrival[0])
         env, queue, wake, arrivals = self.env, self._queue, self._wake, self._arrivals
-        while queue:
-            entry = heappop(queue)
+        eid, totals = self._eid, self.totals
+        # The next arrival is not a calendar entry: the workload is already sorted, so the
+        # loop compares its time with the calendar's head (a calendar entry at the same
+        # time goes first, as one scheduled earlier would in SimPy).
+        arrival_t = self._cur.arrival[0] if self._next_block() else INF
+        self._arrival_t = arrival_t
+        while True:
+            if queue and queue[0][0] <= arrival_t:
+                entry = heappop(queue)
+            elif arrival_t < INF:
+                env._now = arrival_t
+                arrival_t = arrivals(arrival_t)
+                continue
+            else:
+                break
             t = entry[0]
             env._now = t
             x = entry[3]
             if x.__class__ is Replica:
-                if entry[4] == x.version:  # else superseded by an earlier wake-up
+                if entry[4] != x.version:
+                    continue  # superseded by an earlier wake-up
+                if x.due > t:  # delayed by admissions since it was armed: move it
+                    x.wake_t = t = x.due
+                    heappush(queue, (t, NORMAL, next(eid), x, entry[4]))
+                    totals.events += 1
+                else:
                     wake(x, t)
-            elif x is None:
-                arrivals(t)
             else:  # a SimPy event: what Environment.step does
                 callbacks, x.callbacks = x.callbacks, None
                 for callback in callbacks:
@@ -289,10 +306,6 @@ class Engine:
             self._maybe_finish(self._cur)
         return False
 
-    def _push_arrival(self, t: float) -> None:
-        heappush(self._queue, (t, NORMAL, next(self._eid), None))
-        self.totals.events += 1
-
     def _schedule(self, t: float, callback: Callable[[Event], None], data: object) -> None:
         """A triggered bare SimPy event at absolute time ``t`` with one callback (for the
         rarer timers: API retries and queue expiry)."""
@@ -309,29 +322,31 @@ class Engine:
         self._t_area = t
 
     # ---------------------------------------------------------------- arrivals
-    def _arrivals(self, t: float) -> None:
-        """Route the arrival at ``t`` and every later one that comes before any other
-        calendar entry (they share this one entry)."""
+    def _arrivals(self, t: float) -> float:
+        """Route the arrival at ``t`` and every later one that comes before the calendar's
+        next entry (one event in all); returns the time of the next arrival (INF: none)."""
         queue, route = self._queue, self._route
         blk, j = self._cur, self._j
         arrival, n = blk.arrival, blk.n
         k = 0
+        self.totals.events += 1
         while True:
             k += 1
             route(blk, j, t)
             j += 1
             if j >= n:
                 if not self._next_block():
+                    t = INF
                     break
                 blk, j = self._cur, 0
                 arrival, n = blk.arrival, blk.n
             t = arrival[j]
             if queue and t >= queue[0][0]:
                 self._j = j
-                heappush(queue, (t, NORMAL, next(self._eid), None))
-                self.totals.events += 1
                 break
         self.totals.arrived += k
+        self._arrival_t = t
+        return t
 
     def _route(self, blk: _Block, j: int, t: float) -> None:
         pol = self.streams[blk.stream[j]]
@@ -422,14 +437,16 @@ class Engine:
         blk.start[j] = t
         blk.first[j] = first
         wake = rep.wake_t
-        # An admission can only delay the pending completion (longer prefill stall, lower
-        # per-request rate), unless the replica was idle or the newcomer finishes first;
-        # a delayed wake-up fires early and re-arms. -INF marks a replica whose wake-up is
-        # being handled right now (it re-arms itself at the end).
-        if wake == INF or (heap[0][1] == key and wake != -INF):
+        # -INF marks a replica whose wake-up is being handled right now (it re-arms itself
+        # at the end). Otherwise the next completion moves: an admission can only delay it
+        # (longer prefill stall, lower per-request rate) unless the replica was idle or the
+        # newcomer finishes first. A delayed wake-up stays in the calendar and the run loop
+        # moves it to ``due`` when it comes up, so a burst of admissions costs one move.
+        if wake != -INF:
             # Replica.next_completion_t, inlined: decoding resumes at ``first`` (>= t).
             left = heap[0][0] - rep.v
             t_next = first + left / rep.rates[b + 1] if left > 0.0 else first
+            rep.due = t_next
             if t_next < wake:
                 rep.wake_t = t_next
                 rep.version += 1
@@ -495,8 +512,8 @@ class Engine:
             start = t if t > stall else stall
             left = heap[0][0] - rep.v
             t_next = start + left / rep.rates[len(heap)] if left > 0.0 else start
-            if queue and t_next >= queue[0][0]:
-                rep.wake_t = t_next
+            if t_next >= self._arrival_t or (queue and t_next >= queue[0][0]):
+                rep.wake_t = rep.due = t_next
                 rep.version += 1
                 heappush(queue, (t_next, NORMAL, next(self._eid), rep, rep.version))
                 self.totals.events += 1

@@ -67,9 +67,9 @@ class ReplicaSpec:
 class Replica:
     """State of one replica; the engine drives it and reads its fields directly."""
 
-    __slots__ = ("idx", "v", "last_t", "stall_until", "heap", "kv_used", "wake_t", "version",
-                 "busy_s", "rates", "spec", "prefill_s_per_token", "kv_cap", "max_batch", "up",
-                 "pool", "on_drained")
+    __slots__ = ("idx", "v", "last_t", "stall_until", "heap", "kv_used", "wake_t", "due",
+                 "version", "busy_s", "rates", "spec", "prefill_s_per_token", "kv_cap",
+                 "max_batch", "up", "pool", "on_drained")
 
     def __init__(self, idx: int, spec: ReplicaSpec, *, up: bool = True, pool: int = 0):
         self.idx = idx
@@ -83,6 +83,7 @@ class Replica:
         self.heap: list[tuple[float, int, object]] = []
         self.kv_used = 0.0
         self.wake_t = INF
+        self.due = INF  # when the next completion is due (>= wake_t while one is armed)
         self.version = 0
         self.busy_s = 0.0
         cap = spec.max_batch if spec.max_batch is not None else 256
