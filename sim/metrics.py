@@ -17,7 +17,9 @@ Utilization is the share of the fleet's capacity used: a prefill token costs
 replica prefilling or decoding at its best rate all the time. In the time series, a
 request's prefill occupies exactly ``[first_token - input/prefill_rate, first_token]``
 and its output tokens are spread evenly over its decode interval. ``gpu_busy_fraction``
-is the share of replica-time with at least one request admitted.
+is the share of replica-time with at least one request admitted. These run-level shares
+are of the simulated span, the horizon or, if later, when its last request ended (work
+admitted before the horizon ends after it), so they never exceed 1.
 
 For a fleet that changes (:mod:`sim.fleet`), :meth:`MetricsAccumulator.set_capacity`
 replaces the fixed ``replicas x time`` by the replica-time actually up (serving), per run
@@ -258,9 +260,10 @@ class MetricsAccumulator:
         return (t["gpu_output"] * self.decode_s_per_token
                 + t["gpu_input"] * self.prefill_s_per_token)
 
-    def scalars(self, *, busy_s: float) -> dict[str, float]:
-        """The flat metrics of this replication (one row of runs.parquet)."""
-        row = self._scalars(busy_s)
+    def scalars(self, *, busy_s: float, end_s: float = 0.0) -> dict[str, float]:
+        """The flat metrics of this replication (one row of runs.parquet); ``end_s`` is
+        when the last request ended (the span is the horizon or that, if later)."""
+        row = self._scalars(busy_s, max(self.horizon_s, end_s))
         if self.capacity is not None:
             up_s, _, billed_s = self.capacity
             row["gpu_utilization"] = _ratio(self.work_s(), up_s)
@@ -272,7 +275,7 @@ class MetricsAccumulator:
             row["restarts_total"] = self.restarts
         return row
 
-    def _scalars(self, busy_s: float) -> dict[str, float]:
+    def _scalars(self, busy_s: float, span_s: float) -> dict[str, float]:
         c, t = self.counts, self.tokens
         arrived = int(c["arrived"].sum())
         row: dict[str, float] = {
@@ -289,10 +292,10 @@ class MetricsAccumulator:
             "gpu_input_tokens": t["gpu_input"], "gpu_output_tokens": t["gpu_output"],
             "gpu_utilization": _ratio(t["gpu_output"] * self.decode_s_per_token
                                       + t["gpu_input"] * self.prefill_s_per_token,
-                                      self.replicas * self.horizon_s),
+                                      self.replicas * span_s),
             "gpu_decode_utilization": _ratio(t["gpu_output"],
-                                             self.capacity_tokens_per_s * self.horizon_s),
-            "gpu_busy_fraction": _ratio(busy_s, self.replicas * self.horizon_s),
+                                             self.capacity_tokens_per_s * span_s),
+            "gpu_busy_fraction": _ratio(busy_s, self.replicas * span_s),
         }
         for k, reason in enumerate(FAIL_REASONS[1:], start=1):
             row[f"failed.{reason}"] = int(self.fail_reasons[k])

@@ -154,7 +154,7 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
         acc.set_capacity(fleet_result.up_replica_s, fleet_result.up_area,
                          billed_replica_s=fleet_result.billed_replica_s)
         row.update(_fleet_identity(exp, fleet_result))
-    row.update(acc.scalars(busy_s=totals.busy_s))
+    row.update(acc.scalars(busy_s=totals.busy_s, end_s=totals.end_s))
     row["api_only_model"] = exp.api_only_model
     row["api_only.input_tokens_total"] = row["input_tokens_total"]
     row["api_only.output_tokens_total"] = row["output_tokens_total"]

@@ -186,3 +186,18 @@ def test_run_writes_fleet_columns_and_plot_and_compare_runs_variants(tmp_path):
     assert (cmp_out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(main, ["compare", DYNAMICS, "--variant", "nope"])
     assert bad.exit_code == 2 and "no variant 'nope'" in bad.output
+
+
+def test_shares_stay_within_one_when_work_outlasts_a_short_horizon():
+    # Two hours of the default workload: the nightly batch (3,500 long requests from
+    # 01:00) on one replica is a backlog served long after the horizon, so shares of the
+    # horizon alone would exceed 1.
+    exp = load_experiment(None, ["horizon=2h", "replications=1"])
+    res = run_replication(exp, 0)
+    row = res.row
+    assert res.totals.end_s > 2 * 7200  # the run outlasts the horizon
+    assert row["requests_gpu"] > 0
+    assert res.totals.busy_s > 1.5 * 7200  # busy far longer than the horizon
+    assert 0.5 < row["gpu_busy_fraction"] <= 1.0
+    assert row["gpu_utilization"] <= 1.0
+    assert row["gpu_decode_utilization"] <= 1.0
