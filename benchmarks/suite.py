@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from . import fleet, memory, mm8, pipeline
+from . import fleet, instructions, memory, mm8, pipeline
 from .common import Settings
 from .machine import machine_info, peak_rss_mb, reset_peak_rss
 from .report import Row, render, write_json
@@ -29,6 +29,7 @@ CASES: dict[str, Callable[[Settings], list[Row]]] = {
     "fleet-scale": fleet.run,
     "memory": memory.run,
     "montecarlo": pipeline.run_montecarlo,
+    "instructions": instructions.run,
 }
 
 
