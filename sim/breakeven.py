@@ -295,9 +295,14 @@ def _fill(seen: dict[int, PointStats], idx: list[int], values: Sequence[int],
 
 def _volume_search(target: float, scale: float, replicas: Sequence[int],
                    gpu_ok: Callable[[PointStats], bool],
-                   hybrid_ok: Callable[[PointStats], bool]) -> Search:
+                   hybrid_ok: Callable[[PointStats], bool],
+                   queue_limit: int | None = None) -> Search:
+    fixed: dict = {"workload.scale": scale}
+    if queue_limit is not None:
+        fixed["router.queue_limit"] = queue_limit
+
     def make(r: int) -> Point:
-        return Point.of({"workload.scale": scale, "fleet.replicas": r})
+        return Point.of({**fixed, "fleet.replicas": r})
 
     gpu = yield from smallest_feasible(replicas, make, gpu_ok)
     top = gpu[0] if gpu else replicas[-1]
@@ -311,15 +316,24 @@ def _volume_search(target: float, scale: float, replicas: Sequence[int],
 
 def run_breakeven(evaluator: Evaluator, targets: Sequence[float], *, base_tokens: float,
                   base_scale: float, replicas: Sequence[int], slos: Sequence[Slo] = (),
-                  util_cap: float = DEFAULT_UTIL_CAP) -> BreakevenResult:
-    """Search every volume side by side, then locate the break-even crossings."""
+                  util_cap: float = DEFAULT_UTIL_CAP,
+                  queue_limit: int | None = None) -> BreakevenResult:
+    """Search every volume side by side, then locate the break-even crossings.
+
+    A waiting-room limit (``queue_limit``, the base experiment's) scales with the
+    volume: it is sized for the base traffic (e.g. to hold a nightly batch), and a fixed
+    limit would fail a scaled batch as ``queue_full`` on any fleet, making every large
+    volume infeasible for a reason that is not capacity.
+    """
     gpu_slos, hyb_slos = gpu_only_slos(slos, util_cap), hybrid_slos(slos)
     searches = {}
     for target in targets:
         scale = float(f"{base_scale * target / base_tokens:.6g}")
+        limit = (None if queue_limit is None
+                 else max(1, math.ceil(queue_limit * scale / base_scale)))
         searches[target] = _volume_search(
             target, scale, replicas, lambda s: feasible(s, gpu_slos),
-            lambda s: feasible(s, hyb_slos))
+            lambda s: feasible(s, hyb_slos), limit)
     found = drive(evaluator, searches)
     results = [found[t] for t in targets]
     crossings = [crossing("GPU-only", results, lambda v: v.gpu_only),

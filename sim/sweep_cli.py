@@ -462,7 +462,8 @@ def _simulated_breakeven(experiment: str | None, overrides: Sequence[str],
             RunProgress(f"{exp.name}: break-even") as progress:
         evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=progress)
         result = run_breakeven(evaluator, targets, base_tokens=base_tokens, base_scale=scale,
-                               replicas=replicas, slos=slos, util_cap=util_cap)
+                               replicas=replicas, slos=slos, util_cap=util_cap,
+                               queue_limit=exp.config.router.queue_limit)
     _report_breakeven(result, exp, store.folder, svg)
 
 

@@ -139,6 +139,20 @@ def test_search_sizes_gpu_only_by_headroom_and_hybrid_by_cost():
     assert 0.5e9 < hybrid.volume < 3e9 and hybrid.low <= hybrid.volume <= hybrid.high
 
 
+def test_the_waiting_room_limit_scales_with_the_volume():
+    # A limit sized for the base traffic would fail a scaled batch as queue_full on any
+    # fleet; each point carries the base limit times its scale over the base scale.
+    stub = CapacityStub()
+    result = run_breakeven(stub, [0.5e9, 3e9], base_tokens=1e9, base_scale=1.0,
+                           replicas=list(range(1, 9)), queue_limit=5000)
+    for v in result.volumes:
+        point = v.hybrid.point
+        assert point.get("router.queue_limit") == math.ceil(5000 * point.get("workload.scale"))
+    plain = run_breakeven(CapacityStub(), [3e9], base_tokens=1e9, base_scale=1.0,
+                          replicas=list(range(1, 9)))
+    assert plain.volumes[0].hybrid.point.get("router.queue_limit") is None
+
+
 def _volume(volume: float, total: list[float], api: list[float]) -> VolumeResult:
     rows = [{"replication": i, "tokens_per_month": volume, "cost.total_usd": t,
              "cost.api_only_usd": a} for i, (t, a) in enumerate(zip(total, api, strict=True))]
