@@ -365,12 +365,7 @@ class Engine:
             # The common case: nobody waiting, start on the router's choice if it has room.
             router = self.router
             if self._least_loaded and router.active:  # Router.pick, inlined
-                q, stamp = router.buckets[router.min_load], router.stamp
-                idx, tick = q[0]
-                while stamp[idx] != tick:  # Router.least_loaded, inlined: drop stale heads
-                    q.popleft()
-                    idx, tick = q[0]
-                rep = self.replicas[idx]
+                rep = self.replicas[router.least_loaded()]
                 if len(rep.heap) >= rep.max_batch or rep.kv_used + need > rep.kv_cap:
                     rep = None
             else:
