@@ -6,11 +6,14 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["Settings", "median_time", "timed"]
+__all__ = ["ROOT", "Settings", "median_time", "timed"]
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: cwd of child processes
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-from .common import Settings
+from .common import ROOT, Settings
 from .fleet import _spec, draw, run_once
 from .report import Row
 from .scenario import Unavailable
@@ -39,17 +38,13 @@ def instructions(replicas: int, n: int) -> int:
     proc = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, "-m", "benchmarks.instructions", str(replicas), str(n)],
-        capture_output=True, text=True, check=False, cwd=_root(),
+        capture_output=True, text=True, check=False, cwd=ROOT,
         env={**os.environ, "PYTHONHASHSEED": "0"})  # the same dict layouts in every run
     m = _IREFS.search(proc.stderr)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(f"valgrind run failed (rc {proc.returncode}): "
                            f"{proc.stderr.strip()[-500:]}")
     return int(m.group(1).replace(",", ""))
-
-
-def _root() -> str:
-    return str(Path(__file__).resolve().parent.parent)
 
 
 def run(settings: Settings) -> list[Row]:

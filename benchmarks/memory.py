@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-from .common import Settings
+from .common import ROOT, Settings
 from .report import Row, check
 from .scenario import Unavailable
 
 __all__ = ["run"]
 
 CASE = "memory"
-ROOT = Path(__file__).resolve().parent.parent
 # Horizons (seconds) giving ~1M and ~10M requests of the scenario (from Monday 00:00).
 SMALL_S, LARGE_S = 1.5 * 86400, 16 * 86400
 QUICK_SMALL_S = 6 * 3600
