@@ -416,21 +416,16 @@ class Engine:
         heappush(heap, (rep.v + out, key, blk))
         if b + 1 >= len(rep.rates):
             rep.grow_rates()
+            self.router.fit(len(rep.rates))
         if rep.up:
             # Router.moved(idx, b, b + 1), inlined: the replica's old bucket entry goes
-            # stale; it reaches load b + 1 now, so it joins the back of that bucket.
+            # stale; it reaches load b + 1 now, so it joins the back of that bucket (which
+            # exists: the buckets outnumber the rates). A load going up leaves min_load a
+            # valid lower bound.
             router = self.router
-            count = router.count
-            count[b] -= 1
             router._tick = tick = router._tick + 1
             router.stamp[rep.idx] = tick
-            if b + 1 == len(count):
-                router.buckets.append(deque())
-                count.append(0)
             router.buckets[b + 1].append((rep.idx, tick))
-            count[b + 1] += 1
-            if not count[b] and b == router.min_load:
-                router.min_load = b + 1
             if not tick & 1023:
                 router._compact_all()
         blk.replica[j] = rep.idx
@@ -490,12 +485,9 @@ class Engine:
                 self.totals.served_gpu += b0 - b
                 self._n_sys -= b0 - b
                 if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
-                    count = router.count
-                    count[b0] -= 1
                     router._tick = tick = router._tick + 1
                     router.stamp[rep.idx] = tick
                     router.buckets[b].append((rep.idx, tick))
-                    count[b] += 1
                     if b < router.min_load:
                         router.min_load = b
                     if not tick & 1023:
