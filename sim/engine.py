@@ -128,7 +128,7 @@ class EngineTotals:
     served_gpu: int = 0
     served_api: int = 0
     failed: int = 0
-    events: int = 0
+    events: int = 0  # SimPy calendar entries plus runs of arrivals
     end_s: float = 0.0
     busy_s: float = 0.0  # summed over replicas
     gpu_area: float = 0.0  # integral over time of the number of requests in the GPU system
@@ -240,14 +240,15 @@ class Engine:
         pushes bare ``(t, NORMAL, id, replica, version)`` tuples for replica wake-ups,
         which need no ``Event`` object. Ids come from SimPy's counter, so the order of
         entries (time, priority, then scheduling order) is exactly SimPy's. Arrivals are
-        a second, already sorted calendar merged in by time. Each wake-up entry and each
-        run of arrivals counts as one event in ``totals.events``. Only this loop may step
-        the environment.
+        a second, already sorted calendar merged in by time. Every calendar entry (all
+        take an id) and each run of arrivals counts as one event in ``totals.events``.
+        Only this loop may step the environment.
         """
         self._blocks = iter(blocks)
         self._on_block = on_block
         env, queue, wake, arrivals = self.env, self._queue, self._wake, self._arrivals
-        eid, totals = self._eid, self.totals
+        eid = self._eid
+        first_id = next(eid)  # ids taken from here on count the calendar's entries
         # The next arrival is not a calendar entry: the workload is already sorted, so the
         # loop compares its time with the calendar's head (a calendar entry at the same
         # time goes first, as one scheduled earlier would in SimPy).
@@ -271,7 +272,6 @@ class Engine:
                 if x.due > t:  # delayed by admissions since it was armed: move it
                     x.wake_t = t = x.due
                     heappush(queue, (t, NORMAL, next(eid), x, entry[4]))
-                    totals.events += 1
                 else:
                     wake(x, t)
             else:  # a SimPy event: what Environment.step does
@@ -283,6 +283,7 @@ class Engine:
                     exc.__cause__ = x._value
                     raise exc
         tot = self.totals
+        tot.events += next(eid) - first_id - 1
         tot.end_s = self.env.now
         for rep in self.replicas:
             rep.advance(tot.end_s)
@@ -315,7 +316,6 @@ class Engine:
         ev._ok = True
         ev._value = data
         heappush(self._queue, (t, NORMAL, next(self._eid), ev))
-        self.totals.events += 1
 
     def _area_to(self, t: float) -> None:
         self.totals.gpu_area += self._n_sys * (t - self._t_area)
@@ -446,7 +446,6 @@ class Engine:
                 rep.wake_t = t_next
                 rep.version += 1
                 heappush(self._queue, (t_next, NORMAL, next(self._eid), rep, rep.version))
-                self.totals.events += 1
 
     def _wake(self, rep: Replica, t: float) -> None:
         """Replica ``rep``'s wake-up at ``t``: end the requests whose finish point its
@@ -482,7 +481,6 @@ class Engine:
                         self._maybe_finish(blk)
                 b = len(heap)
                 rep.kv_used = kv if b else 0.0  # idle: drop accumulated float rounding
-                self.totals.served_gpu += b0 - b
                 self._n_sys -= b0 - b
                 if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
                     router._tick = tick = router._tick + 1
@@ -508,7 +506,6 @@ class Engine:
                 rep.wake_t = rep.due = t_next
                 rep.version += 1
                 heappush(queue, (t_next, NORMAL, next(self._eid), rep, rep.version))
-                self.totals.events += 1
                 return
             t = t_next
 
@@ -686,9 +683,11 @@ class Engine:
         start, first, end = r["start"], r["first"], r["end"]
         block = blk.block
         # Every request still holding a replica when its block ends was served there
-        # (an evicted one is given back -1); completions skip writing the outcome.
+        # (an evicted one is given back -1); completions skip writing the outcome and
+        # counting it.
         on_gpu = replica >= 0
         outcome[on_gpu] = OUTCOME_GPU
+        self.totals.served_gpu += int(np.count_nonzero(on_gpu))
         # Their time in the GPU system, for Little's law (requests that left the waiting
         # room unserved were counted when they left it).
         arrival = np.asarray(block.arrival_s, np.float64)
