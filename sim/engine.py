@@ -286,8 +286,7 @@ class Engine:
         tot.events += next(eid) - first_id - 1
         tot.end_s = self.env.now
         for rep in self.replicas:
-            rep.advance(tot.end_s)
-            tot.busy_s += rep.busy_s
+            tot.busy_s += rep.busy_time(tot.end_s)
         self._area_to(tot.end_s)
         return tot
 
@@ -403,7 +402,8 @@ class Engine:
             start = rep.last_t if rep.last_t > rep.stall_until else rep.stall_until
             if t > start:
                 rep.v += (t - start) * rep.rates[b]
-            rep.busy_s += t - rep.last_t
+        else:
+            rep.busy_since = t  # an idle replica starts a busy period
         rep.last_t = t
         key = blk.base + j
         # Prefill joins the FCFS stall, KV is reserved, and the request's finish point on
@@ -463,7 +463,6 @@ class Engine:
             start = rep.last_t if rep.last_t > stall else stall
             if t > start:
                 rep.v += (t - start) * rep.rates[b0]
-            rep.busy_s += t - rep.last_t
             rep.last_t = t
             limit = rep.v + 1e-9 * (1.0 + rep.v)  # float tolerance: far below one token
             # Otherwise an early wake-up: an admission delayed this completion.
@@ -480,8 +479,15 @@ class Engine:
                     if not blk.outstanding:
                         self._maybe_finish(blk)
                 b = len(heap)
-                rep.kv_used = kv if b else 0.0  # idle: drop accumulated float rounding
                 self._n_sys -= b0 - b
+                if b:
+                    rep.kv_used = kv
+                else:  # idle: drop accumulated float rounding; the busy period ends
+                    rep.kv_used = 0.0
+                    rep.busy_s += t - rep.busy_since
+                    if rep.on_drained is not None:
+                        callback, rep.on_drained = rep.on_drained, None
+                        callback(rep.idx, t)
                 if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
                     router._tick = tick = router._tick + 1
                     router.stamp[rep.idx] = tick
@@ -490,9 +496,6 @@ class Engine:
                         router.min_load = b
                     if not tick & 1023:
                         router._compact_all()
-                if not b and rep.on_drained is not None:
-                    callback, rep.on_drained = rep.on_drained, None
-                    callback(rep.idx, t)
                 if self.queued:
                     self._dispatch(t)  # may admit here: wake_t = -INF defers re-arming
             rep.wake_t = INF

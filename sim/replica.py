@@ -68,8 +68,8 @@ class Replica:
     """State of one replica; the engine drives it and reads its fields directly."""
 
     __slots__ = ("idx", "v", "last_t", "stall_until", "heap", "kv_used", "wake_t", "due",
-                 "version", "busy_s", "rates", "spec", "prefill_s_per_token", "kv_cap",
-                 "max_batch", "up", "pool", "on_drained")
+                 "version", "busy_s", "busy_since", "rates", "spec", "prefill_s_per_token",
+                 "kv_cap", "max_batch", "up", "pool", "on_drained")
 
     def __init__(self, idx: int, spec: ReplicaSpec, *, up: bool = True, pool: int = 0):
         self.idx = idx
@@ -85,7 +85,8 @@ class Replica:
         self.wake_t = INF
         self.due = INF  # when the next completion is due (>= wake_t while one is armed)
         self.version = 0
-        self.busy_s = 0.0
+        self.busy_s = 0.0  # closed busy periods (see busy_time)
+        self.busy_since = 0.0  # start of the current busy period, while the heap is not empty
         cap = spec.max_batch if spec.max_batch is not None else 256
         self.rates = spec.rates(cap)
         p = spec.prefill_tokens_per_s
@@ -98,14 +99,22 @@ class Replica:
         return self.rates[b]
 
     def advance(self, t: float) -> None:
-        """Bring the virtual clock and busy time up to wall time ``t``."""
+        """Bring the virtual clock up to wall time ``t``."""
         heap = self.heap
         if heap:
             start = self.last_t if self.last_t > self.stall_until else self.stall_until
             if t > start:
                 self.v += (t - start) * self.rates[len(heap)]
-            self.busy_s += t - self.last_t
         self.last_t = t
+
+    def busy_time(self, t: float) -> float:
+        """Seconds with at least one request running, up to ``t``.
+
+        Busy time is booked when a busy period ends, not at every event (cheaper on the
+        hot path): whoever empties the heap adds ``t - busy_since`` to ``busy_s``, and
+        whoever pushes onto an empty heap sets ``busy_since = t``.
+        """
+        return self.busy_s + (t - self.busy_since if self.heap else 0.0)
 
     def grow_rates(self) -> None:
         """An uncapped replica outgrew its rate table: extend it."""
@@ -122,6 +131,7 @@ class Replica:
     def evict(self, t: float) -> list[tuple[float, int, object]]:
         """Drop every running request at ``t`` (failure or preemption); returns them."""
         self.advance(t)
+        self.busy_s = self.busy_time(t)
         evicted = sorted(self.heap)
         self.heap.clear()
         self.kv_used = 0.0

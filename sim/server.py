@@ -90,7 +90,11 @@ class Server:
         heap[k] = heap[-1]
         heap.pop()
         heapq.heapify(heap)
-        rep.kv_used = rep.kv_used - inp - out if heap else 0.0
+        if heap:
+            rep.kv_used -= inp + out
+        else:
+            rep.kv_used = 0.0
+            rep.busy_s += t - rep.busy_since
         self.router.moved(rep.idx, b, len(heap))
         self._rearm(rep)
         self._dispatch(t)
@@ -110,9 +114,7 @@ class Server:
 
     def finish(self) -> None:
         """Bring busy time up to now (call once at the end)."""
-        for rep in self.replicas:
-            rep.advance(self.env.now)
-        self.busy_s = sum(rep.busy_s for rep in self.replicas)
+        self.busy_s = sum(rep.busy_time(self.env.now) for rep in self.replicas)
 
     # ----------------------------------------------------------------- internals
     def _admit(self, rep: Replica, item: Any, t: float) -> None:
@@ -122,6 +124,8 @@ class Server:
         rep.stall_until = first
         rep.kv_used += inp + out
         b = len(rep.heap)
+        if not b:
+            rep.busy_since = t
         heapq.heappush(rep.heap, (rep.v + out, item.key, item))
         if b + 1 >= len(rep.rates):
             rep.grow_rates()
@@ -151,8 +155,9 @@ class Server:
             inp, out = self.tokens.pop(key)
             del self.where[key]
             rep.kv_used -= inp + out
-        if not rep.heap:
+        if done and not rep.heap:
             rep.kv_used = 0.0
+            rep.busy_s += t - rep.busy_since
         self.router.moved(rep.idx, b, len(rep.heap))
         self._rearm(rep)
         for _, _, item in done:

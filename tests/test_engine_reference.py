@@ -82,3 +82,34 @@ def test_engine_matches_reference(seed, n_rep):
     np.testing.assert_allclose(fb.start_s, s, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(fb.first_token_s, f, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(fb.end_s, e, rtol=1e-9, atol=1e-6)
+
+
+def _union_length(lo: np.ndarray, hi: np.ndarray) -> float:
+    """Total length of the union of the intervals [lo, hi]."""
+    total, cur_lo, cur_hi = 0.0, None, None
+    for a, b in sorted(zip(lo.tolist(), hi.tolist(), strict=True)):
+        if cur_hi is None or a > cur_hi:
+            if cur_hi is not None:
+                total += cur_hi - cur_lo
+            cur_lo, cur_hi = a, b
+        else:
+            cur_hi = max(cur_hi, b)
+    return total + (cur_hi - cur_lo if cur_hi is not None else 0.0)
+
+
+@pytest.mark.parametrize("cap,n_rep", [(1, 3), (4, 2)])
+def test_busy_time_is_the_union_of_service_intervals(cap, n_rep):
+    """A replica is busy exactly while it holds a request (admission to completion): the
+    engine books busy time when a busy period ends, so check it against the records."""
+    rng = np.random.default_rng(11 + cap)
+    n = 400
+    arr = np.cumsum(rng.exponential(0.5, n))
+    inp = rng.integers(1, 300, n).astype(float)
+    out = rng.integers(1, 100, n).astype(float)
+    spec = ReplicaSpec(rate_table=[0.0, 30.0, 27.0, 25.0, 22.0][:cap + 1], max_batch=cap,
+                       prefill_tokens_per_s=3000.0)
+    fb, totals, _ = run_engine(arr, out, spec=spec, replicas=n_rep, input_tokens=inp)
+    expected = sum(_union_length(fb.start_s[fb.replica == r], fb.end_s[fb.replica == r])
+                   for r in range(n_rep))
+    assert expected > 0.3 * n_rep * totals.end_s  # loaded enough to test overlap and gaps
+    assert totals.busy_s == pytest.approx(expected, rel=1e-9)
