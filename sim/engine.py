@@ -363,8 +363,8 @@ class Engine:
         if not self.queued:
             # The common case: nobody waiting, start on the router's choice if it has room.
             router = self.router
-            if self._least_loaded and router.active:  # Router.pick, inlined
-                rep = self.replicas[router.least_loaded()]
+            if self._least_loaded:  # Router.pick, inlined
+                rep = router.least_loaded()
                 if len(rep.heap) >= rep.max_batch or rep.kv_used + need > rep.kv_cap:
                     rep = None
             else:
@@ -420,14 +420,17 @@ class Engine:
         if rep.up:
             # Router.moved(idx, b, b + 1), inlined: the replica's old bucket entry goes
             # stale; it reaches load b + 1 now, so it joins the back of that bucket (which
-            # exists: the buckets outnumber the rates). A load going up leaves min_load a
-            # valid lower bound.
+            # exists: the buckets outnumber the rates), unless it is full. A load going up
+            # leaves min_load a valid lower bound.
             router = self.router
-            router._tick = tick = router._tick + 1
-            router.stamp[rep.idx] = tick
-            router.buckets[b + 1].append((rep.idx, tick))
-            if not tick & 1023:
-                router._compact_all()
+            if b + 1 < rep.max_batch:
+                router._tick = tick = router._tick + 1
+                router.stamp[rep.idx] = tick
+                router.buckets[b + 1].append((rep.idx, tick))
+                if not tick & 1023:
+                    router._compact_all()
+            else:
+                router.stamp[rep.idx] = -1  # full: no candidate until a request ends
         blk.replica[j] = rep.idx
         blk.start[j] = t
         blk.first[j] = first
@@ -602,9 +605,7 @@ class Engine:
             blk, j = head_q[0]
             need = blk.need[j]
             if self._least_loaded:  # Router.pick, inlined
-                if not router.active:
-                    return
-                rep = self.replicas[router.least_loaded()]
+                rep = router.least_loaded()
                 if len(rep.heap) >= rep.max_batch or rep.kv_used + need > rep.kv_cap:
                     return
             else:

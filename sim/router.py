@@ -9,9 +9,11 @@ global queue does; per-replica queues would add join-the-wrong-queue effects.
 
 Policies (all O(1) or O(log n) per decision; none scans the fleet):
 
-* ``least_loaded``: the replica with the fewest running requests (ties: the one that
-  reached that load first). Loads are small integers, so replicas sit in FIFO buckets by
-  load with a pointer to the lowest non-empty bucket.
+* ``least_loaded``: the replica with the fewest running requests among those with a
+  free batch slot (ties: the one that reached that load first). Loads are small integers,
+  so replicas sit in FIFO buckets by load with a pointer to the lowest non-empty bucket.
+  On a fleet of one profile this is the least-loaded replica; on a mixed fleet a full
+  small replica does not hide a larger one that still has room.
 * ``round_robin``: the next replica in turn that has a free slot.
 * ``power_of_two``: two replicas drawn at random; the less loaded one that has room,
   else the least-loaded replica.
@@ -28,33 +30,40 @@ from operator import eq, itemgetter
 
 import numpy as np
 
-from .replica import Replica
+from .replica import Replica, ReplicaSpec
 
 __all__ = ["Router", "POLICIES"]
 
 POLICIES = ("least_loaded", "round_robin", "power_of_two")
 _IDX, _STAMP = itemgetter(0), itemgetter(1)
+# What least_loaded returns when every up replica is full (or none is up): no slot, no KV.
+_FULL = Replica(-1, ReplicaSpec(rate_table=[0.0], max_batch=0, kv_capacity_tokens=0.0),
+                up=False)
 
 
 class Router:
     """Tracks the loads of the replicas that are up and picks a replica for a request.
 
     Least-loaded bookkeeping: ``buckets[b]`` is a FIFO (deque) of ``(idx, stamp)`` entries
-    for the up replicas with ``b`` running requests, in the order they reached that load.
+    for the up replicas with ``b`` running requests and a free slot, in the order they
+    reached that load (a full replica has none: ``stamp[idx] = -1``, as for one that is
+    not up).
     A move appends a fresh entry and leaves the old one behind, stale (its stamp is no
     longer the replica's ``stamp[idx]``). ``min_load`` is a lower bound on the least load:
     picking drops stale heads and climbs past buckets with no live entry. Every 1,024
     moves, all buckets are rebuilt without their stale entries (``_compact_all``), so the
     buckets never hold more than the up replicas plus 1,024 entries. Every operation is
-    O(1) amortized whatever the fleet size. The buckets are kept one longer than the
-    longest rate table (a load can never reach it), so a move needs no bounds check.
+    O(1) amortized whatever the fleet size. The buckets outnumber the longest rate table
+    (no load reaches the last one), so a move needs no bounds check; the last bucket
+    holds a sentinel that is always live and stands for an always-full replica, so
+    picking needs no end check either.
     (There is no live count per bucket: keeping it cost ~30 bytecodes per request.)
     An insertion-ordered dict per bucket was O(1) on paper, but ``next(iter(d))`` scans
     the slots of every key deleted from the dict's front since its last resize: on 1,024
     replicas each pick walked hundreds of them.
     """
 
-    __slots__ = ("replicas", "policy", "buckets", "stamp", "_tick", "min_load",
+    __slots__ = ("replicas", "policy", "buckets", "stamp", "_tick", "min_load", "_lookup",
                  "rr_next", "_rng", "_draws", "_draw_i", "active", "_pos")
 
     def __init__(self, replicas: list[Replica], policy: str = "least_loaded",
@@ -63,9 +72,11 @@ class Router:
             raise ValueError(f"unknown router policy {policy!r}")
         self.replicas = replicas
         self.policy = policy
-        self.buckets: list[deque[tuple[int, int]]] = [deque()]
+        n = len(replicas)
+        self._lookup = [*replicas, _FULL]  # by bucket entry index; n is the sentinel
+        self.buckets: list[deque[tuple[int, int]]] = [deque([(n, 0)])]
         self.fit(max((len(rep.rates) for rep in replicas), default=1))
-        self.stamp: list[int] = [-1] * len(replicas)  # -1: in no bucket (not up)
+        self.stamp: list[int] = [-1] * n + [0]  # -1: in no bucket (not up, or full)
         self._tick = 0
         self.min_load = 0
         self.active: list[int] = []  # up replicas, for round-robin and random choices
@@ -79,15 +90,23 @@ class Router:
                 self.activate(rep.idx)
 
     def fit(self, n_rates: int) -> None:
-        """Make room for loads up to ``n_rates`` (call when a replica's rate table grows)."""
-        while len(self.buckets) <= n_rates:
+        """Make room for loads below ``n_rates`` (call when a replica's rate table grows),
+        keeping the sentinel's bucket last."""
+        if len(self.buckets) > n_rates:
+            return
+        sentinel = self.buckets.pop()
+        while len(self.buckets) < n_rates:
             self.buckets.append(deque())
+        self.buckets.append(sentinel)
 
     def _enter(self, idx: int, load: int) -> None:
         """Append replica ``idx`` to bucket ``load`` (it reached that load now)."""
+        if load >= self.replicas[idx].max_batch:
+            self.stamp[idx] = -1  # full: no candidate until a request ends
+            return
         self._tick = tick = self._tick + 1
         self.stamp[idx] = tick
-        self.fit(load)
+        self.fit(load + 1)
         self.buckets[load].append((idx, tick))
         if load < self.min_load:
             self.min_load = load
@@ -106,8 +125,6 @@ class Router:
 
     def activate(self, idx: int) -> None:
         """Replica ``idx`` starts taking requests."""
-        if not self.active:
-            self.min_load = 1 << 62  # no bound yet: _enter sets it
         self._enter(idx, len(self.replicas[idx].heap))
         self._pos[idx] = len(self.active)
         self.active.append(idx)
@@ -126,9 +143,10 @@ class Router:
         if self.replicas[idx].up:  # else draining: not a candidate
             self._enter(idx, new)
 
-    def least_loaded(self) -> int:
-        """The up replica with the fewest running requests (the first to reach that
-        load); there must be one."""
+    def least_loaded(self) -> Replica:
+        """The up replica with a free slot and the fewest running requests (the first to
+        reach that load), or, if there is none, a stand-in that is always full (no slot,
+        no KV): callers test the replica they get for room either way."""
         buckets, stamp = self.buckets, self.stamp
         m = self.min_load
         while True:
@@ -137,7 +155,7 @@ class Router:
                 idx, s = q[0]
                 if stamp[idx] == s:
                     self.min_load = m
-                    return idx
+                    return self._lookup[idx]
                 q.popleft()  # a stale head
             m += 1  # no live entry at this load: the least load is higher
 
@@ -146,7 +164,7 @@ class Router:
         if not self.active:
             return None
         if self.policy == "least_loaded":
-            rep = self.replicas[self.least_loaded()]
+            rep = self.least_loaded()
         elif self.policy == "round_robin":
             rep = self._round_robin()
         else:
@@ -178,4 +196,4 @@ class Router:
         best = a if len(a.heap) <= len(b.heap) else b
         if len(best.heap) < best.max_batch:
             return best
-        return self.replicas[self.least_loaded()]
+        return self.least_loaded()
