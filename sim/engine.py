@@ -221,6 +221,7 @@ class Engine:
         self.queued = 0
         self.totals = EngineTotals()
         self._n_sys = 0  # requests in the GPU system (queued or running)
+        self._area = 0.0  # integral of _n_sys up to _t_area (totals.gpu_area at the end)
         self._t_area = 0.0
         self._blocks: Iterator[RequestBlock] | None = None
         self._cur: _Block | None = None
@@ -288,6 +289,7 @@ class Engine:
         for rep in self.replicas:
             tot.busy_s += rep.busy_time(tot.end_s)
         self._area_to(tot.end_s)
+        tot.gpu_area = self._area
         return tot
 
     def _next_block(self) -> bool:
@@ -297,6 +299,7 @@ class Engine:
                 self._cur.all_arrived = True
                 self._maybe_finish(self._cur)
             self._cur = _Block(self._seq, block)
+            self.totals.arrived += len(block)  # all of them are routed before the run ends
             self._seq += 1
             self._j = 0
             if len(block):
@@ -317,7 +320,7 @@ class Engine:
         heappush(self._queue, (t, NORMAL, next(self._eid), ev))
 
     def _area_to(self, t: float) -> None:
-        self.totals.gpu_area += self._n_sys * (t - self._t_area)
+        self._area += self._n_sys * (t - self._t_area)
         self._t_area = t
 
     # ---------------------------------------------------------------- arrivals
@@ -327,10 +330,8 @@ class Engine:
         queue, route = self._queue, self._route
         blk, j = self._cur, self._j
         arrival, n = blk.arrival, blk.n
-        k = 0
         self.totals.events += 1
         while True:
-            k += 1
             route(blk, j, t)
             j += 1
             if j >= n:
@@ -343,7 +344,6 @@ class Engine:
             if queue and t >= queue[0][0]:
                 self._j = j
                 break
-        self.totals.arrived += k
         self._arrival_t = t
         return t
 
@@ -370,7 +370,7 @@ class Engine:
             else:
                 rep = router.pick(need)
             if rep is not None:
-                self.totals.gpu_area += self._n_sys * (t - self._t_area)
+                self._area += self._n_sys * (t - self._t_area)
                 self._t_area = t
                 self._n_sys += 1
                 self._admit(rep, blk, j, t)
@@ -470,7 +470,7 @@ class Engine:
             limit = rep.v + 1e-9 * (1.0 + rep.v)  # float tolerance: far below one token
             # Otherwise an early wake-up: an admission delayed this completion.
             if t >= stall and heap and heap[0][0] <= limit:
-                self.totals.gpu_area += self._n_sys * (t - self._t_area)
+                self._area += self._n_sys * (t - self._t_area)
                 self._t_area = t
                 kv = rep.kv_used
                 while heap and heap[0][0] <= limit:
@@ -574,7 +574,8 @@ class Engine:
     def _enqueue(self, blk: _Block, j: int, t: float) -> None:
         s = blk.stream[j]
         self._last_enqueued = s
-        self._area_to(t)
+        self._area += self._n_sys * (t - self._t_area)  # _area_to, inlined
+        self._t_area = t
         self._n_sys += 1
         self.queues[s].append((blk, j))
         self.queued += 1
