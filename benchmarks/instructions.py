@@ -8,9 +8,12 @@ the difference of the two totals over ``5n`` is the instructions one more reques
 instructions of start-up jitter: ~0.5% of the 100,000-request difference). Counted for
 16 and 1,024 replicas (16 only with --quick): a ratio near 1 says a large fleet does the
 same work per request, so any extra time there is the memory hierarchy (a working set
-larger than the caches), not the algorithm. Without Valgrind the case reports n/a.
+larger than the caches), not the algorithm. The ``mm8`` model is counted the same way,
+engine and SimPy baseline (:mod:`benchmarks.mm8`), for a noise-free version of its
+speed-up. Without Valgrind the case reports n/a.
 
-``python -m benchmarks.instructions REPLICAS N`` is the child run (prints nothing useful).
+``python -m benchmarks.instructions REPLICAS|mm8|simpy N`` is the child run (prints
+nothing useful).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 
 from .common import ROOT, Settings
 from .fleet import _spec, draw, run_once
-from .report import Row
+from .report import Row, check
 from .scenario import Unavailable
 
 __all__ = ["run", "instructions"]
@@ -33,11 +36,12 @@ SIZES = (16, 1024)
 _IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def instructions(replicas: int, n: int) -> int:
-    """Instructions executed by one child process running ``n`` requests."""
+def instructions(model: int | str, n: int) -> int:
+    """Instructions executed by one child process running ``n`` requests of ``model`` (a
+    fleet size, ``"mm8"`` or ``"simpy"``)."""
     proc = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-         sys.executable, "-m", "benchmarks.instructions", str(replicas), str(n)],
+         sys.executable, "-m", "benchmarks.instructions", str(model), str(n)],
         capture_output=True, text=True, check=False, cwd=ROOT,
         env={**os.environ, "PYTHONHASHSEED": "0"})  # the same dict layouts in every run
     m = _IREFS.search(proc.stderr)
@@ -52,23 +56,41 @@ def run(settings: Settings) -> list[Row]:
         raise Unavailable("valgrind is not installed")
     n = settings.pick(20_000, 5_000)
     sizes = settings.pick(SIZES, SIZES[:1])  # a Valgrind run takes 30-90 s
+    note = f"({6 * n:,} - {n:,} requests) under cachegrind"
     per_request = {}
     rows = []
     for size in sizes:
-        per_request[size] = (instructions(size, 6 * n) - instructions(size, n)) / (5 * n)
+        per_request[size] = _per_request(size, n)
         rows.append(Row(CASE, f"{size:,} replicas", per_request[size], "instr/request",
-                        note=f"engine only; ({6 * n:,} - {n:,} requests) under cachegrind"))
-    if len(sizes) < 2:
-        return rows
-    rows.append(Row(CASE, "instr/request 1,024 / 16 replicas",
-                    per_request[1024] / per_request[16], "x",
-                    note="compare fleet-scale's time ratio: the rest is memory"))
+                        note=f"engine only; {note}"))
+    if len(sizes) > 1:
+        rows.append(Row(CASE, "instr/request 1,024 / 16 replicas",
+                        per_request[1024] / per_request[16], "x",
+                        note="compare fleet-scale's time ratio: the rest is memory"))
+    engine, simpy = _per_request("mm8", n), _per_request("simpy", n)
+    rows += [Row(CASE, "M/M/8 engine", engine, "instr/request", note=note),
+             Row(CASE, "M/M/8 SimPy baseline", simpy, "instr/request", note=note),
+             check(CASE, "M/M/8 SimPy / engine", simpy / engine, "x", ge=3.0,
+                   note="mm8's speed-up, counted instead of timed")]
     return rows
 
 
+def _per_request(model: int | str, n: int) -> float:
+    """Instructions one more request costs: start-up, imports and drawing cancel out."""
+    return (instructions(model, 6 * n) - instructions(model, n)) / (5 * n)
+
+
 def _child(argv: list[str]) -> int:
-    replicas, n = int(argv[0]), int(argv[1])
-    run_once(_spec(), replicas, draw(replicas, n))
+    model, n = argv[0], int(argv[1])
+    if model in ("mm8", "simpy"):
+        from .mm8 import _simpy_once, run_engine
+        from .mm8 import draw as draw_mm8
+
+        arrival_s, service_s = draw_mm8(n)
+        (run_engine if model == "mm8" else _simpy_once)(arrival_s, service_s)
+    else:
+        replicas = int(model)
+        run_once(_spec(), replicas, draw(replicas, n))
     return 0
 
 

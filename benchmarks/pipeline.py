@@ -46,7 +46,7 @@ def run_pipeline(settings: Settings) -> list[Row]:
     note = (f"{n:,} requests over {horizon} on {REPLICAS} replicas, "
             f"median of {max(1, settings.repeat)}")
     return [
-        Row("pipeline", "run_replication", n / dt, "req/s", note=note),
+        check("pipeline", "run_replication", n / dt, "req/s", ge=150_000, note=note),
         Row("pipeline", "time per request", dt / n * 1e6, "µs/request",
             note=f"{dt:.1f} s per run"),
         check("pipeline", "events/request", res.totals.events / n, "", le=3.0,
