@@ -11,7 +11,8 @@ Policies (all O(1) or O(log n) per decision; none scans the fleet):
 
 * ``least_loaded``: the replica with the fewest running requests among those with a
   free batch slot (ties: the one that reached that load first). Loads are small integers,
-  so replicas sit in FIFO buckets by load with a pointer to the lowest non-empty bucket.
+  so replicas sit in FIFO buckets by load, searched upwards from a lower bound on the
+  least load.
   On a fleet of one profile this is the least-loaded replica; on a mixed fleet a full
   small replica does not hide a larger one that still has room.
 * ``round_robin``: the next replica in turn that has a free slot.

@@ -89,3 +89,18 @@ def test_replicas_down_at_start_serve_only_once_started():
     assert not (fb.replica == 2).any()
     assert ((fb.replica == 1) & (fb.start_s >= 120.0)).any()
     assert tot.served_gpu == len(blk)
+
+
+def test_mixed_fleet_a_full_small_replica_does_not_hide_a_larger_one():
+    """Least-loaded placement skips full replicas: with a 1-slot replica (first in line)
+    full and a 4-slot one at the same load, the next request starts on the 4-slot one
+    instead of waiting."""
+    small = ReplicaSpec(rate_table=[0.0, 1.0], max_batch=1)
+    large = ReplicaSpec(rate_table=[0.0, 1.0, 1.0, 1.0, 1.0], max_batch=4)
+    eng = Engine(specs=[small, large], streams=[StreamPolicy()])
+    # 1000 output tokens at 1 token/s: nothing ends before the last arrival
+    blk = RequestBlock.from_arrays(np.array([0.0, 0.1, 0.2, 0.3]), np.zeros(4),
+                                   np.full(4, 1000.0))
+    fb, _ = run(eng, blk)
+    assert fb.replica.tolist() == [0, 1, 1, 1]
+    np.testing.assert_allclose(fb.start_s, [0.0, 0.1, 0.2, 0.3])
