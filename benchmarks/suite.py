@@ -36,7 +36,8 @@ CASES: dict[str, Callable[[Settings], list[Row]]] = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="smaller cases, one run each (CI smoke, ~1 minute)")
+                    help="smaller cases, one run each (CI smoke: ~25 s, plus ~2 min for "
+                         "the Valgrind-counted instructions case)")
     ap.add_argument("--only", action="append", choices=sorted(CASES), metavar="NAME",
                     help=f"run only this case (repeatable): {', '.join(CASES)}")
     ap.add_argument("--repeat", type=int, default=None, metavar="N",
