@@ -403,7 +403,7 @@ class Engine:
             if t > start:
                 rep.v += (t - start) * rep.rates[b]
         else:
-            rep.busy_since = t  # an idle replica starts a busy period
+            rep.busy_since = t  # Replica.busy_from, inlined: a busy period starts
         rep.last_t = t
         key = blk.base + j
         # Prefill joins the FCFS stall, KV is reserved, and the request's finish point on
@@ -487,7 +487,7 @@ class Engine:
                     rep.kv_used = kv
                 else:  # idle: drop accumulated float rounding; the busy period ends
                     rep.kv_used = 0.0
-                    rep.busy_s += t - rep.busy_since
+                    rep.busy_s += t - rep.busy_since  # Replica.idle_from, inlined
                     if rep.on_drained is not None:
                         callback, rep.on_drained = rep.on_drained, None
                         callback(rep.idx, t)

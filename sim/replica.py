@@ -111,10 +111,18 @@ class Replica:
         """Seconds with at least one request running, up to ``t``.
 
         Busy time is booked when a busy period ends, not at every event (cheaper on the
-        hot path): whoever empties the heap adds ``t - busy_since`` to ``busy_s``, and
-        whoever pushes onto an empty heap sets ``busy_since = t``.
+        hot path): whoever pushes onto an empty heap calls :meth:`busy_from`, and
+        whoever empties it calls :meth:`idle_from` (the engine inlines both).
         """
         return self.busy_s + (t - self.busy_since if self.heap else 0.0)
+
+    def busy_from(self, t: float) -> None:
+        """A busy period starts at ``t`` (call before pushing onto an empty heap)."""
+        self.busy_since = t
+
+    def idle_from(self, t: float) -> None:
+        """The busy period ends at ``t`` (call once the heap has just been emptied)."""
+        self.busy_s += t - self.busy_since
 
     def grow_rates(self) -> None:
         """An uncapped replica outgrew its rate table: extend it."""
@@ -131,8 +139,9 @@ class Replica:
     def evict(self, t: float) -> list[tuple[float, int, object]]:
         """Drop every running request at ``t`` (failure or preemption); returns them."""
         self.advance(t)
-        self.busy_s = self.busy_time(t)
         evicted = sorted(self.heap)
+        if evicted:
+            self.idle_from(t)
         self.heap.clear()
         self.kv_used = 0.0
         self.stall_until = t

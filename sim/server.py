@@ -94,7 +94,7 @@ class Server:
             rep.kv_used -= inp + out
         else:
             rep.kv_used = 0.0
-            rep.busy_s += t - rep.busy_since
+            rep.idle_from(t)
         self.router.moved(rep.idx, b, len(heap))
         self._rearm(rep)
         self._dispatch(t)
@@ -125,7 +125,7 @@ class Server:
         rep.kv_used += inp + out
         b = len(rep.heap)
         if not b:
-            rep.busy_since = t
+            rep.busy_from(t)
         heapq.heappush(rep.heap, (rep.v + out, item.key, item))
         if b + 1 >= len(rep.rates):
             rep.grow_rates()
@@ -157,7 +157,7 @@ class Server:
             rep.kv_used -= inp + out
         if done and not rep.heap:
             rep.kv_used = 0.0
-            rep.busy_s += t - rep.busy_since
+            rep.idle_from(t)
         self.router.moved(rep.idx, b, len(rep.heap))
         self._rearm(rep)
         for _, _, item in done:
