@@ -574,8 +574,7 @@ class Engine:
     def _enqueue(self, blk: _Block, j: int, t: float) -> None:
         s = blk.stream[j]
         self._last_enqueued = s
-        self._area += self._n_sys * (t - self._t_area)  # _area_to, inlined
-        self._t_area = t
+        self._area_to(t)
         self._n_sys += 1
         self.queues[s].append((blk, j))
         self.queued += 1
