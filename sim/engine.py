@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from heapq import heappop, heappush
+from heapq import heappop, heappush, heapreplace
 
 import numpy as np
 import simpy
@@ -257,25 +257,29 @@ class Engine:
         self._arrival_t = arrival_t
         while True:
             if queue and queue[0][0] <= arrival_t:
-                entry = heappop(queue)
+                entry = queue[0]
             elif arrival_t < INF:
                 env._now = arrival_t
                 arrival_t = arrivals(arrival_t)
                 continue
             else:
                 break
-            t = entry[0]
-            env._now = t
             x = entry[3]
             if x.__class__ is Replica:
                 if entry[4] != x.version:
-                    continue  # superseded by an earlier wake-up
-                if x.due > t:  # delayed by admissions since it was armed: move it
-                    x.wake_t = t = x.due
-                    heappush(queue, (t, NORMAL, next(eid), x, entry[4]))
-                else:
-                    wake(x, t)
+                    heappop(queue)  # superseded by an earlier wake-up
+                    continue
+                t = x.due  # >= the entry's time while the entry is current
+                if t > entry[0]:  # delayed by admissions since it was armed: move it
+                    x.wake_t = t  # (in place: one sift instead of a pop and a push)
+                    heapreplace(queue, (t, NORMAL, next(eid), x, entry[4]))
+                    continue
+                heappop(queue)
+                env._now = t
+                wake(x, t)
             else:  # a SimPy event: what Environment.step does
+                heappop(queue)
+                env._now = entry[0]
                 callbacks, x.callbacks = x.callbacks, None
                 for callback in callbacks:
                     callback(x)
