@@ -1,16 +1,19 @@
 """Case ``instructions``: CPU instructions per request, counted by Valgrind (noise-free).
 
 Wall-clock rates on a shared machine move by tens of percent from one minute to the next;
-instruction counts do not. The ``fleet-scale`` engine run (:mod:`benchmarks.fleet`) is
-run under ``valgrind --tool=cachegrind --cache-sim=no`` at ``n`` and ``6n`` requests, and
-the difference of the two totals over ``5n`` is the instructions one more request costs
-(interpreter start-up, imports and drawing the traffic cancel out, up to ~50M
-instructions of start-up jitter: ~0.5% of the 100,000-request difference). Counted for
-16 and 1,024 replicas (16 only with --quick): a ratio near 1 says a large fleet does the
-same work per request, so any extra time there is the memory hierarchy (a working set
-larger than the caches), not the algorithm. The ``mm8`` model is counted the same way,
-engine and SimPy baseline (:mod:`benchmarks.mm8`), for a noise-free version of its
-speed-up. Without Valgrind the case reports n/a.
+instruction counts do not. A child process draws a model's requests, then makes exactly
+one call of the simulation through ``operator.call``; it runs under ``valgrind
+--tool=callgrind --collect-atstart=no --toggle-collect=_operator_call``, so only the
+instructions executed inside that call are counted (interpreter start-up, imports and
+drawing the traffic are not), and the count is the same on every run. Nothing in the
+simulator calls ``operator.call`` (a nested call would switch counting off).
+Counted: the ``fleet-scale`` engine run (:mod:`benchmarks.fleet`) on 16 and 1,024
+replicas (16 only with --quick), where a ratio near 1 says a large fleet does the same
+work per request, so any extra time there is the memory hierarchy (a working set larger
+than the caches), not the algorithm; and the ``mm8`` model (:mod:`benchmarks.mm8`),
+engine and SimPy baseline, for a noise-free version of its speed-up. Each count includes
+building the model (engine or SimPy processes) from the drawn arrays. Without Valgrind
+the case reports n/a.
 
 ``python -m benchmarks.instructions REPLICAS|mm8|simpy N`` is the child run (prints
 nothing useful).
@@ -18,6 +21,7 @@ nothing useful).
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import shutil
@@ -33,22 +37,24 @@ __all__ = ["run", "instructions"]
 
 CASE = "instructions"
 SIZES = (16, 1024)
-_IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+_MARK = "_operator_call"  # the C function behind operator.call: counting is on inside it
 
 
 def instructions(model: int | str, n: int) -> int:
-    """Instructions executed by one child process running ``n`` requests of ``model`` (a
-    fleet size, ``"mm8"`` or ``"simpy"``)."""
+    """Instructions executed by the simulation call of ``n`` requests of ``model`` (a
+    fleet size, ``"mm8"`` or ``"simpy"``), in a child process under callgrind."""
     proc = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+        ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--toggle-collect={_MARK}",
+         "--callgrind-out-file=/dev/null",
          sys.executable, "-m", "benchmarks.instructions", str(model), str(n)],
         capture_output=True, text=True, check=False, cwd=ROOT,
         env={**os.environ, "PYTHONHASHSEED": "0"})  # the same dict layouts in every run
-    m = _IREFS.search(proc.stderr)
-    if proc.returncode != 0 or m is None:
+    m = _COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or m is None or int(m.group(1)) == 0:
         raise RuntimeError(f"valgrind run failed (rc {proc.returncode}): "
                            f"{proc.stderr.strip()[-500:]}")
-    return int(m.group(1).replace(",", ""))
+    return int(m.group(1))
 
 
 def run(settings: Settings) -> list[Row]:
@@ -56,7 +62,7 @@ def run(settings: Settings) -> list[Row]:
         raise Unavailable("valgrind is not installed")
     n = settings.pick(20_000, 5_000)
     sizes = settings.pick(SIZES, SIZES[:1])  # a Valgrind run takes 30-90 s
-    note = f"({6 * n:,} - {n:,} requests) under cachegrind"
+    note = f"{n:,} requests under callgrind, the simulation call only"
     per_request = {}
     rows = []
     for size in sizes:
@@ -76,21 +82,25 @@ def run(settings: Settings) -> list[Row]:
 
 
 def _per_request(model: int | str, n: int) -> float:
-    """Instructions one more request costs: start-up, imports and drawing cancel out."""
-    return (instructions(model, 6 * n) - instructions(model, n)) / (5 * n)
+    return instructions(model, n) / n
 
 
 def _child(argv: list[str]) -> int:
     model, n = argv[0], int(argv[1])
     if model in ("mm8", "simpy"):
+        import sim.engine  # noqa: F401  (imported here, not inside the counted call)
+        import sim.replica  # noqa: F401
+        import sim.requests  # noqa: F401
+
         from .mm8 import _simpy_once, run_engine
         from .mm8 import draw as draw_mm8
 
         arrival_s, service_s = draw_mm8(n)
-        (run_engine if model == "mm8" else _simpy_once)(arrival_s, service_s)
+        operator.call(run_engine if model == "mm8" else _simpy_once, arrival_s, service_s)
     else:
         replicas = int(model)
-        run_once(_spec(), replicas, draw(replicas, n))
+        spec, arrays = _spec(), draw(replicas, n)
+        operator.call(run_once, spec, replicas, arrays)
     return 0
 
 
