@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from sim.cli import main
+from tests.procs import default_sigint
 
 SMALL = ["--set", "horizon=1d", "-n", "3", "--no-plots"]
 
@@ -85,7 +86,7 @@ def test_interrupted_run_leaves_no_half_written_results(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "run", "--set", "horizon=30d", "-n", "6", "-j", "2",
          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        cwd=Path(__file__).resolve().parents[1])
+        cwd=Path(__file__).resolve().parents[1], preexec_fn=default_sigint)
     time.sleep(4.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -26,6 +26,7 @@ from sim.sweep import (
     read_runs,
     run_sweep,
 )
+from tests.procs import default_sigint
 
 TINY = """\
 name: tiny-sweep
@@ -267,7 +268,7 @@ def _start_sweep(exp: Path, out: Path) -> subprocess.Popen:
     for item in KILL_GRID:
         args += ["--grid", item]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[1], preexec_fn=default_sigint)
 
 
 def _wait_for_files(out: Path, n: int, proc: subprocess.Popen, timeout_s: float = 30) -> None:
