@@ -32,17 +32,31 @@ class LogHistogram:
     def add(self, values: np.ndarray) -> None:
         """Add finite values (NaNs are ignored)."""
         v = np.asarray(values, np.float64)
-        v = v[np.isfinite(v)]
-        if not v.size:
-            return
-        self.total += float(v.sum())
-        self.n += int(v.size)
-        idx = np.zeros(v.size, np.int64)
-        pos = v >= self.lo
+        buckets = self.buckets_of(v)
+        finite = buckets >= 0
+        self.add_buckets(buckets[finite], float(v[finite].sum()))
+
+    def buckets_of(self, values: np.ndarray) -> np.ndarray:
+        """Each value's bucket in this layout (-1 for NaN or infinite values), so one
+        pass of logarithms can feed several histograms of the same layout."""
+        v = np.asarray(values, np.float64)
+        idx = np.full(v.size, -1, np.int64)
+        finite = np.isfinite(v)
+        idx[finite & (v < self.lo)] = 0
+        pos = finite & (v >= self.lo)
         idx[pos] = 1 + np.minimum(
             ((np.log(v[pos]) - self._log_lo) / self._log_ratio).astype(np.int64),
             self.counts.size - 2)
-        self.counts += np.bincount(idx, minlength=self.counts.size)
+        return idx
+
+    def add_buckets(self, buckets: np.ndarray, total: float) -> None:
+        """Add values given by their buckets (from :meth:`buckets_of` of a histogram of
+        the same layout, none -1) and their sum."""
+        if not buckets.size:
+            return
+        self.total += total
+        self.n += int(buckets.size)
+        self.counts += np.bincount(buckets, minlength=self.counts.size)
 
     def merge(self, other: LogHistogram) -> None:
         self.counts += other.counts

@@ -198,15 +198,25 @@ class MetricsAccumulator:
         self.fail_reasons += np.bincount(fb.reason[failed], minlength=len(FAIL_REASONS))
 
     def _histograms(self, cls, gpu, api, lat) -> None:
+        # Every histogram has the same layout: each latency's buckets are computed once
+        # for the block and shared by its (class, destination) histograms.
+        selections = []
         for c in range(len(self.class_names)):
             mine = cls == c
-            if not mine.any():
-                continue
-            for d, sel in (("all", mine & (gpu | api)), ("gpu", mine & gpu),
-                           ("api", mine & api)):
-                if sel.any():
-                    for m in LATENCIES:
-                        self.hist[(c, d, m)].add(lat[m][sel])
+            if mine.any():
+                selections += [(c, d, sel) for d, sel in (("all", mine & (gpu | api)),
+                                                          ("gpu", mine & gpu),
+                                                          ("api", mine & api)) if sel.any()]
+        if not selections:
+            return
+        layout = self.hist[(0, "all", "wait")]
+        for m in LATENCIES:
+            values = lat[m]
+            buckets = layout.buckets_of(values)
+            finite = buckets >= 0
+            for c, d, sel in selections:
+                keep = sel & finite
+                self.hist[(c, d, m)].add_buckets(buckets[keep], float(values[keep].sum()))
 
     def _series(self, fb: FinishedBlock, gpu, api, failed) -> None:
         arr = fb.requests.arrival_s
