@@ -68,13 +68,12 @@ def run_montecarlo(settings: Settings) -> list[Row]:
     # Alternate the two (1 worker, then all, repeat) and take the median of each pair's
     # ratio: the machine's speed drifts over minutes, and runs far apart in time would
     # carry that drift into the speed-up.
-    t1s, tns, ratios, res = [], [], [], None
+    t1s, tns, res = [], [], None
     for _ in range(max(1, settings.repeat)):
         t1, res = timed(lambda: run_replications(exp, workers=1))
-        tn, _ = timed(lambda: run_replications(exp, workers=cores))
         t1s.append(t1)
-        tns.append(tn)
-        ratios.append(t1 / tn)
+        tns.append(timed(lambda: run_replications(exp, workers=cores))[0])
+    ratios = [a / b for a, b in zip(t1s, tns, strict=True)]
     t1, tn = statistics.median(t1s), statistics.median(tns)
     n = sum(r.totals.arrived for r in res)
     note = (f"{MC_REPLICATIONS} replications x {horizon} ({n:,} requests), "
