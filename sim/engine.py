@@ -427,12 +427,12 @@ class Engine:
             router = self.router
             if b + 1 < rep.max_batch:
                 router._tick = tick = router._tick + 1
-                router.stamp[rep.idx] = tick
-                router.buckets[b + 1].append((rep.idx, tick))
+                rep.tick = tick
+                router.buckets[b + 1].append((rep, tick))
                 if not tick & 1023:
                     router._compact_all()
             else:
-                router.stamp[rep.idx] = -1  # full: no candidate until a request ends
+                rep.tick = -1  # full: no candidate until a request ends
         blk.replica[j] = rep.idx
         blk.start[j] = t
         blk.first[j] = first
@@ -493,8 +493,8 @@ class Engine:
                         callback(rep.idx, t)
                 if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
                     router._tick = tick = router._tick + 1
-                    router.stamp[rep.idx] = tick
-                    router.buckets[b].append((rep.idx, tick))
+                    rep.tick = tick
+                    router.buckets[b].append((rep, tick))
                     if b < router.min_load:
                         router.min_load = b
                     if not tick & 1023:

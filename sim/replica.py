@@ -69,13 +69,14 @@ class Replica:
 
     __slots__ = ("idx", "v", "last_t", "stall_until", "heap", "kv_used", "wake_t", "due",
                  "version", "busy_s", "busy_since", "rates", "spec", "prefill_s_per_token",
-                 "kv_cap", "max_batch", "up", "pool", "on_drained")
+                 "kv_cap", "max_batch", "up", "pool", "on_drained", "tick")
 
     def __init__(self, idx: int, spec: ReplicaSpec, *, up: bool = True, pool: int = 0):
         self.idx = idx
         self.up = up  # accepting new requests (False: provisioning, draining, failed)
         self.pool = pool
         self.on_drained = None  # called when a draining replica's last request completes
+        self.tick = -1  # the router's stamp of its live bucket entry; -1: in none
         self.spec = spec
         self.v = 0.0
         self.last_t = 0.0

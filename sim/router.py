@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import compress
-from operator import eq, itemgetter
+from operator import attrgetter, eq, itemgetter
 
 import numpy as np
 
@@ -36,21 +36,23 @@ from .replica import Replica, ReplicaSpec
 __all__ = ["Router", "POLICIES"]
 
 POLICIES = ("least_loaded", "round_robin", "power_of_two")
-_IDX, _STAMP = itemgetter(0), itemgetter(1)
+_REP, _TICK = itemgetter(0), itemgetter(1)
+_REP_TICK = attrgetter("tick")
 # What least_loaded returns when every up replica is full (or none is up): no slot, no KV.
 _FULL = Replica(-1, ReplicaSpec(rate_table=[0.0], max_batch=0, kv_capacity_tokens=0.0),
                 up=False)
+_FULL.tick = 0  # its entry is always live
 
 
 class Router:
     """Tracks the loads of the replicas that are up and picks a replica for a request.
 
-    Least-loaded bookkeeping: ``buckets[b]`` is a FIFO (deque) of ``(idx, stamp)`` entries
-    for the up replicas with ``b`` running requests and a free slot, in the order they
-    reached that load (a full replica has none: ``stamp[idx] = -1``, as for one that is
+    Least-loaded bookkeeping: ``buckets[b]`` is a FIFO (deque) of ``(replica, tick)``
+    entries for the up replicas with ``b`` running requests and a free slot, in the order
+    they reached that load (a full replica has none: its ``tick`` is -1, as for one that is
     not up).
-    A move appends a fresh entry and leaves the old one behind, stale (its stamp is no
-    longer the replica's ``stamp[idx]``). ``min_load`` is a lower bound on the least load:
+    A move appends a fresh entry and leaves the old one behind, stale (its tick is no
+    longer the replica's ``tick``). ``min_load`` is a lower bound on the least load:
     picking drops stale heads and climbs past buckets with no live entry. Every 1,024
     moves, all buckets are rebuilt without their stale entries (``_compact_all``), so the
     buckets never hold more than the up replicas plus 1,024 entries. Every operation is
@@ -64,7 +66,7 @@ class Router:
     replicas each pick walked hundreds of them.
     """
 
-    __slots__ = ("replicas", "policy", "buckets", "stamp", "_tick", "min_load", "_lookup",
+    __slots__ = ("replicas", "policy", "buckets", "_tick", "min_load",
                  "rr_next", "_rng", "_draws", "_draw_i", "active", "_pos")
 
     def __init__(self, replicas: list[Replica], policy: str = "least_loaded",
@@ -73,11 +75,10 @@ class Router:
             raise ValueError(f"unknown router policy {policy!r}")
         self.replicas = replicas
         self.policy = policy
-        n = len(replicas)
-        self._lookup = [*replicas, _FULL]  # by bucket entry index; n is the sentinel
-        self.buckets: list[deque[tuple[int, int]]] = [deque([(n, 0)])]
+        self.buckets: list[deque[tuple[Replica, int]]] = [deque([(_FULL, 0)])]
         self.fit(max((len(rep.rates) for rep in replicas), default=1))
-        self.stamp: list[int] = [-1] * n + [0]  # -1: in no bucket (not up, or full)
+        for rep in replicas:
+            rep.tick = -1  # in no bucket (not up, or full)
         self._tick = 0
         self.min_load = 0
         self.active: list[int] = []  # up replicas, for round-robin and random choices
@@ -102,13 +103,14 @@ class Router:
 
     def _enter(self, idx: int, load: int) -> None:
         """Append replica ``idx`` to bucket ``load`` (it reached that load now)."""
-        if load >= self.replicas[idx].max_batch:
-            self.stamp[idx] = -1  # full: no candidate until a request ends
+        rep = self.replicas[idx]
+        if load >= rep.max_batch:
+            rep.tick = -1  # full: no candidate until a request ends
             return
         self._tick = tick = self._tick + 1
-        self.stamp[idx] = tick
+        rep.tick = tick
         self.fit(load + 1)
-        self.buckets[load].append((idx, tick))
+        self.buckets[load].append((rep, tick))
         if load < self.min_load:
             self.min_load = load
         if not tick & 1023:  # now and then, drop the stale entries
@@ -116,12 +118,12 @@ class Router:
 
     def _compact_all(self) -> None:
         """Drop every stale entry (called every 1,024 moves: O(1) amortized)."""
-        stamp, buckets = self.stamp, self.buckets
+        buckets = self.buckets
         for load, q in enumerate(buckets):
             if q:
-                # Keep the entries e with stamp[e[0]] == e[1], filtered in C (no bytecode
+                # Keep the entries e with e[0].tick == e[1], filtered in C (no bytecode
                 # per entry: on 1,024 replicas this runs over ~1 entry per move).
-                live = map(eq, map(stamp.__getitem__, map(_IDX, q)), map(_STAMP, q))
+                live = map(eq, map(_REP_TICK, map(_REP, q)), map(_TICK, q))
                 buckets[load] = deque(compress(q, live))
 
     def activate(self, idx: int) -> None:
@@ -132,7 +134,7 @@ class Router:
 
     def deactivate(self, idx: int) -> None:
         """Replica ``idx`` stops taking requests (draining, failed, preempted)."""
-        self.stamp[idx] = -1  # its entry goes stale
+        self.replicas[idx].tick = -1  # its entry goes stale
         k = self._pos.pop(idx)
         last = self.active.pop()
         if last != idx:
@@ -148,15 +150,15 @@ class Router:
         """The up replica with a free slot and the fewest running requests (the first to
         reach that load), or, if there is none, a stand-in that is always full (no slot,
         no KV): callers test the replica they get for room either way."""
-        buckets, stamp = self.buckets, self.stamp
+        buckets = self.buckets
         m = self.min_load
         while True:
             q = buckets[m]
             while q:
-                idx, s = q[0]
-                if stamp[idx] == s:
+                rep, tick = q[0]
+                if rep.tick == tick:
                     self.min_load = m
-                    return self._lookup[idx]
+                    return rep
                 q.popleft()  # a stale head
             m += 1  # no live entry at this load: the least load is higher
 
