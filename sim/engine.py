@@ -207,7 +207,7 @@ class Engine:
         shared: dict[int, list[float]] = {}
         for rep in self.replicas:
             rep.rates = shared.setdefault(id(rep.spec), rep.rates)
-        self._max_kv = max((r.kv_cap for r in self.replicas), default=0.0)
+        max_kv = max((r.kv_cap for r in self.replicas), default=0.0)
         self.router = Router(self.replicas, router, stream(seed, "router"))
         self._least_loaded = router == "least_loaded"
         self.streams = list(streams)
@@ -217,6 +217,8 @@ class Engine:
         self.queues: list[deque] = [deque() for _ in self.streams]
         self.expire_after = [p.expire_after_s for p in self.streams]
         self.rank = [p.priority for p in self.streams]
+        # The most KV a request of each stream may need to go to a GPU (-INF: it never does).
+        self._gpu_kv = [-INF if p.mode == "always" else max_kv for p in self.streams]
         self._last_enqueued = -1
         self.timer_t = [INF] * len(self.streams)  # pending expiry timer per stream queue
         self.timer_version = [0] * len(self.streams)
@@ -240,12 +242,13 @@ class Engine:
         The calendar is SimPy's event queue, run by this loop instead of
         ``Environment.run``. Besides SimPy's own ``(t, priority, id, event)`` entries
         (API retries, queue-expiry timers, the processes of :mod:`sim.fleet`), the engine
-        pushes bare ``(t, NORMAL, id, replica, version)`` tuples for replica wake-ups,
-        which need no ``Event`` object. Ids come from SimPy's counter, so the order of
-        entries (time, priority, then scheduling order) is exactly SimPy's. Arrivals are
-        a second, already sorted calendar merged in by time. Every calendar entry (all
-        take an id) and each run of arrivals counts as one event in ``totals.events``.
-        Only this loop may step the environment.
+        pushes bare ``(t, NORMAL, id, replica)`` tuples for replica wake-ups, which need
+        no ``Event`` object; only the one a replica holds as its ``entry`` is current.
+        Ids come from SimPy's counter, so the order of entries (time, priority, then
+        scheduling order) is exactly SimPy's. Arrivals are a second, already sorted
+        calendar merged in by time. Every calendar entry (all take an id) and each run of
+        arrivals counts as one event in ``totals.events``. Only this loop may step the
+        environment.
         """
         with _young_gc_threshold(_YOUNG_GC_THRESHOLD):
             return self._run(blocks, on_block)
@@ -292,13 +295,14 @@ class Engine:
                 break
             x = entry[3]
             if x.__class__ is Replica:
-                if entry[4] != x.version:
+                if entry is not x.entry:
                     heappop(queue)  # superseded by an earlier wake-up
                     continue
                 t = x.due  # >= the entry's time while the entry is current
                 if t > entry[0]:  # delayed by admissions since it was armed: move it
                     x.wake_t = t  # (in place: one sift instead of a pop and a push)
-                    heapreplace(queue, (t, NORMAL, next(eid), x, entry[4]))
+                    x.entry = entry = (t, NORMAL, next(eid), x)
+                    heapreplace(queue, entry)
                     continue
                 heappop(queue)
                 env._now = t
@@ -350,13 +354,10 @@ class Engine:
 
     # ---------------------------------------------------------------- arrivals
     def _route(self, blk: _Block, j: int, t: float) -> None:
-        pol = self.streams[blk.stream[j]]
-        mode = pol.mode
-        if mode == "always":
-            self._to_api(blk, j, t, pol.api_index, 0)
-            return
         need = blk.need[j]
-        if need > self._max_kv:
+        s = blk.stream[j]
+        if need > self._gpu_kv[s]:  # overflows always, or fits on no replica
+            pol = self.streams[s]
             if pol.api_index is not None:
                 self._to_api(blk, j, t, pol.api_index, 0)
             else:
@@ -375,10 +376,11 @@ class Engine:
                 rep = router.pick(need)
             if rep is not None:
                 self._area -= t  # it enters the GPU system
-                self._admit(rep, blk, j, t)
+                self._admit(rep, blk, j, t, need)
                 return
-        if self.queued >= self.queue_limit or self.expire_after[blk.stream[j]] <= 0.0:
-            if mode == "never":
+        pol = self.streams[s]
+        if self.queued >= self.queue_limit or self.expire_after[s] <= 0.0:
+            if pol.mode == "never":
                 self._fail(blk, j, _QUEUE_FULL)
             else:
                 self._to_api(blk, j, t, pol.api_index, 0)
@@ -396,7 +398,7 @@ class Engine:
         return best
 
     # ------------------------------------------------------------ GPU serving
-    def _admit(self, rep: Replica, blk: _Block, j: int, t: float) -> None:
+    def _admit(self, rep: Replica, blk: _Block, j: int, t: float, need: float) -> None:
         # Hot path: Replica.advance and Replica.admit are inlined here.
         heap = rep.heap
         b = len(heap)
@@ -414,9 +416,9 @@ class Engine:
         stall = rep.stall_until
         first = (stall if stall > t else t) + blk.inp[j] * rep.prefill_s_per_token
         rep.stall_until = first
-        rep.kv_used += blk.need[j]
+        rep.kv_used += need
         heappush(heap, (rep.v + out, key, blk))
-        if b + 1 >= len(rep.rates):
+        if b >= rep.rates_top:
             rep.grow_rates()
             self.router.fit(len(rep.rates))
         if rep.up:
@@ -449,8 +451,8 @@ class Engine:
             rep.due = t_next
             if t_next < wake:
                 rep.wake_t = t_next
-                rep.version += 1
-                heappush(self._queue, (t_next, NORMAL, next(self._eid), rep, rep.version))
+                rep.entry = entry = (t_next, NORMAL, next(self._eid), rep)
+                heappush(self._queue, entry)
 
     def _wake(self, rep: Replica, t: float) -> None:
         """Replica ``rep``'s wake-up at ``t``: end the requests whose finish point its
@@ -510,8 +512,8 @@ class Engine:
             t_next = start + left / rep.rates[len(heap)] if left > 0.0 else start
             if t_next >= self._arrival_t or (queue and t_next >= queue[0][0]):
                 rep.wake_t = rep.due = t_next
-                rep.version += 1
-                heappush(queue, (t_next, NORMAL, next(self._eid), rep, rep.version))
+                rep.entry = entry = (t_next, NORMAL, next(self._eid), rep)
+                heappush(queue, entry)
                 return
             t = t_next
 
@@ -614,7 +616,7 @@ class Engine:
                     return
             head_q.popleft()
             self.queued -= 1
-            self._admit(rep, blk, j, t)
+            self._admit(rep, blk, j, t, need)
 
     def _on_expiry(self, ev: Event) -> None:
         s, version = ev._value

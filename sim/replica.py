@@ -69,7 +69,7 @@ class Replica:
 
     __slots__ = ("idx", "v", "last_t", "stall_until", "heap", "kv_used", "wake_t", "due",
                  "version", "busy_s", "busy_since", "rates", "spec", "prefill_s_per_token",
-                 "kv_cap", "max_batch", "up", "pool", "on_drained", "tick")
+                 "kv_cap", "max_batch", "up", "pool", "on_drained", "tick", "entry", "rates_top")
 
     def __init__(self, idx: int, spec: ReplicaSpec, *, up: bool = True, pool: int = 0):
         self.idx = idx
@@ -86,10 +86,12 @@ class Replica:
         self.wake_t = INF
         self.due = INF  # when the next completion is due (>= wake_t while one is armed)
         self.version = 0
+        self.entry = None  # the engine's current calendar entry for its wake-up
         self.busy_s = 0.0  # closed busy periods (see busy_time)
         self.busy_since = 0.0  # start of the current busy period, while the heap is not empty
         cap = spec.max_batch if spec.max_batch is not None else 256
         self.rates = spec.rates(cap)
+        self.rates_top = len(self.rates) - 1  # a load this high outgrows the rate list
         p = spec.prefill_tokens_per_s
         self.prefill_s_per_token = 0.0 if p == INF else 1.0 / p
         self.kv_cap = spec.kv_capacity_tokens
@@ -128,6 +130,7 @@ class Replica:
     def grow_rates(self) -> None:
         """An uncapped replica outgrew its rate table: extend it."""
         self.rates = self.spec.rates(2 * len(self.heap) + 2)
+        self.rates_top = len(self.rates) - 1
 
     def next_completion_t(self) -> float:
         heap = self.heap
@@ -147,6 +150,7 @@ class Replica:
         self.kv_used = 0.0
         self.stall_until = t
         self.version += 1  # invalidates any pending wake-up
+        self.entry = None
         self.wake_t = INF
         return evicted
 
