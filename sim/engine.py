@@ -464,47 +464,51 @@ class Engine:
         """
         heap, queue, router = rep.heap, self._queue, self.router
         while True:
-            rep.wake_t = -INF  # admissions during this wake-up leave re-arming to us
             b0 = len(heap)
             stall = rep.stall_until
             start = rep.last_t if rep.last_t > stall else stall
             if t > start:
                 rep.v += (t - start) * rep.rates[b0]
             rep.last_t = t
+            # ``t`` is the head's due time (the calendar moved this wake-up to ``due``,
+            # which admissions keep current, and due >= the prefill stall), so the head
+            # ends now, with any others whose finish point the clock has reached.
             limit = rep.v + 1e-9 * (1.0 + rep.v)  # float tolerance: far below one token
-            # Otherwise an early wake-up: an admission delayed this completion.
-            if t >= stall and heap and heap[0][0] <= limit:
-                kv = rep.kv_used
-                while heap and heap[0][0] <= limit:
-                    _, key, blk = heappop(heap)
-                    j = key & _LOW32
-                    kv -= blk.need[j]
-                    blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
-                    blk.outstanding -= 1
-                    if not blk.outstanding:
-                        self._maybe_finish(blk)
-                b = len(heap)
-                self._area += (b0 - b) * t  # they leave the GPU system
-                if b:
-                    rep.kv_used = kv
-                else:  # idle: drop accumulated float rounding; the busy period ends
-                    rep.kv_used = 0.0
-                    rep.busy_s += t - rep.busy_since  # Replica.idle_from, inlined
-                    if rep.on_drained is not None:
-                        callback, rep.on_drained = rep.on_drained, None
-                        callback(rep.idx, t)
-                if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
-                    router._tick = tick = router._tick + 1
-                    rep.tick = tick
-                    router.buckets[b].append((rep, tick))
-                    if b < router.min_load:
-                        router.min_load = b
-                    if not tick & 1023:
-                        router._compact_all()
-                if self.queued:
-                    self._dispatch(t)  # may admit here: wake_t = -INF defers re-arming
-            rep.wake_t = INF
+            kv = rep.kv_used
+            while True:
+                _, key, blk = heappop(heap)
+                j = key & _LOW32
+                kv -= blk.need[j]
+                blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
+                blk.outstanding -= 1
+                if not blk.outstanding:
+                    self._maybe_finish(blk)
+                if not heap or heap[0][0] > limit:
+                    break
+            b = len(heap)
+            self._area += (b0 - b) * t  # they leave the GPU system
+            if b:
+                rep.kv_used = kv
+            else:  # idle: drop accumulated float rounding; the busy period ends
+                rep.kv_used = 0.0
+                rep.busy_s += t - rep.busy_since  # Replica.idle_from, inlined
+                if rep.on_drained is not None:
+                    rep.wake_t = -INF  # (see _dispatch below)
+                    callback, rep.on_drained = rep.on_drained, None
+                    callback(rep.idx, t)
+            if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
+                router._tick = tick = router._tick + 1
+                rep.tick = tick
+                router.buckets[b].append((rep, tick))
+                if b < router.min_load:
+                    router.min_load = b
+                if not tick & 1023:
+                    router._compact_all()
+            if self.queued:
+                rep.wake_t = -INF  # admissions in here leave re-arming to the code below
+                self._dispatch(t)
             if not heap:
+                rep.wake_t = INF
                 return
             stall = rep.stall_until
             start = t if t > stall else stall
