@@ -366,12 +366,22 @@ class Engine:
         if not self.queued:
             # The common case: nobody waiting, start on the router's choice if it has room.
             router = self.router
-            if self._least_loaded:  # Router.pick, inlined
-                rep = router.least_loaded()
+            if self._least_loaded:  # Router.pick and Router.least_loaded, inlined
+                buckets, m = router.buckets, router.min_load
+                while True:
+                    q = buckets[m]
+                    if q:
+                        rep, tick = q[0]
+                        if rep.tick == tick:
+                            break
+                        q.popleft()  # a stale head
+                    else:
+                        m += 1  # no live entry at this load: the least load is higher
+                router.min_load = m
                 if len(rep.heap) >= rep.max_batch or rep.kv_used + need > rep.kv_cap:
                     rep = None
                 else:  # its entry heads the bucket and goes stale now: drop it at once
-                    router.buckets[router.min_load].popleft()
+                    q.popleft()
             else:
                 rep = router.pick(need)
             if rep is not None:
