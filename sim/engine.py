@@ -441,7 +441,7 @@ class Engine:
                 router._tick = tick = router._tick + 1
                 rep.tick = tick
                 router.buckets[b + 1].append((rep, tick))
-                if not tick & 1023:
+                if not tick & router.compact_mask:
                     router._compact_all()
             else:
                 rep.tick = -1  # full: no candidate until a request ends
@@ -512,7 +512,7 @@ class Engine:
                 router.buckets[b].append((rep, tick))
                 if b < router.min_load:
                     router.min_load = b
-                if not tick & 1023:
+                if not tick & router.compact_mask:
                     router._compact_all()
             if self.queued:
                 rep.wake_t = -INF  # admissions in here leave re-arming to the code below

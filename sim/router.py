@@ -26,8 +26,7 @@ under the least-loaded rule that replica is the likeliest to have room anyway.
 from __future__ import annotations
 
 from collections import deque
-from itertools import compress
-from operator import attrgetter, eq, itemgetter
+from operator import attrgetter
 
 import numpy as np
 
@@ -36,7 +35,6 @@ from .replica import Replica, ReplicaSpec
 __all__ = ["Router", "POLICIES"]
 
 POLICIES = ("least_loaded", "round_robin", "power_of_two")
-_REP, _TICK = itemgetter(0), itemgetter(1)
 _REP_TICK = attrgetter("tick")
 # What least_loaded returns when every up replica is full (or none is up): no slot, no KV.
 _FULL = Replica(-1, ReplicaSpec(rate_table=[0.0], max_batch=0, kv_capacity_tokens=0.0),
@@ -53,10 +51,11 @@ class Router:
     not up).
     A move appends a fresh entry and leaves the old one behind, stale (its tick is no
     longer the replica's ``tick``). ``min_load`` is a lower bound on the least load:
-    picking drops stale heads and climbs past buckets with no live entry. Every 1,024
-    moves, all buckets are rebuilt without their stale entries (``_compact_all``), so the
-    buckets never hold more than the up replicas plus 1,024 entries. Every operation is
-    O(1) amortized whatever the fleet size. The buckets outnumber the longest rate table
+    picking drops stale heads and climbs past buckets with no live entry. Every
+    ``compact_mask + 1`` moves (a power of two, at least 1,024 and at least 8 per
+    replica), all buckets are rebuilt from the replicas' own state (``_compact_all``), so
+    they never hold more than that many stale entries. Every operation is O(1) amortized
+    whatever the fleet size. The buckets outnumber the longest rate table
     (no load reaches the last one), so a move needs no bounds check; the last bucket
     holds a sentinel that is always live and stands for an always-full replica, so
     picking needs no end check either.
@@ -66,7 +65,7 @@ class Router:
     replicas each pick walked hundreds of them.
     """
 
-    __slots__ = ("replicas", "policy", "buckets", "_tick", "min_load",
+    __slots__ = ("replicas", "policy", "buckets", "_tick", "min_load", "compact_mask",
                  "rr_next", "_rng", "_draws", "_draw_i", "active", "_pos")
 
     def __init__(self, replicas: list[Replica], policy: str = "least_loaded",
@@ -77,6 +76,7 @@ class Router:
         self.policy = policy
         self.buckets: list[deque[tuple[Replica, int]]] = [deque([(_FULL, 0)])]
         self.fit(max((len(rep.rates) for rep in replicas), default=1))
+        self.compact_mask = (1 << max(10, (8 * len(replicas)).bit_length())) - 1
         for rep in replicas:
             rep.tick = -1  # in no bucket (not up, or full)
         self._tick = 0
@@ -113,18 +113,20 @@ class Router:
         self.buckets[load].append((rep, tick))
         if load < self.min_load:
             self.min_load = load
-        if not tick & 1023:  # now and then, drop the stale entries
+        if not tick & self.compact_mask:  # now and then, drop the stale entries
             self._compact_all()
 
     def _compact_all(self) -> None:
-        """Drop every stale entry (called every 1,024 moves: O(1) amortized)."""
+        """Rebuild the buckets with only their live entries: each replica with a live
+        entry (tick >= 0) sits in the bucket of its load, and a bucket's FIFO order is the
+        order of its replicas' ticks (when each reached that load). O(R log R) for R
+        replicas, every ``compact_mask + 1 >= 8R`` moves: O(1) amortized. (Filtering the
+        entries instead cost ~80 ns per entry, half of them stale between rebuilds.)"""
         buckets = self.buckets
-        for load, q in enumerate(buckets):
-            if q:
-                # Keep the entries e with e[0].tick == e[1], filtered in C (no bytecode
-                # per entry: on 1,024 replicas this runs over ~1 entry per move).
-                live = map(eq, map(_REP_TICK, map(_REP, q)), map(_TICK, q))
-                buckets[load] = deque(compress(q, live))
+        for q in buckets[:-1]:  # the last one holds the sentinel
+            q.clear()
+        for rep in sorted((r for r in self.replicas if r.tick >= 0), key=_REP_TICK):
+            buckets[len(rep.heap)].append((rep, rep.tick))
 
     def activate(self, idx: int) -> None:
         """Replica ``idx`` starts taking requests."""
