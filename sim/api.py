@@ -251,12 +251,14 @@ class RateLimiter:
 
     __slots__ = ("model", "rpm", "tpm", "keep_windows", "_windows", "_latest",
                  "peak_rpm_used", "peak_tpm_used", "admitted", "rejected_rate_limit",
-                 "rejected_outage")
+                 "rejected_outage", "_has_outages")
 
     def __init__(self, model: ApiModel, *, keep_windows: int = 4):
         if keep_windows < 1:
             raise ValueError("keep_windows must be at least 1")
         self.model = model
+        # Read once: the model's outage list is a pydantic private attribute, slow to reach.
+        self._has_outages = bool(model._outage_starts)
         self.rpm: int | None = model.rpm
         self.tpm: int | None = model.tpm
         self.keep_windows = keep_windows
@@ -284,7 +286,7 @@ class RateLimiter:
 
     def try_acquire(self, t_s: float, tokens: float) -> bool:
         """Admit one attempt of ``tokens`` tokens at time ``t_s`` if the limits allow it."""
-        if self.model.is_down(t_s):
+        if self._has_outages and self.model.is_down(t_s):
             self.rejected_outage += 1
             return False
         slot = self._slot(math.floor(t_s / WINDOW_S))
