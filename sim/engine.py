@@ -412,22 +412,20 @@ class Engine:
         # Hot path: Replica.advance and Replica.admit are inlined here.
         heap = rep.heap
         b = len(heap)
+        v, stall = rep.v, rep.stall_until
         if b:
-            start = rep.last_t if rep.last_t > rep.stall_until else rep.stall_until
+            start = rep.last_t if rep.last_t > stall else stall
             if t > start:
-                rep.v += (t - start) * rep.rates[b]
+                rep.v = v = v + (t - start) * rep.rates[b]
         else:
             rep.busy_since = t  # Replica.busy_from, inlined: a busy period starts
         rep.last_t = t
-        key = blk.base + j
         # Prefill joins the FCFS stall, KV is reserved, and the request's finish point on
         # the virtual clock is v + output tokens.
-        out = blk.out[j]
-        stall = rep.stall_until
         first = (stall if stall > t else t) + blk.inp[j] * rep.prefill_s_per_token
         rep.stall_until = first
         rep.kv_used += need
-        heappush(heap, (rep.v + out, key, blk))
+        heappush(heap, (v + blk.out[j], blk.base + j, blk))
         if b >= rep.rates_top:
             rep.grow_rates()
             self.router.fit(len(rep.rates))
@@ -456,7 +454,7 @@ class Engine:
         # moves it to ``due`` when it comes up, so a burst of admissions costs one move.
         if wake != -INF:
             # Replica.next_completion_t, inlined: decoding resumes at ``first`` (>= t).
-            left = heap[0][0] - rep.v
+            left = heap[0][0] - v
             t_next = first + left / rep.rates[b + 1] if left > 0.0 else first
             rep.due = t_next
             if t_next < wake:
@@ -475,28 +473,28 @@ class Engine:
         heap, queue, router = rep.heap, self._queue, self.router
         while True:
             b0 = len(heap)
-            stall = rep.stall_until
+            v, stall = rep.v, rep.stall_until
             start = rep.last_t if rep.last_t > stall else stall
             if t > start:
-                rep.v += (t - start) * rep.rates[b0]
+                rep.v = v = v + (t - start) * rep.rates[b0]
             rep.last_t = t
             # ``t`` is the head's due time (the calendar moved this wake-up to ``due``,
             # which admissions keep current, and due >= the prefill stall), so the head
             # ends now, with any others whose finish point the clock has reached.
-            limit = rep.v + 1e-9 * (1.0 + rep.v)  # float tolerance: far below one token
+            limit = v + 1e-9 * (1.0 + v)  # float tolerance: far below one token
             kv = rep.kv_used
             while True:
                 _, key, blk = heappop(heap)
                 j = key & _LOW32
                 kv -= blk.need[j]
                 blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
+                self._area += t  # it leaves the GPU system
                 blk.outstanding -= 1
                 if not blk.outstanding:
                     self._maybe_finish(blk)
                 if not heap or heap[0][0] > limit:
                     break
             b = len(heap)
-            self._area += (b0 - b) * t  # they leave the GPU system
             if b:
                 rep.kv_used = kv
             else:  # idle: drop accumulated float rounding; the busy period ends
