@@ -175,8 +175,17 @@ class _Block:
         self.records = rec
         for name, arr in rec.items():
             setattr(self, name, memoryview(arr))
-        self.outstanding = n
+        self.outstanding = n  # counted down only once all have arrived (see close)
         self.all_arrived = False
+
+    def close(self) -> None:
+        """Every request of the block has been routed: count those still in flight (no
+        final outcome, no end time), to be counted down as they end. Until now no end was
+        counted: most requests end while their block is still arriving, and a test per
+        end is cheaper than a decrement."""
+        r = self.records
+        self.outstanding = int(np.count_nonzero((r["outcome"] == 0) & np.isnan(r["end"])))
+        self.all_arrived = True
 
     def release(self) -> None:
         """Drop the views once the block has ended (its arrays live on in the records)."""
@@ -330,7 +339,7 @@ class Engine:
         """Advance to the next non-empty block; False when the workload is exhausted."""
         for block in self._blocks:
             if self._cur is not None:
-                self._cur.all_arrived = True
+                self._cur.close()
                 self._maybe_finish(self._cur)
             self._cur = _Block(self._seq, block)
             self.totals.arrived += len(block)  # all of them are routed before the run ends
@@ -338,7 +347,7 @@ class Engine:
             if len(block):
                 return True
         if self._cur is not None:
-            self._cur.all_arrived = True
+            self._cur.close()
             self._maybe_finish(self._cur)
         return False
 
@@ -489,9 +498,10 @@ class Engine:
                 kv -= blk.need[j]
                 blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
                 self._area += t  # it leaves the GPU system
-                blk.outstanding -= 1
-                if not blk.outstanding:
-                    self._maybe_finish(blk)
+                if blk.all_arrived:  # (a block still arriving is counted when it closes)
+                    blk.outstanding -= 1
+                    if not blk.outstanding:
+                        self._maybe_finish(blk)
                 if not heap or heap[0][0] > limit:
                     break
             b = len(heap)
@@ -661,9 +671,10 @@ class Engine:
             blk.attempts[j] = attempt + 1
             blk.start[j] = t
             self.totals.served_api += 1
-            blk.outstanding -= 1
-            if not blk.outstanding:
-                self._maybe_finish(blk)
+            if blk.all_arrived:  # (a block still arriving is counted when it closes)
+                blk.outstanding -= 1
+                if not blk.outstanding:
+                    self._maybe_finish(blk)
         elif attempt < api.max_retries:
             self._schedule(t + api.backoff_s(attempt + 1), self._on_retry,
                            (blk, j, api_index, attempt + 1))
@@ -680,9 +691,10 @@ class Engine:
         blk.outcome[j] = OUTCOME_FAILED
         blk.reason[j] = reason
         self.totals.failed += 1
-        blk.outstanding -= 1
-        if not blk.outstanding:
-            self._maybe_finish(blk)
+        if blk.all_arrived:  # (a block still arriving is counted when it closes)
+            blk.outstanding -= 1
+            if not blk.outstanding:
+                self._maybe_finish(blk)
 
     # ------------------------------------------------------------- records
     def _maybe_finish(self, blk: _Block) -> None:
