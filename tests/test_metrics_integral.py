@@ -26,6 +26,9 @@ def test_matches_brute_force(edges):
                                rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(_interval_integral_sorted(edges, start, end, weight), expected,
                                rtol=1e-9, atol=1e-6)
+    # No weight: every interval counts once.
+    np.testing.assert_allclose(interval_integral(edges, start, end),
+                               brute(edges, start, end, np.ones(start.size)), rtol=1e-9, atol=1e-6)
 
 
 def test_empty_and_scalar_weight():
