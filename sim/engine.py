@@ -166,11 +166,13 @@ class _Block:
         self.out = memoryview(out)
         self.stream = memoryview(np.ascontiguousarray(block.stream_id, np.int16))
         # Records, written in place. A request served on a GPU is recognised at the end by
-        # its replica (>= 0), so completions do not write its outcome.
+        # its replica (>= 0), so completions do not write its outcome. A request starts on
+        # arrival unless it waits (then the dispatch writes its start) or goes to an API
+        # (its accepted attempt does); a failed one's start is cleared when the block ends.
         rec = {"outcome": np.zeros(n, np.int8), "reason": np.zeros(n, np.int8),
                "replica": np.full(n, -1, np.int32), "api": np.full(n, -1, np.int16),
                "attempts": np.zeros(n, np.int16), "restarts": np.zeros(n, np.int16),
-               "start": np.full(n, np.nan), "first": np.full(n, np.nan),
+               "start": np.array(block.arrival_s, f64), "first": np.full(n, np.nan),
                "end": np.full(n, np.nan)}
         self.records = rec
         for name, arr in rec.items():
@@ -239,7 +241,6 @@ class Engine:
         self._area = 0.0
         self._blocks: Iterator[RequestBlock] | None = None
         self._cur: _Block | None = None
-        self._arrival_t = INF  # the next arrival's time (see run())
         self._seq = 0
         self._on_block: Callable[[FinishedBlock], None] | None = None
 
@@ -276,7 +277,6 @@ class Engine:
         blk = self._cur if self._next_block() else None
         arrival, n, j = (blk.arrival, blk.n, 0) if blk is not None else (None, 0, 0)
         arrival_t = arrival[0] if blk is not None else INF
-        self._arrival_t = arrival_t
         runs = 0  # runs of arrivals: each is one event
         while True:
             if queue and queue[0][0] <= arrival_t:
@@ -298,7 +298,6 @@ class Engine:
                     arrival_t = arrival[j]
                     if queue and arrival_t >= queue[0][0]:
                         break
-                self._arrival_t = arrival_t
                 continue
             else:
                 break
@@ -313,9 +312,8 @@ class Engine:
                     x.entry = entry = (t, NORMAL, next(eid), x)
                     heapreplace(queue, entry)
                     continue
-                heappop(queue)
                 env._now = t
-                wake(x, t)
+                wake(x, t)  # (which replaces or drops this entry)
             else:  # a SimPy event: what Environment.step does
                 heappop(queue)
                 env._now = entry[0]
@@ -453,7 +451,6 @@ class Engine:
             else:
                 rep.tick = -1  # full: no candidate until a request ends
         blk.replica[j] = rep.idx
-        blk.start[j] = t
         blk.first[j] = first
         wake = rep.wake_t
         # -INF marks a replica whose wake-up is being handled right now (it re-arms itself
@@ -473,71 +470,75 @@ class Engine:
 
     def _wake(self, rep: Replica, t: float) -> None:
         """Replica ``rep``'s wake-up at ``t``: end the requests whose finish point its
-        clock has reached, then re-arm for the next one. Back-to-back completions with no
-        other calendar entry between them are handled here without re-entering the
-        calendar (the clock is passed explicitly, like arrivals).
+        clock has reached, then re-arm for the next one by replacing its calendar entry
+        (the run loop leaves it at the head: one sift instead of a pop and a push).
 
         Hot path: Replica.advance, pop_finished and next_completion_t are inlined.
         """
         heap, queue, router = rep.heap, self._queue, self.router
+        b0 = len(heap)
+        v, stall = rep.v, rep.stall_until
+        start = rep.last_t if rep.last_t > stall else stall
+        if t > start:
+            rep.v = v = v + (t - start) * rep.rates[b0]
+        rep.last_t = t
+        # ``t`` is the head's due time (the calendar moved this wake-up to ``due``,
+        # which admissions keep current, and due >= the prefill stall), so the head
+        # ends now, with any others whose finish point the clock has reached.
+        limit = v + 1e-9 * (1.0 + v)  # float tolerance: far below one token
+        kv = rep.kv_used
         while True:
-            b0 = len(heap)
-            v, stall = rep.v, rep.stall_until
-            start = rep.last_t if rep.last_t > stall else stall
-            if t > start:
-                rep.v = v = v + (t - start) * rep.rates[b0]
-            rep.last_t = t
-            # ``t`` is the head's due time (the calendar moved this wake-up to ``due``,
-            # which admissions keep current, and due >= the prefill stall), so the head
-            # ends now, with any others whose finish point the clock has reached.
-            limit = v + 1e-9 * (1.0 + v)  # float tolerance: far below one token
-            kv = rep.kv_used
-            while True:
-                _, key, blk = heappop(heap)
-                j = key & _LOW32
-                kv -= blk.need[j]
-                blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
-                self._area += t  # it leaves the GPU system
-                if blk.all_arrived:  # (a block still arriving is counted when it closes)
-                    blk.outstanding -= 1
-                    if not blk.outstanding:
-                        self._maybe_finish(blk)
-                if not heap or heap[0][0] > limit:
-                    break
-            b = len(heap)
-            if b:
-                rep.kv_used = kv
-            else:  # idle: drop accumulated float rounding; the busy period ends
-                rep.kv_used = 0.0
-                rep.busy_s += t - rep.busy_since  # Replica.idle_from, inlined
-                if rep.on_drained is not None:
-                    rep.wake_t = -INF  # (see _dispatch below)
-                    callback, rep.on_drained = rep.on_drained, None
-                    callback(rep.idx, t)
-            if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
-                router._tick = tick = router._tick + 1
-                rep.tick = tick
-                router.buckets[b].append((rep, tick))
-                if b < router.min_load:
-                    router.min_load = b
-                if not tick & router.compact_mask:
-                    router._compact_all()
-            if self.queued:
-                rep.wake_t = -INF  # admissions in here leave re-arming to the code below
-                self._dispatch(t)
-            if not heap:
-                rep.wake_t = INF
-                return
-            stall = rep.stall_until
-            start = t if t > stall else stall
-            left = heap[0][0] - rep.v
-            t_next = start + left / rep.rates[len(heap)] if left > 0.0 else start
-            if t_next >= self._arrival_t or (queue and t_next >= queue[0][0]):
-                rep.wake_t = rep.due = t_next
-                rep.entry = entry = (t_next, NORMAL, next(self._eid), rep)
-                heappush(queue, entry)
-                return
-            t = t_next
+            _, key, blk = heappop(heap)
+            j = key & _LOW32
+            kv -= blk.need[j]
+            blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
+            self._area += t  # it leaves the GPU system
+            if blk.all_arrived:  # (a block still arriving is counted when it closes)
+                blk.outstanding -= 1
+                if not blk.outstanding:
+                    self._maybe_finish(blk)
+            if not heap or heap[0][0] > limit:
+                break
+        b = len(heap)
+        if b:
+            rep.kv_used = kv
+        else:  # idle: drop accumulated float rounding; the busy period ends
+            rep.kv_used = 0.0
+            rep.busy_s += t - rep.busy_since  # Replica.idle_from, inlined
+            if rep.on_drained is not None:
+                rep.wake_t = -INF  # (see _dispatch below)
+                callback, rep.on_drained = rep.on_drained, None
+                callback(rep.idx, t)
+        if rep.up:  # Router.moved(idx, b0, b), inlined (a load going down)
+            router._tick = tick = router._tick + 1
+            rep.tick = tick
+            router.buckets[b].append((rep, tick))
+            if b < router.min_load:
+                router.min_load = b
+            if not tick & router.compact_mask:
+                router._compact_all()
+        if self.queued:
+            rep.wake_t = -INF  # admissions in here leave re-arming to the code below
+            self._dispatch(t)
+        # Re-arm in place: this wake-up's entry is still the calendar's head (nothing
+        # that came in since can sort before it but an urgent SimPy event at this very
+        # time; then the old entry is left behind, stale).
+        entry = rep.entry
+        if not heap:
+            rep.wake_t = INF
+            if queue[0] is entry:
+                heappop(queue)
+            return
+        stall = rep.stall_until
+        start = t if t > stall else stall
+        left = heap[0][0] - rep.v
+        t_next = start + left / rep.rates[len(heap)] if left > 0.0 else start
+        rep.wake_t = rep.due = t_next
+        rep.entry = new = (t_next, NORMAL, next(self._eid), rep)
+        if queue[0] is entry:
+            heapreplace(queue, new)
+        else:
+            heappush(queue, new)
 
     # ---------------------------------------------------- a fleet that changes
     def start_replica(self, idx: int) -> None:
@@ -639,6 +640,7 @@ class Engine:
             head_q.popleft()
             self.queued -= 1
             self._admit(rep, blk, j, t, need)
+            blk.start[j] = t  # it waited: it starts now, not on arrival
 
     def _on_expiry(self, ev: Event) -> None:
         s, version = ev._value
@@ -716,6 +718,7 @@ class Engine:
         # counting it.
         on_gpu = replica >= 0
         outcome[on_gpu] = OUTCOME_GPU
+        start[outcome == OUTCOME_FAILED] = np.nan
         self.totals.served_gpu += int(np.count_nonzero(on_gpu))
         # Their time in the GPU system, for Little's law (requests that left the waiting
         # room unserved were counted when they left it).
