@@ -385,7 +385,9 @@ class Engine:
                     else:
                         m += 1  # no live entry at this load: the least load is higher
                 router.min_load = m
-                if len(rep.heap) >= rep.max_batch or rep.kv_used + need > rep.kv_cap:
+                # A live entry is a replica with a free slot (or the sentinel, which has
+                # room for no KV), so only its KV needs checking.
+                if rep.kv_used + need > rep.kv_cap:
                     rep = None
                 else:  # its entry heads the bucket and goes stale now: drop it at once
                     q.popleft()

@@ -30,7 +30,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from .replica import Replica, ReplicaSpec
+from .replica import INF, Replica, ReplicaSpec
 
 __all__ = ["Router", "POLICIES"]
 
@@ -40,6 +40,7 @@ _REP_TICK = attrgetter("tick")
 _FULL = Replica(-1, ReplicaSpec(rate_table=[0.0], max_batch=0, kv_capacity_tokens=0.0),
                 up=False)
 _FULL.tick = 0  # its entry is always live
+_FULL.kv_cap = -INF  # no request fits, not even one needing no KV
 
 
 class Router:
