@@ -454,21 +454,19 @@ class Engine:
                 rep.tick = -1  # full: no candidate until a request ends
         blk.replica[j] = rep.idx
         blk.first[j] = first
-        wake = rep.wake_t
-        # -INF marks a replica whose wake-up is being handled right now (it re-arms itself
-        # at the end). Otherwise the next completion moves: an admission can only delay it
-        # (longer prefill stall, lower per-request rate) unless the replica was idle or the
-        # newcomer finishes first. A delayed wake-up stays in the calendar and the run loop
-        # moves it to ``due`` when it comes up, so a burst of admissions costs one move.
-        if wake != -INF:
-            # Replica.next_completion_t, inlined: decoding resumes at ``first`` (>= t).
-            left = heap[0][0] - v
-            t_next = first + left / rep.rates[b + 1] if left > 0.0 else first
-            rep.due = t_next
-            if t_next < wake:
-                rep.wake_t = t_next
-                rep.entry = entry = (t_next, NORMAL, next(self._eid), rep)
-                heappush(self._queue, entry)
+        # The next completion moves: an admission can only delay it (longer prefill
+        # stall, lower per-request rate) unless the replica was idle or the newcomer
+        # finishes first. A delayed wake-up stays in the calendar and the run loop moves it
+        # to ``due`` when it comes up, so a burst of admissions costs one move. (wake_t is
+        # -INF while the replica's wake-up is being handled: it re-arms itself at the end.)
+        # Replica.next_completion_t, inlined: decoding resumes at ``first`` (>= t).
+        left = heap[0][0] - v
+        t_next = first + left / rep.rates[b + 1] if left > 0.0 else first
+        rep.due = t_next
+        if t_next < rep.wake_t:
+            rep.wake_t = t_next
+            rep.entry = entry = (t_next, NORMAL, next(self._eid), rep)
+            heappush(self._queue, entry)
 
     def _wake(self, rep: Replica, t: float) -> None:
         """Replica ``rep``'s wake-up at ``t``: end the requests whose finish point its
