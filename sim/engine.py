@@ -57,7 +57,6 @@ FAIL_REASONS = ("", "queue_full", "deadline", "too_large", "api_unavailable", "n
 _QUEUE_FULL, _DEADLINE, _TOO_LARGE, _API_UNAVAILABLE, _NO_CAPACITY = 1, 2, 3, 4, 5
 MODES = ("always", "never", "queue_full", "wait_exceeds")
 _new_event = object.__new__
-_LOW32 = (1 << 32) - 1
 
 
 @dataclass(frozen=True)
@@ -147,14 +146,13 @@ class _Block:
     conversion when the block ends). The inputs are views of the block's own arrays.
     """
 
-    __slots__ = ("index", "base", "block", "n", "arrival", "need", "inp", "out", "stream",
+    __slots__ = ("index", "block", "n", "arrival", "need", "inp", "out", "stream",
                  "outcome", "reason", "replica", "api", "attempts", "restarts", "start", "first",
                  "end", "records", "outstanding", "all_arrived")
 
     def __init__(self, index: int, block: RequestBlock):
         n = len(block)
         self.index = index
-        self.base = index << 32  # request key = base + position: unique, in arrival order
         self.block = block
         self.n = n
         f64 = np.float64
@@ -188,6 +186,12 @@ class _Block:
         r = self.records
         self.outstanding = int(np.count_nonzero((r["outcome"] == 0) & np.isnan(r["end"])))
         self.all_arrived = True
+
+    def __lt__(self, other: _Block) -> bool:
+        # Replica heap entries are (finish point, block, position): on equal finish points
+        # the older block goes first (the same block compares equal, by identity, and its
+        # positions decide): arrival order, without building an integer key per request.
+        return self.index < other.index
 
     def release(self) -> None:
         """Drop the views once the block has ended (its arrays live on in the records)."""
@@ -434,7 +438,7 @@ class Engine:
         first = (stall if stall > t else t) + blk.inp[j] * rep.prefill_s_per_token
         rep.stall_until = first
         rep.kv_used += need
-        heappush(heap, (v + blk.out[j], blk.base + j, blk))
+        heappush(heap, (v + blk.out[j], blk, j))
         if b >= rep.rates_top:
             rep.grow_rates()
             self.router.fit(len(rep.rates))
@@ -488,8 +492,7 @@ class Engine:
         limit = v + 1e-9 * (1.0 + v)  # float tolerance: far below one token
         kv = rep.kv_used
         while True:
-            _, key, blk = heappop(heap)
-            j = key & _LOW32
+            _, blk, j = heappop(heap)
             kv -= blk.need[j]
             blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
             self._area += t  # it leaves the GPU system
@@ -575,8 +578,8 @@ class Engine:
             self.router.deactivate(idx)
         rep.on_drained = None
         evicted = rep.evict(t)
-        for _, key, blk in evicted:
-            self._requeue(blk, key & _LOW32, t)
+        for _, blk, j in evicted:
+            self._requeue(blk, j, t)
         if self.queued:
             self._dispatch(t)
         return len(evicted)

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from heapq import heappop
+from typing import Any
 
 __all__ = ["ReplicaSpec", "Replica", "INF"]
 
@@ -81,7 +82,9 @@ class Replica:
         self.v = 0.0
         self.last_t = 0.0
         self.stall_until = 0.0
-        self.heap: list[tuple[float, int, object]] = []
+        # (finish point, then a tie-break and the request: the engine's (block, position),
+        # the single server's (key, item))
+        self.heap: list[tuple[float, Any, Any]] = []
         self.kv_used = 0.0
         self.wake_t = INF
         self.due = INF  # when the next completion is due (>= wake_t while one is armed)
@@ -140,7 +143,7 @@ class Replica:
         left = heap[0][0] - self.v
         return start + left / self.rates[len(heap)] if left > 0.0 else start
 
-    def evict(self, t: float) -> list[tuple[float, int, object]]:
+    def evict(self, t: float) -> list[tuple[float, Any, Any]]:
         """Drop every running request at ``t`` (failure or preemption); returns them."""
         self.advance(t)
         evicted = sorted(self.heap)
@@ -154,7 +157,7 @@ class Replica:
         self.wake_t = INF
         return evicted
 
-    def pop_finished(self, t: float) -> list[tuple[float, int, object]]:
+    def pop_finished(self, t: float) -> list[tuple[float, Any, Any]]:
         """Remove and return the requests whose finish point the clock has reached by ``t``.
 
         Nothing finishes inside a prefill stall: decoding (and so completion) waits for it.
