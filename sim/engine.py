@@ -531,6 +531,8 @@ class Engine:
             rep.wake_t = INF
             if queue[0] is entry:
                 heappop(queue)
+            else:
+                rep.entry = None  # left behind the urgent event: stale
             return
         stall = rep.stall_until
         start = t if t > stall else stall

@@ -104,3 +104,28 @@ def test_mixed_fleet_a_full_small_replica_does_not_hide_a_larger_one():
     fb, _ = run(eng, blk)
     assert fb.replica.tolist() == [0, 1, 1, 1]
     np.testing.assert_allclose(fb.start_s, [0.0, 0.1, 0.2, 0.3])
+
+
+def test_a_process_started_by_a_drain_callback_leaves_the_calendar_consistent():
+    """The drain callback runs inside the replica's last wake-up, while that wake-up's
+    calendar entry is still the head. A process it starts is an urgent event at this very
+    time, which sorts in front of the entry; the entry must then be left behind as stale
+    (not taken for the replica's next wake-up), and the replica, started again by that
+    process, serves on. (A light load, so that nothing is waiting to be admitted then.)"""
+    eng, blk = make(StreamPolicy("never"), replicas=8)
+    restarted = []
+
+    def restart(idx):
+        eng.start_replica(idx)
+        restarted.append(eng.env.now)
+        yield eng.env.timeout(0.0)
+
+    def proc():
+        yield eng.env.timeout(50.0)
+        eng.drain_replica(2, lambda idx, t: eng.env.process(restart(idx)))
+    eng.env.process(proc())
+    fb, tot = run(eng, blk)
+    assert len(restarted) == 1
+    assert ((fb.replica == 2) & (fb.start_s > restarted[0])).any()  # it serves again
+    assert tot.served_gpu == len(blk) and not np.isnan(fb.end_s).any()
+    assert np.isclose(tot.gpu_area, tot.gpu_sojourn_s, rtol=1e-9)
