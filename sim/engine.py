@@ -496,7 +496,7 @@ class Engine:
             kv -= blk.need[j]
             blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
             self._area += t  # it leaves the GPU system
-            if blk.all_arrived:  # (a block still arriving is counted when it closes)
+            if blk.all_arrived:  # self._ended(blk), inlined
                 blk.outstanding -= 1
                 if not blk.outstanding:
                     self._maybe_finish(blk)
@@ -635,9 +635,9 @@ class Engine:
             need = blk.need[j]
             if self._least_loaded:  # Router.pick, inlined
                 rep = router.least_loaded()
-                if len(rep.heap) >= rep.max_batch or rep.kv_used + need > rep.kv_cap:
+                if rep.kv_used + need > rep.kv_cap:  # (a slot is certain: see _route)
                     return
-                router.buckets[router.min_load].popleft()  # as in _route
+                router.buckets[router.min_load].popleft()
             else:
                 rep = router.pick(need)
                 if rep is None:
@@ -678,10 +678,7 @@ class Engine:
             blk.attempts[j] = attempt + 1
             blk.start[j] = t
             self.totals.served_api += 1
-            if blk.all_arrived:  # (a block still arriving is counted when it closes)
-                blk.outstanding -= 1
-                if not blk.outstanding:
-                    self._maybe_finish(blk)
+            self._ended(blk)
         elif attempt < api.max_retries:
             self._schedule(t + api.backoff_s(attempt + 1), self._on_retry,
                            (blk, j, api_index, attempt + 1))
@@ -698,12 +695,17 @@ class Engine:
         blk.outcome[j] = OUTCOME_FAILED
         blk.reason[j] = reason
         self.totals.failed += 1
-        if blk.all_arrived:  # (a block still arriving is counted when it closes)
+        self._ended(blk)
+
+    # ------------------------------------------------------------- records
+    def _ended(self, blk: _Block) -> None:
+        """One request of ``blk`` has its final outcome. A block still arriving is not
+        counted down: it counts what is still in flight when it closes."""
+        if blk.all_arrived:
             blk.outstanding -= 1
             if not blk.outstanding:
                 self._maybe_finish(blk)
 
-    # ------------------------------------------------------------- records
     def _maybe_finish(self, blk: _Block) -> None:
         if blk.outstanding or not blk.all_arrived or blk.block is None:
             return
