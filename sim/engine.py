@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -188,7 +189,7 @@ class _Block:
         self.all_arrived = True
 
     def __lt__(self, other: _Block) -> bool:
-        # Replica heap entries are (finish point, block, position): on equal finish points
+        # A replica's running entries are (finish point, block, position): on equal finish points
         # the older block goes first (the same block compares equal, by identity, and its
         # positions decide): arrival order, without building an integer key per request.
         return self.index < other.index
@@ -423,8 +424,8 @@ class Engine:
     # ------------------------------------------------------------ GPU serving
     def _admit(self, rep: Replica, blk: _Block, j: int, t: float, need: float) -> None:
         # Hot path: Replica.advance and Replica.admit are inlined here.
-        heap = rep.heap
-        b = len(heap)
+        running = rep.running
+        b = len(running)
         v, stall = rep.v, rep.stall_until
         if b:
             start = rep.last_t if rep.last_t > stall else stall
@@ -438,7 +439,7 @@ class Engine:
         first = (stall if stall > t else t) + blk.inp[j] * rep.prefill_s_per_token
         rep.stall_until = first
         rep.kv_used += need
-        heappush(heap, (v + blk.out[j], blk, j))
+        insort(running, (v + blk.out[j], blk, j))
         if b >= rep.rates_top:
             rep.grow_rates()
             self.router.fit(len(rep.rates))
@@ -464,7 +465,7 @@ class Engine:
         # to ``due`` when it comes up, so a burst of admissions costs one move. (wake_t is
         # -INF while the replica's wake-up is being handled: it re-arms itself at the end.)
         # Replica.next_completion_t, inlined: decoding resumes at ``first`` (>= t).
-        left = heap[0][0] - v
+        left = running[0][0] - v
         t_next = first + left / rep.rates[b + 1] if left > 0.0 else first
         rep.due = t_next
         if t_next < rep.wake_t:
@@ -479,8 +480,8 @@ class Engine:
 
         Hot path: Replica.advance, pop_finished and next_completion_t are inlined.
         """
-        heap, queue, router = rep.heap, self._queue, self.router
-        b0 = len(heap)
+        running, queue, router = rep.running, self._queue, self.router
+        b0 = len(running)
         v, stall = rep.v, rep.stall_until
         start = rep.last_t if rep.last_t > stall else stall
         if t > start:
@@ -492,7 +493,7 @@ class Engine:
         limit = v + 1e-9 * (1.0 + v)  # float tolerance: far below one token
         kv = rep.kv_used
         while True:
-            _, blk, j = heappop(heap)
+            _, blk, j = running.pop(0)
             kv -= blk.need[j]
             blk.end[j] = t  # its outcome (GPU) is read from blk.replica at the end
             self._area += t  # it leaves the GPU system
@@ -500,9 +501,9 @@ class Engine:
                 blk.outstanding -= 1
                 if not blk.outstanding:
                     self._maybe_finish(blk)
-            if not heap or heap[0][0] > limit:
+            if not running or running[0][0] > limit:
                 break
-        b = len(heap)
+        b = len(running)
         if b:
             rep.kv_used = kv
         else:  # idle: drop accumulated float rounding; the busy period ends
@@ -527,7 +528,7 @@ class Engine:
         # that came in since can sort before it but an urgent SimPy event at this very
         # time; then the old entry is left behind, stale).
         entry = rep.entry
-        if not heap:
+        if not running:
             rep.wake_t = INF
             if queue[0] is entry:
                 heappop(queue)
@@ -536,8 +537,8 @@ class Engine:
             return
         stall = rep.stall_until
         start = t if t > stall else stall
-        left = heap[0][0] - rep.v
-        t_next = start + left / rep.rates[len(heap)] if left > 0.0 else start
+        left = running[0][0] - rep.v
+        t_next = start + left / rep.rates[len(running)] if left > 0.0 else start
         rep.wake_t = rep.due = t_next
         rep.entry = new = (t_next, NORMAL, next(self._eid), rep)
         if queue[0] is entry:
@@ -564,7 +565,7 @@ class Engine:
         if rep.up:
             rep.up = False
             self.router.deactivate(idx)
-        if rep.heap:
+        if rep.running:
             rep.on_drained = on_drained
         else:
             on_drained(idx, self.env.now)
@@ -742,7 +743,7 @@ class Engine:
                              r["attempts"], r["restarts"], start, first, end)
 
 
-# The run loop allocates calendar and heap entries (tuples) by the million. Those still
+# The run loop allocates calendar and running-list entries (tuples) by the million. Those still
 # in flight when the cyclic GC's youngest generation fills up (every 700 allocations by
 # default) are traversed, promoted and traversed again, though they never form cycles; on
 # a large fleet the referents they point at are cache misses. Callgrind with a 512 KB

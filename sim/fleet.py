@@ -223,7 +223,7 @@ class Fleet:
         for i in pool.slots:
             if self.state[i] == UP:
                 rep = self.engine.replicas[i]
-                b = len(rep.heap)
+                b = len(rep.running)
                 running += b
                 busy += max(b / rep.max_batch, rep.kv_used / rep.kv_cap)
         return Observation(running, self.engine.queued, busy)
@@ -286,7 +286,7 @@ class Fleet:
             return failed[-1]
         reps = self.engine.replicas
         up = [i for i in slots if self.state[i] == UP]
-        return min(up, key=lambda i: (len(reps[i].heap), -i))
+        return min(up, key=lambda i: (len(reps[i].running), -i))
 
     def _remove(self, idx: int) -> None:
         if self.state[idx] in (STARTING, FAILED):

@@ -127,11 +127,11 @@ class Router:
         for q in buckets[:-1]:  # the last one holds the sentinel
             q.clear()
         for rep in sorted((r for r in self.replicas if r.tick >= 0), key=_REP_TICK):
-            buckets[len(rep.heap)].append((rep, rep.tick))
+            buckets[len(rep.running)].append((rep, rep.tick))
 
     def activate(self, idx: int) -> None:
         """Replica ``idx`` starts taking requests."""
-        self._enter(idx, len(self.replicas[idx].heap))
+        self._enter(idx, len(self.replicas[idx].running))
         self._pos[idx] = len(self.active)
         self.active.append(idx)
 
@@ -175,7 +175,7 @@ class Router:
             rep = self._round_robin()
         else:
             rep = self._two_choices()
-        if rep is None or len(rep.heap) >= rep.max_batch or rep.kv_used + need_kv > rep.kv_cap:
+        if rep is None or len(rep.running) >= rep.max_batch or rep.kv_used + need_kv > rep.kv_cap:
             return None
         return rep
 
@@ -186,7 +186,7 @@ class Router:
         for _ in range(n):
             rep = reps[active[i]]
             i = i + 1 if i + 1 < n else 0
-            if len(rep.heap) < rep.max_batch:
+            if len(rep.running) < rep.max_batch:
                 self.rr_next = i
                 return rep
         return None
@@ -199,7 +199,7 @@ class Router:
         a = self.replicas[self.active[int(self._draws[self._draw_i] * n)]]
         b = self.replicas[self.active[int(self._draws[self._draw_i + 1] * n)]]
         self._draw_i += 2
-        best = a if len(a.heap) <= len(b.heap) else b
-        if len(best.heap) < best.max_batch:
+        best = a if len(a.running) <= len(b.running) else b
+        if len(best.running) < best.max_batch:
             return best
         return self.least_loaded()

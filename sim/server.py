@@ -18,7 +18,7 @@ then as client timeouts); a request larger than a replica's KV cache is rejected
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -84,18 +84,16 @@ class Server:
             return  # still queued: dropped lazily when it reaches the head
 
         rep.advance(t)
-        heap = rep.heap
-        b = len(heap)
-        k = next(i for i, entry in enumerate(heap) if entry[1] == item.key)
-        heap[k] = heap[-1]
-        heap.pop()
-        heapq.heapify(heap)
-        if heap:
+        running = rep.running
+        b = len(running)
+        k = next(i for i, entry in enumerate(running) if entry[1] == item.key)
+        del running[k]  # (the list stays sorted)
+        if running:
             rep.kv_used -= inp + out
         else:
             rep.kv_used = 0.0
             rep.idle_from(t)
-        self.router.moved(rep.idx, b, len(heap))
+        self.router.moved(rep.idx, b, len(running))
         self._rearm(rep)
         self._dispatch(t)
 
@@ -105,7 +103,7 @@ class Server:
         items = [item for item in self.queue if item.key in self.tokens]
         self.queue.clear()
         for rep in self.replicas:
-            b = len(rep.heap)
+            b = len(rep.running)
             items.extend(entry[2] for entry in rep.evict(t))
             self.router.moved(rep.idx, b, 0)
         self.where.clear()
@@ -123,10 +121,10 @@ class Server:
         first = max(rep.stall_until, t) + inp * rep.prefill_s_per_token
         rep.stall_until = first
         rep.kv_used += inp + out
-        b = len(rep.heap)
+        b = len(rep.running)
         if not b:
             rep.busy_from(t)
-        heapq.heappush(rep.heap, (rep.v + out, item.key, item))
+        bisect.insort(rep.running, (rep.v + out, item.key, item))
         if b + 1 >= len(rep.rates):
             rep.grow_rates()
         self.router.moved(rep.idx, b, b + 1)
@@ -149,16 +147,16 @@ class Server:
             return
         t = self.env.now
         rep.advance(t)
-        b = len(rep.heap)
+        b = len(rep.running)
         done = rep.pop_finished(t)
         for _, key, _item in done:
             inp, out = self.tokens.pop(key)
             del self.where[key]
             rep.kv_used -= inp + out
-        if done and not rep.heap:
+        if done and not rep.running:
             rep.kv_used = 0.0
             rep.idle_from(t)
-        self.router.moved(rep.idx, b, len(rep.heap))
+        self.router.moved(rep.idx, b, len(rep.running))
         self._rearm(rep)
         for _, _, item in done:
             self.on_done(item, t)

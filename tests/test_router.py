@@ -18,10 +18,10 @@ from sim.router import Router
 
 def _reference(reps: list[Replica], reached: dict[int, int]) -> int | None:
     """Index of the least-loaded up replica with a free slot (earliest to reach its load)."""
-    free = [r for r in reps if r.up and len(r.heap) < r.max_batch]
+    free = [r for r in reps if r.up and len(r.running) < r.max_batch]
     if not free:
         return None
-    return min(free, key=lambda r: (len(r.heap), reached[r.idx])).idx
+    return min(free, key=lambda r: (len(r.running), reached[r.idx])).idx
 
 
 @pytest.mark.parametrize("n_replicas", [1, 5, 200])
@@ -38,19 +38,19 @@ def test_least_loaded_matches_a_full_scan(n_replicas: int) -> None:
         if op < 0.5:  # admit onto the router's choice
             rep = router.least_loaded()
             want = _reference(reps, reached)
-            assert (rep.idx if len(rep.heap) < rep.max_batch else None) == want
+            assert (rep.idx if len(rep.running) < rep.max_batch else None) == want
             if want is None:
                 continue
-            rep.heap.append(clock)
+            rep.running.append(clock)
             reached[rep.idx] = clock
-            router.moved(rep.idx, len(rep.heap) - 1, len(rep.heap))
+            router.moved(rep.idx, len(rep.running) - 1, len(rep.running))
         elif op < 0.97:  # a request ends somewhere
-            busy = [r for r in reps if r.heap]
+            busy = [r for r in reps if r.running]
             if busy:
                 rep = busy[rng.integers(len(busy))]
-                rep.heap.pop()
+                rep.running.pop()
                 reached[rep.idx] = clock
-                router.moved(rep.idx, len(rep.heap) + 1, len(rep.heap))
+                router.moved(rep.idx, len(rep.running) + 1, len(rep.running))
         else:  # a replica fails (keeps its requests, takes no more) or comes back
             rep = reps[rng.integers(n_replicas)]
             if rep.up:
