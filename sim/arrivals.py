@@ -122,7 +122,7 @@ class SpikyArrivals(Model):
 
 class BatchArrivals(Model):
     kind: Literal["batch"]
-    count: PositiveInt
+    count: PositiveInt = Field(le=10_000_000)  # one occurrence is generated at once
     at: TimeOfDayS = 2 * HOUR_S
     every: PositiveDurationS = DAY_S
     spread_s: DurationS = 0.0
@@ -155,6 +155,10 @@ class WindowArrivals:
 
 
 class ArrivalProcess(Protocol):
+    peak_rate_per_s: float
+    """The highest rate outside spikes (a batch: its count over its period); it sizes the
+    generation windows, so it may overstate but should not understate."""
+
     def window(self, start_s: float, end_s: float, rng: np.random.Generator) -> WindowArrivals:
         """Arrivals in ``[start_s, end_s)`` drawn with ``rng`` (the window's own stream)."""
         ...
@@ -240,6 +244,7 @@ class _PoissonProcess(_IntensityProcess):
     def __init__(self, config: PoissonArrivals, scale: float):
         super().__init__(config.spikes, scale)
         self._rate_per_s = config.rate_per_s
+        self.peak_rate_per_s = scale * config.rate_per_s
 
     def _level(self, t_s: np.ndarray) -> np.ndarray:
         return np.full_like(t_s, self._rate_per_s)
@@ -258,6 +263,9 @@ class _DiurnalProcess(_IntensityProcess):
         self.smooth = weights is None
         self._hour_weight = (np.ones(24) if weights is None
                              else np.asarray(weights, np.float64) / np.mean(weights))
+        self.peak_rate_per_s = (scale * config.mean_rate_per_s * float(self._day_factor.max())
+                                * float(self._hour_weight.max())
+                                * (1.0 + self._amplitude if self.smooth else 1.0))
 
     def _level(self, t_s: np.ndarray) -> np.ndarray:
         day = (t_s // DAY_S).astype(np.int64) % 7
@@ -304,6 +312,7 @@ class _MmppProcess(_IntensityProcess):
         super().__init__(config.spikes, scale)
         self._rates_per_s = np.array([config.base_rate_per_s, config.burst_rate_per_s])
         self._chain = chain
+        self.peak_rate_per_s = scale * float(self._rates_per_s.max())
 
     def _level(self, t_s: np.ndarray) -> np.ndarray:
         segment = np.searchsorted(self._chain.switch_s, t_s, side="right")
@@ -324,6 +333,7 @@ class _BatchProcess:
         self._every_s = config.every
         self._spread_s = config.spread_s
         self._seed, self._name = seed, name
+        self.peak_rate_per_s = self._count / self._every_s
 
     def window(self, start_s: float, end_s: float, rng: np.random.Generator) -> WindowArrivals:
         parts = [self._occurrence(int(k)) for k in self._occurrences(start_s, end_s)]
@@ -378,6 +388,9 @@ def trace_replay(config: TraceArrivals, trace: Trace, scale: float) -> TraceRepl
 class _TraceProcess:
     def __init__(self, replay: TraceReplay):
         self._replay = replay
+        t_s = replay.times_s
+        span_s = replay.period_s if replay.period_s is not None else float(t_s[-1] - t_s[0])
+        self.peak_rate_per_s = t_s.size / max(span_s, 1.0)
 
     def window(self, start_s: float, end_s: float, rng: np.random.Generator) -> WindowArrivals:
         r = self._replay

@@ -50,7 +50,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from .schema import DurationS, Model, PositiveFloat
+from .schema import DurationS, Model, PositiveFloat, ReplicaCount
 
 __all__ = [
     "FixedScaling",
@@ -63,7 +63,6 @@ __all__ = [
 
 DAY_S = 86400.0
 HOUR_S = 3600.0
-NonNegInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveDurationS = Annotated[DurationS, Field(gt=0)]
 
@@ -102,8 +101,8 @@ class ScheduleScaling(Model):
     """Replicas per hour of day (weekdays, optionally a weekend list), ``lead_s`` early."""
 
     policy: Literal["schedule"]
-    hourly: tuple[NonNegInt, ...]
-    weekend: tuple[NonNegInt, ...] | None = None
+    hourly: tuple[ReplicaCount, ...]
+    weekend: tuple[ReplicaCount, ...] | None = None
     lead_s: DurationS = 0.0
 
     @field_validator("hourly", "weekend")

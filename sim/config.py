@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -21,7 +21,7 @@ from .api import Outage
 from .errors import ConfigError, closest
 from .fleet_config import FleetConfig
 from .loader import builtin_dir, read_yaml, resolve_named
-from .schema import DurationS, Model, NonNegFloat, validate
+from .schema import DurationS, Model, NonNegFloat, ReplicaCount, validate
 
 __all__ = [
     "ExperimentConfig",
@@ -39,7 +39,7 @@ class LitellmDeploymentBinding(Model):
     (``profile`` x ``replicas``) or a capsim API model (``api``), and its outages."""
 
     profile: Any = None
-    replicas: int | None = Field(default=None, ge=0)
+    replicas: ReplicaCount | None = None
     api: str | None = None
     outages: list[Outage] = []
 
@@ -99,9 +99,13 @@ class OverflowRule(Model):
         return self
 
 
+MAX_HORIZON_S = 3650 * 86400.0  # ten years
+MAX_TIMESERIES_BINS = 10_000_000
+
+
 class OutputConfig(Model):
     per_request: bool = False
-    timeseries_bin_s: DurationS = 300.0
+    timeseries_bin_s: Annotated[DurationS, Field(gt=0)] = 300.0
 
 
 class ExperimentConfig(Model):
@@ -126,8 +130,14 @@ class ExperimentConfig(Model):
 
     @model_validator(mode="after")
     def _positive_horizon(self) -> ExperimentConfig:
-        if self.horizon <= 0:
-            raise ValueError("horizon must be positive")
+        if not 0 < self.horizon <= MAX_HORIZON_S:
+            raise ValueError(f"horizon must be positive and at most {MAX_HORIZON_S / 86400:g} "
+                             f"days, got {self.horizon:g} s")
+        bins = self.horizon / self.output.timeseries_bin_s
+        if not bins <= MAX_TIMESERIES_BINS:  # (not <=: also refuses a NaN or zero bin)
+            raise ValueError(f"output.timeseries_bin_s: {self.output.timeseries_bin_s:g} s "
+                             f"makes {bins:.3g} bins over the horizon (at most "
+                             f"{MAX_TIMESERIES_BINS:,})")
         return self
 
 
@@ -241,9 +251,13 @@ def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> E
     from .api import load_api_models
     from .costs import CostConfig
     from .profile import load_profile
-    from .workload import parse_workload
+    from .workload import check_volume, parse_workload
 
     workload = parse_workload(cfg.workload, base_dir=base_dir, file=file, field="workload")
+    try:
+        check_volume(workload, cfg.horizon)
+    except ConfigError as exc:
+        raise exc.at(file=file) from None
     profile = load_profile(cfg.fleet.profile, base_dir=base_dir, file=file,
                            field="fleet.profile")
     apis = load_api_models(cfg.api or None, file=file, field="api")

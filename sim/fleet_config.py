@@ -45,7 +45,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from .autoscale import FixedScaling, Scaling
 from .costs import Uncertain
-from .schema import DurationS, Model, PositiveFloat
+from .schema import DurationS, Model, PositiveFloat, ReplicaCount
 
 __all__ = [
     "TIERS",
@@ -82,9 +82,9 @@ class PoolConfig(Model):
 
     name: str
     tier: Literal["reserved", "on_demand", "spot"] = "on_demand"
-    replicas: int | None = Field(default=None, ge=0)
-    min_replicas: int | None = Field(default=None, ge=0)
-    max_replicas: int | None = Field(default=None, ge=0)
+    replicas: ReplicaCount | None = None
+    min_replicas: ReplicaCount | None = None
+    max_replicas: ReplicaCount | None = None
     scaling: Annotated[Scaling, BeforeValidator(_scaling)] = FixedScaling()
     usd_per_gpu_hour: Uncertain | None = None
     spot: SpotConfig | None = None
@@ -144,7 +144,7 @@ class FleetConfig(Model):
     """The self-hosted fleet: a GPU profile and either ``replicas`` or ``pools``."""
 
     profile: str | dict[str, Any]
-    replicas: int | None = Field(default=None, ge=0)
+    replicas: ReplicaCount | None = None
     pools: list[PoolConfig] | None = Field(default=None, min_length=1)
     failures: FailureConfig | None = None
     billing: Literal["per_second", "per_hour"] = "per_second"

@@ -41,7 +41,7 @@ class LognormalLength(Model):
     kind: Literal["lognormal"]
     mean: PositiveFloat | None = None
     median: PositiveFloat | None = Field(None, validate_default=True)
-    sigma: NonNegFloat
+    sigma: NonNegFloat = Field(le=10)  # beyond ~3 a token-length model is degenerate
     max: PositiveInt = 128_000
     min: PositiveInt = 1
 

@@ -8,9 +8,20 @@ the dotted field path and the problem, with the closest valid field name where o
 
 from __future__ import annotations
 
+import functools
+import types
+import typing
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError, closest
 from .units import parse_duration_s, parse_time_of_day_s
@@ -20,6 +31,8 @@ __all__ = [
     "DurationS",
     "TimeOfDayS",
     "PositiveFloat",
+    "ReplicaCount",
+    "MAX_REPLICAS",
     "NonNegFloat",
     "Probability",
     "validate",
@@ -30,9 +43,42 @@ T = TypeVar("T", bound=BaseModel)
 
 
 class Model(BaseModel):
-    """Base for every config object: strict about unknown fields, immutable."""
+    """Base for every config object: strict about unknown fields, immutable, and no
+    booleans where numbers go."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        # pydantic reads True as 1 in a number field, and YAML reads yes/no/on/off as
+        # booleans: `rpm: yes` would be one request a minute, silently.
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            items = value if isinstance(value, list | tuple) else (value,)
+            if not any(isinstance(v, bool) for v in items):
+                continue
+            info = cls.model_fields.get(key) or next(
+                (f for f in cls.model_fields.values() if f.alias == key), None)
+            if info is not None and not _takes_bool(info.annotation):
+                raise PydanticCustomError(
+                    "bool_for_number", "expected a number, not true/false (YAML reads yes, "
+                    "no, on and off as true/false)", {"field": key})
+        return data
+
+
+@functools.cache
+def _takes_bool(annotation: Any) -> bool:
+    """Does a field of this type take booleans (bool, Any, or a union/container of them)?"""
+    if annotation is bool or annotation is Any:
+        return True
+    if isinstance(annotation, type) or typing.get_origin(annotation) is typing.Literal:
+        return False
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        args = args[:1]
+    return any(_takes_bool(a) for a in args if a is not Ellipsis and a is not types.NoneType)
 
 
 def _duration(value: Any) -> float:
@@ -47,6 +93,9 @@ DurationS = Annotated[float, BeforeValidator(_duration)]
 """Seconds; accepts ``30d``, ``6h``, ``15m``, ``90s`` or a number of seconds."""
 TimeOfDayS = Annotated[float, BeforeValidator(_tod)]
 """Seconds after midnight; accepts ``"02:00"`` or an hour number."""
+MAX_REPLICAS = 100_000
+ReplicaCount = Annotated[int, Field(ge=0, le=MAX_REPLICAS)]
+"""A number of replicas (a bound far above any fleet, below what would exhaust memory)."""
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -184,7 +233,10 @@ def validate(model: type[T], data: Any, *, file: str | None = None, prefix: str 
         # One line: prefer a typo'd field name, then the most specific location.
         err = max(errors, key=lambda e: (_RANK.get(e.get("type", ""), 0),
                                           len(e.get("loc", ()))))
-        path = _loc_to_path(tuple(err.get("loc", ())), data)
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "bool_for_number":  # raised for the model: name the field
+            loc = (*loc, err["ctx"]["field"])
+        path = _loc_to_path(loc, data)
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         raise ConfigError(_message(err, model, data), file=file, field=path or None) from None

@@ -7,7 +7,10 @@ trace's own lengths) and optional SLOs. ``scale`` multiplies every stream's rate
 count and trace rate.
 
 Generation is windowed: :func:`iter_blocks` yields one :class:`~sim.requests.RequestBlock`
-per ``block_s`` window, so memory is bounded by a window, not the horizon. Randomness:
+per ``block_s`` window, so memory is bounded by a window, not the horizon. The window is
+a day, halved until the streams' peak rates (spikes aside; a batch counts as its count
+over its period) bring at most ``BLOCK_REQUESTS`` requests into it: memory stays flat in
+the traffic too (a batch occurrence still lands whole in its window). Randomness:
 window ``w`` of stream ``name`` draws its arrivals from ``stream(seed, "workload", name,
 w)`` and its lengths from the same path plus ``"input_tokens"`` / ``"output_tokens"``; an
 MMPP chain and each batch occurrence have their own streams (see :mod:`sim.arrivals`).
@@ -49,18 +52,24 @@ from .traces import Trace, read_length_column, read_trace, resolve_trace_path
 
 __all__ = [
     "BLOCK_S",
+    "BLOCK_REQUESTS",
+    "MAX_REQUESTS",
     "MONTH_S",
     "SloConfig",
     "StreamConfig",
     "WorkloadConfig",
     "parse_workload",
     "iter_blocks",
+    "block_window_s",
+    "check_volume",
     "generate",
     "describe",
     "fit_trace",
 ]
 
 BLOCK_S = DAY_S
+BLOCK_REQUESTS = 1_000_000  # ~300 MB of a replication's peak memory (see benchmarks/)
+MAX_REQUESTS = 10**10  # per replication: ~14 h at ~200,000 simulated requests per second
 MONTH_S = 30 * DAY_S  # "per month" in summaries means 30 days
 _LENGTH_CAP = 128_000  # the lognormal default max, kept out of fitted files when it fits
 T = TypeVar("T")
@@ -256,16 +265,38 @@ def _sources(wl: WorkloadConfig, horizon_s: float,
     return sources
 
 
+def block_window_s(peak_rate_per_s: float) -> float:
+    """The generation window: a day, halved until it holds ``BLOCK_REQUESTS`` at most."""
+    block_s = BLOCK_S
+    while peak_rate_per_s * block_s > BLOCK_REQUESTS and block_s > 1.0:
+        block_s /= 2
+    return block_s
+
+
+def check_volume(wl: WorkloadConfig, horizon_s: float) -> None:
+    """Refuse a workload too large to simulate (more than ``MAX_REQUESTS`` at peak rates)."""
+    rate = sum(src.process.peak_rate_per_s for src in _sources(wl, horizon_s, 0))
+    if rate * horizon_s > MAX_REQUESTS:
+        raise ConfigError(f"~{rate * horizon_s:.2g} requests per replication at peak rates "
+                          f"({rate:.3g} requests/s over {horizon_s / DAY_S:g} days): more "
+                          f"than the {MAX_REQUESTS:.0e} capsim simulates (~200,000 per second "
+                          "per core); shorten the horizon or scale the traffic down",
+                          field="workload")
+
+
 def iter_blocks(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence | int,
-                block_s: float = BLOCK_S) -> Iterator[RequestBlock]:
-    """Request blocks covering ``[0, horizon_s)``, one per ``block_s`` window, in time
-    order; each block is sorted by arrival (ties in stream order)."""
+                block_s: float | None = None) -> Iterator[RequestBlock]:
+    """Request blocks covering ``[0, horizon_s)``, one per ``block_s`` window (by default
+    :func:`block_window_s` of the streams' peak rates), in time order; each block is
+    sorted by arrival (ties in stream order)."""
     if not horizon_s > 0:
         raise ConfigError(f"must be positive, got {horizon_s!r}", field="horizon")
-    if not block_s > 0:
-        raise ValueError(f"block_s must be positive, got {block_s!r}")
     seed = int(seed) if isinstance(seed, np.integer) else seed
     sources = _sources(wl, horizon_s, seed)
+    if block_s is None:
+        block_s = block_window_s(sum(src.process.peak_rate_per_s for src in sources))
+    if not block_s > 0:
+        raise ValueError(f"block_s must be positive, got {block_s!r}")
     for index in range(math.ceil(horizon_s / block_s)):
         start_s, end_s = index * block_s, min(horizon_s, (index + 1) * block_s)
         parts = concat_blocks([src.window(seed, index, start_s, end_s) for src in sources])

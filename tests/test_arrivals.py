@@ -236,3 +236,20 @@ def test_batch_without_spread_every_six_hours_and_scaled():
     t_s = arrival_times(cfg, DAY, seed=11, scale=2.5)
     expected = np.repeat(2 * HOUR + np.arange(4) * 6 * HOUR, 25)
     np.testing.assert_array_equal(t_s, expected)
+
+
+def test_generation_window_shrinks_with_the_traffic_not_below_a_day_otherwise():
+    """Memory is bounded by a window's requests: a day's window while a day holds at
+    most BLOCK_REQUESTS at peak rate, halved as often as needed above that."""
+    from sim.workload import BLOCK_REQUESTS, block_window_s
+
+    assert block_window_s(BLOCK_REQUESTS / DAY) == DAY
+    assert block_window_s(1.01 * BLOCK_REQUESTS / DAY) == DAY / 2
+    assert block_window_s(40.0) == DAY / 4  # 3.46M a day
+    cfg = {"kind": "poisson", "rate_per_s": 40.0}
+    wl = parse_workload({"streams": [{"name": "s", "arrivals": cfg, "input_tokens": FIXED,
+                                      "output_tokens": FIXED}]})
+    sizes = [len(b) for b in iter_blocks(wl, 1.5 * DAY, seed=4)]
+    assert len(sizes) == 6
+    # each window holds Poisson(40 x 6 h = 864,000): 5 sigma is ~4,650
+    assert all(abs(n - 864_000) < 5 * math.sqrt(864_000) for n in sizes), sizes

@@ -67,6 +67,12 @@ def test_json_summary_on_stdout(tmp_path):
     ("fleet.profile=nope", "unknown gpu profile"),
     ("horizon=soon", "horizon"),
     ("router.polcy=x", "did you mean 'policy'"),
+    # too large to build: refused at load, not a MemoryError or OverflowError later
+    ("fleet.replicas=100000000000000000000", "fleet.replicas: Input should be less than"),
+    ("horizon=1.0e+20", "at most 3650 days"),
+    ("output.timeseries_bin_s=0.001", "bins over the horizon"),
+    ("workload.streams.0.arrivals.mean_rate_per_s=1.0e+9", "requests per replication"),
+    ("api.gpt-4o.rpm=yes", "api.gpt-4o.rpm: expected a number, not true/false"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, override, needle):
     res = CliRunner().invoke(main, ["run", "--set", override, "--out", str(tmp_path / "x")])

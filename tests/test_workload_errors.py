@@ -63,6 +63,16 @@ def poisson(**fields):
      "workload.streams[0].arrivals.hourly_weights", "24"),
     ({"streams": [stream(arrivals={"kind": "batch", "count": 0})]},
      "workload.streams[0].arrivals.count", "greater than 0"),
+    ({"streams": [stream(arrivals={"kind": "batch", "count": 10**20})]},
+     "workload.streams[0].arrivals.count", "less than or equal to 10000000"),
+    # YAML reads yes/no/on/off as booleans, which pydantic would read as 1 and 0
+    ({"streams": [stream(arrivals=poisson(rate_per_s=True))]},
+     "workload.streams[0].arrivals.rate_per_s", "not true/false"),
+    ({"streams": [stream(arrivals={"kind": "diurnal", "mean_rate_per_s": 1,
+                                   "hourly_weights": [1] * 23 + [True]})]},
+     "workload.streams[0].arrivals.hourly_weights", "not true/false"),
+    ({"streams": [stream(output_tokens={"kind": "lognormal", "mean": 5, "sigma": 1e308})]},
+     "workload.streams[0].output_tokens.sigma", "less than or equal to 10"),
     ({"streams": [stream(arrivals={"kind": "batch", "count": 5, "at": "25:00"})]},
      "workload.streams[0].arrivals.at", "out of range"),
     ({"streams": [stream(input_tokens=None)]}, "workload.streams[0]", "'input_tokens' is required"),
@@ -157,3 +167,11 @@ def test_any_unparsable_duration_is_located(where, text):
     arrivals[where] = text
     message = error_of({"streams": [stream(arrivals=copy.deepcopy(arrivals))]})
     assert message.startswith(f"{FILE}: workload.streams[0].arrivals.{where}: "), message
+
+
+
+def test_booleans_still_go_where_booleans_belong():
+    """The check refuses booleans for numbers only: a boolean field takes them."""
+    wl = parse_workload({"streams": [{"name": "replay", "arrivals": {
+        "kind": "trace", "path": "data/AzureLLMInferenceTrace_conv.csv", "loop": False}}]})
+    assert wl.streams[0].arrivals.loop is False
