@@ -94,6 +94,7 @@ KEY_METRICS = (
 _CLASS_METRIC = re.compile(
     r"^[^.]+\.(ttft_p99_s|ttft_p95_s|wait_p95_s|wait_p99_s|e2e_p99_s|slo_attainment|"
     r"overflow_share)$")
+MAX_GRID_POINTS = 100_000  # points (configurations) in one sweep; each is one or more runs
 _RANGE = re.compile(r"^\s*([+-]?\d+)\s*\.\.\s*([+-]?\d+)\s*(?::\s*([+-]?\d+)\s*)?$")
 _PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _RESERVED = ("replications", "grid")
@@ -119,6 +120,9 @@ def parse_values(text: str, *, field: str) -> list[Any]:
         if step <= 0 or lo > hi:
             raise ConfigError(f"bad range {text!r}: write a..b or a..b:step with integers "
                               "a <= b and step >= 1", field=field)
+        if (hi - lo) // step + 1 > MAX_GRID_POINTS:
+            raise ConfigError(f"range {text!r} has {(hi - lo) // step + 1:.3g} values (at "
+                              f"most {MAX_GRID_POINTS:,} points in a grid)", field=field)
         return list(range(lo, hi + 1, step))
     if ".." in str(text):
         raise ConfigError(f"bad range {text!r}: write a..b or a..b:step with integers",
@@ -160,6 +164,11 @@ def parse_grid(items: Iterable[str], file_grid: Mapping[str, Any] | None = None,
             raise ConfigError(f"{option} expects PATH=VALUES (a..b, a..b:step or x,y,z), "
                               f"got {item!r}")
         grid[_check_path(key, field=option)] = parse_values(text, field=f"{option} {key}")
+    points = math.prod(len(values) for values in grid.values())
+    if points > MAX_GRID_POINTS:
+        raise ConfigError(f"the grid has {points:,} points (at most {MAX_GRID_POINTS:,}): "
+                          "sweep fewer values or split it", file=file,
+                          field=option if items else "grid")
     return grid
 
 

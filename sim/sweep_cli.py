@@ -378,7 +378,7 @@ def _plan_figure(result: PlanResult, names: Sequence[str], folder: Path, svg: bo
 @_run_options
 @click.option("--volume", "volume_range", default="100M..10B", show_default=True,
               help="Monthly token volumes to cover, LOW..HIGH (k, M, B, T suffixes).")
-@click.option("--points", type=click.IntRange(min=2), default=12, show_default=True,
+@click.option("--points", type=click.IntRange(min=2, max=1000), default=12, show_default=True,
               help="Log-spaced volumes in the range.")
 @click.option("--slo", "slo_items", multiple=True, metavar="METRIC<=X",
               help="SLOs the GPU-only and hybrid fleets must meet (as in plan).")
@@ -452,8 +452,16 @@ def _simulated_breakeven(experiment: str | None, overrides: Sequence[str],
     base, store = _study(experiment, overrides, replications, out_dir, "breakeven")
     exp = base.load()
     base_tokens, scale = base_volume(exp), exp.workload.scale
+    # The experiment scaled to the top volume on the largest fleet must load before
+    # anything runs (a volume too large to simulate is refused here, naming --volume).
+    top_scale = float(f"{scale * targets[-1] / base_tokens:.6g}")
+    try:
+        base.load(Point.of({"workload.scale": top_scale,
+                            "fleet.replicas": replicas[-1]}).overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{targets[-1]:.3g} tokens a month scales the workload by "
+                          f"{top_scale / scale:.3g}: {exc}", field="--volume") from None
     probe = Point.of({"workload.scale": scale, "fleet.replicas": replicas[-1]})
-    base.load(probe.overrides)  # the scaled experiment must load before anything runs
     if slos:
         check_metrics(slos, probe_metric_names(base, probe))
     store.open()

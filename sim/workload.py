@@ -105,7 +105,7 @@ class StreamConfig(Model):
 
 class WorkloadConfig(Model):
     name: str = ""
-    scale: PositiveFloat = 1.0
+    scale: PositiveFloat = Field(1.0, le=1e6)  # far above any what-if, below float overflow
     streams: tuple[StreamConfig, ...]
 
     @field_validator("streams")

@@ -213,3 +213,8 @@ def test_breakeven_cli_rejects_bad_input(tmp_path):
                                "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "did you mean" in res.output
     assert len(res.output.strip().splitlines()) == 1
+    # a volume too large to simulate is refused up front, naming --volume
+    res = runner.invoke(main, ["breakeven", str(exp), "--volume", "1B..1e30",
+                               "--out", str(tmp_path / "y")])
+    assert res.exit_code == 2 and res.output.startswith("capsim: error: --volume: 1e+30")
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "y").exists()

@@ -137,6 +137,9 @@ def test_point_ids_are_stable_hashes_of_the_overrides():
     ("fleet.replicass=1,2", "did you mean 'replicas'"),
     ("fleet.replicas=1,-1", "fleet.replicas"),
     ("fleet.replicas=1..", "bad range"),
+    # too many points: refused before anything is built (was an OverflowError)
+    ("fleet.replicas=1..100000000000000000000", "at most 100,000 points"),
+    ("workload.scale=1e308", "less than or equal to 1000000"),
 ])
 def test_bad_grid_fails_up_front_with_one_line(tmp_path, grid, needle):
     exp = write_tiny(tmp_path)
