@@ -22,6 +22,7 @@ from .errors import ConfigError, closest
 from .fleet_config import FleetConfig
 from .loader import builtin_dir, read_yaml, resolve_named
 from .schema import DurationS, Model, NonNegFloat, ReplicaCount, validate
+from .workload import MAX_HORIZON_S
 
 __all__ = [
     "ExperimentConfig",
@@ -99,7 +100,6 @@ class OverflowRule(Model):
         return self
 
 
-MAX_HORIZON_S = 3650 * 86400.0  # ten years
 MAX_TIMESERIES_BINS = 10_000_000
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "BLOCK_S",
     "BLOCK_REQUESTS",
     "MAX_REQUESTS",
+    "MAX_HORIZON_S",
     "MONTH_S",
     "SloConfig",
     "StreamConfig",
@@ -69,6 +70,7 @@ __all__ = [
 
 BLOCK_S = DAY_S
 BLOCK_REQUESTS = 1_000_000  # ~300 MB of a replication's peak memory (see benchmarks/)
+MAX_HORIZON_S = 3650 * DAY_S  # ten years
 MAX_REQUESTS = 10**10  # per replication: ~14 h at ~200,000 simulated requests per second
 MONTH_S = 30 * DAY_S  # "per month" in summaries means 30 days
 _LENGTH_CAP = 128_000  # the lognormal default max, kept out of fitted files when it fits
@@ -360,8 +362,8 @@ def _by_hour_of_day(per_hour: np.ndarray) -> list[float]:
     return list(np.bincount(hod, weights=per_hour, minlength=24) / np.maximum(hours, 1))
 
 
-def describe(wl: WorkloadConfig, horizon_s: float,
-             seed: np.random.SeedSequence | int) -> dict[str, Any]:
+def describe(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence | int,
+             on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Statistics of one generated horizon (memory bounded by a block).
 
     Keys: ``name``, ``horizon_s``, ``streams``, ``requests``, ``mean_rate_per_s``,
@@ -370,10 +372,16 @@ def describe(wl: WorkloadConfig, horizon_s: float,
     ``input_tokens`` / ``output_tokens`` (``mean``, nearest-rank ``p50``, ``p90``, ``p99``,
     ``max``), ``classes`` (``{class: {requests, share, tokens}}``) and
     ``tokens_per_month``, ``input_tokens_per_month``, ``output_tokens_per_month`` (30 days).
+    ``on_progress(seconds)`` is called with each block's share of the horizon.
     """
     summary = _Summary(wl, horizon_s)
+    done_s = 0.0
     for block in iter_blocks(wl, horizon_s, seed):
         summary.add(block)
+        if on_progress is not None and len(block):
+            step_s = min(float(block.arrival_s[-1]), horizon_s) - done_s
+            done_s += step_s
+            on_progress(step_s)
     n = float(summary.requests.sum())
     tokens = float(summary.tokens.sum())
     per_month = MONTH_S / horizon_s

@@ -18,6 +18,7 @@ and exits with status 2.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ from rich.table import Table
 from .errors import ConfigError
 from .loader import read_yaml
 from .units import format_duration, parse_duration_s
-from .workload import WorkloadConfig, describe, fit_trace, parse_workload
+from .workload import (
+    MAX_HORIZON_S,
+    WorkloadConfig,
+    check_volume,
+    describe,
+    fit_trace,
+    parse_workload,
+)
 
 __all__ = ["workload_group", "load_spec", "print_summary", "write_plot"]
 
@@ -64,20 +72,33 @@ def _fail(exc: ConfigError) -> None:
 @click.argument("spec")
 @click.option("--horizon", default=None, help="Duration to generate, e.g. 7d (default: the "
               "experiment's horizon, else 7d).")
-@click.option("--seed", type=int, default=None, help="Root seed (default: the experiment's, "
-              "else 0).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Root seed (default: the experiment's, else 0).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG of requests and tokens per hour.")
 def show_command(spec: str, horizon: str | None, seed: int | None, plot: str | None) -> None:
     """Generate SPEC (experiment file, workload file or built-in name) and summarise it."""
     try:
         wl, horizon_s, seed_value = load_spec(spec, horizon=horizon, seed=seed)
-        stats = describe(wl, horizon_s, seed_value)
+        stats = _describe_with_progress(wl, horizon_s, seed_value)
         if plot:
             write_plot(stats, Path(plot))
     except ConfigError as exc:
         _fail(exc)
     print_summary(stats, Console())
+
+
+def _describe_with_progress(wl: WorkloadConfig, horizon_s: float, seed: int) -> dict:
+    from rich.progress import Progress
+
+    from .outputs import progress_columns
+
+    with Progress(*progress_columns(), console=Console(stderr=True), transient=True,
+                  disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task(f"{wl.name or 'workload'}: days generated",
+                                 total=horizon_s / 86400.0)
+        return describe(wl, horizon_s, seed,
+                        on_progress=lambda s: progress.advance(task, s / 86400.0))
 
 
 @workload_group.command("fit")
@@ -121,9 +142,19 @@ def load_spec(spec: str, *, horizon: str | None = None,
         if not wl.name:
             wl = wl.model_copy(update={"name": str(data.get("name") or path.stem)})
         horizon_s = _horizon_s(horizon, data.get("horizon"), str(path))
+        _check_volume(wl, horizon_s, str(path))
         return wl, horizon_s, _seed(seed, data.get("seed"), str(path))
     wl = parse_workload(spec, base_dir=None, field="")
-    return wl, _horizon_s(horizon, None, None), _seed(seed, None, None)
+    horizon_s = _horizon_s(horizon, None, None)
+    _check_volume(wl, horizon_s, None)
+    return wl, horizon_s, _seed(seed, None, None)
+
+
+def _check_volume(wl: WorkloadConfig, horizon_s: float, file: str | None) -> None:
+    try:
+        check_volume(wl, horizon_s)
+    except ConfigError as exc:
+        raise exc.at(file=file) from None
 
 
 def _horizon_s(option: str | None, from_file: Any, file: str | None) -> float:
@@ -134,8 +165,9 @@ def _horizon_s(option: str | None, from_file: Any, file: str | None) -> float:
         horizon_s = parse_duration_s(value)
     except ValueError as exc:
         raise ConfigError(str(exc), file=file, field=field) from None
-    if horizon_s <= 0:
-        raise ConfigError(f"must be positive, got {value!r}", file=file, field=field)
+    if not 0 < horizon_s <= MAX_HORIZON_S:
+        raise ConfigError(f"must be positive and at most {MAX_HORIZON_S / 86400:g} days, "
+                          f"got {value!r}", file=file, field=field)
     return horizon_s
 
 

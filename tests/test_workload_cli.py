@@ -66,6 +66,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     exp.write_text(yaml.safe_dump({"workload": "steady", "horizon": "soon"}))
     assert_fails_one_line(run(str(exp)), str(exp), "horizon", "soon")
     assert_fails_one_line(run("fit", str(tmp_path / "none.csv")), "none.csv", "not found")
+    # work that would not end (or not fit in memory) is refused before it starts
+    assert_fails_one_line(run("steady", "--horizon", "100000d"), "--horizon", "3650 days")
+    exp.write_text(yaml.safe_dump({"workload": [{"name": "a", "arrivals": {
+        "kind": "poisson", "rate_per_s": 1e7}, "input_tokens": {"kind": "fixed", "value": 1},
+        "output_tokens": {"kind": "fixed", "value": 1}}], "horizon": "30d"}))
+    assert_fails_one_line(run(str(exp)), str(exp), "workload", "requests per replication")
 
 
 def test_fit_prints_or_writes_a_loadable_workload(tmp_path):
