@@ -37,7 +37,8 @@ def read_yaml(path: str | Path) -> Any:
     """Parse a YAML (or JSON) file; a missing or malformed file is a one-line ConfigError."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError("file not found", file=str(path))
+        raise ConfigError("a folder, not a file" if p.is_dir() else "file not found",
+                          file=str(path))
     try:
         with p.open(encoding="utf-8") as fh:
             return yaml.safe_load(fh)

@@ -85,6 +85,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, override, needle):
 def test_missing_experiment_file(tmp_path):
     res = CliRunner().invoke(main, ["run", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2 and "file not found" in res.output
+    (tmp_path / "folder.yaml").mkdir()
+    res = CliRunner().invoke(main, ["run", str(tmp_path / "folder.yaml")])
+    assert res.exit_code == 2 and "folder.yaml: a folder, not a file" in res.output
 
 
 def test_interrupted_run_leaves_no_half_written_results(tmp_path):
