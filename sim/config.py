@@ -134,7 +134,7 @@ class ExperimentConfig(Model):
             raise ValueError(f"horizon must be positive and at most {MAX_HORIZON_S / 86400:g} "
                              f"days, got {self.horizon:g} s")
         bins = self.horizon / self.output.timeseries_bin_s
-        if not bins <= MAX_TIMESERIES_BINS:  # (not <=: also refuses a NaN or zero bin)
+        if not bins <= MAX_TIMESERIES_BINS:  # (written so that a NaN fails too)
             raise ValueError(f"output.timeseries_bin_s: {self.output.timeseries_bin_s:g} s "
                              f"makes {bins:.3g} bins over the horizon (at most "
                              f"{MAX_TIMESERIES_BINS:,})")

@@ -8,7 +8,6 @@ the dotted field path and the problem, with the closest valid field name where o
 
 from __future__ import annotations
 
-import functools
 import types
 import typing
 from typing import Annotated, Any, TypeVar
@@ -68,7 +67,6 @@ class Model(BaseModel):
         return data
 
 
-@functools.cache
 def _takes_bool(annotation: Any) -> bool:
     """Does a field of this type take booleans (bool, Any, or a union/container of them)?"""
     if annotation is bool or annotation is Any:
