@@ -51,6 +51,7 @@ __all__ = [
     "bounded_map",
     "die_with_parent",
     "in_worker",
+    "interrupt_at_safe_points",
     "DASK_HINT",
 ]
 
@@ -136,11 +137,9 @@ class _LocalPool(Executor):
 
     def terminate(self) -> None:
         """Kill the workers now (an interrupt): their current runs are discarded."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
-            with contextlib.suppress(Exception):
-                proc.terminate()
-        self._pool.shutdown(wait=True)
+        from .montecarlo import terminate_pool
+
+        terminate_pool(self._pool)
 
 
 @contextlib.contextmanager
@@ -218,6 +217,39 @@ def _dask_executor(workers: int, scheduler: str | None) -> Iterator[Executor]:
             cluster.close()
 
 
+POLL_S = 0.2  # how often a wait on worker processes looks for a Ctrl-C
+
+
+@contextlib.contextmanager
+def interrupt_at_safe_points() -> Iterator[Callable[[], None]]:
+    """While waiting on worker processes, Ctrl-C only sets a flag, and the waiting loop
+    calls the yielded ``check()`` between waits of at most ``POLL_S``, which raises
+    KeyboardInterrupt there.
+
+    Why: raised asynchronously, the interrupt could land inside ``concurrent.futures``
+    while it held a future's lock (``wait`` and ``as_completed`` take every pending
+    future's lock); the pool's manager thread then blocked on that lock for good, and the
+    process hung at exit (seen as a rare hang of the sweep's Ctrl-C test). Outside the
+    main thread, or where someone else handles SIGINT, nothing changes.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: None
+        return
+    hit = threading.Event()
+
+    def check() -> None:
+        if hit.is_set():
+            hit.clear()
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: hit.set())
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def bounded_map(executor: Executor, fn: Callable[..., T], items: Iterable[Any], *,
                 max_in_flight: int, args: Callable[[Any], tuple] = lambda item: (item,)
                 ) -> Iterator[tuple[Any, Future[T]]]:
@@ -225,21 +257,30 @@ def bounded_map(executor: Executor, fn: Callable[..., T], items: Iterable[Any], 
     ``(item, future)`` pairs as they complete (completion order).
 
     If the consumer stops early or an exception (an interrupt) passes through, runs not
-    yet started are cancelled; the executor itself is shut down by its owner.
+    yet started are cancelled; the executor itself is shut down by its owner. With
+    worker processes, a Ctrl-C is raised between waits (:func:`interrupt_at_safe_points`);
+    the serial executor runs in this process and is interrupted where it is.
     """
     pending = iter(items)
     in_flight: dict[Future[T], Any] = {}
+    safe = (contextlib.nullcontext(lambda: None) if isinstance(executor, SerialExecutor)
+            else interrupt_at_safe_points())
     try:
-        while True:
-            for item in pending:
-                in_flight[executor.submit(fn, *args(item))] = item
-                if len(in_flight) >= max(1, max_in_flight):
-                    break
-            if not in_flight:
-                return
-            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-            for future in done:
-                yield in_flight.pop(future), future
+        with safe as check:
+            while True:
+                for item in pending:
+                    in_flight[executor.submit(fn, *args(item))] = item
+                    if len(in_flight) >= max(1, max_in_flight):
+                        break
+                if not in_flight:
+                    return
+                done: set[Future[T]] = set()
+                while not done:
+                    done, _ = wait(list(in_flight), timeout=POLL_S,
+                                   return_when=FIRST_COMPLETED)
+                    check()
+                for future in done:
+                    yield in_flight.pop(future), future
     finally:
         for future in in_flight:
             future.cancel()

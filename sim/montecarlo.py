@@ -9,15 +9,16 @@ work cancelled) when the command ends or is interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 
 from .config import Experiment
 from .runner import ReplicationResult, run_replication
 
-__all__ = ["run_replications", "default_workers", "make_pool"]
+__all__ = ["run_replications", "default_workers", "make_pool", "terminate_pool"]
 
 
 def default_workers() -> int:
@@ -48,15 +49,35 @@ def run_replications(exp: Experiment, *, workers: int | None = None,
             if on_done:
                 on_done(res)
         return results
+    from .executors import POLL_S, interrupt_at_safe_points
+
     pool = make_pool(workers)
+    clean = False
     try:
-        futures = [pool.submit(run_replication, exp, i, keep_requests=keep_requests)
-                   for i in range(n)]
-        for fut in as_completed(futures):
-            res = fut.result()
-            results.append(res)
-            if on_done:
-                on_done(res)
+        pending = {pool.submit(run_replication, exp, i, keep_requests=keep_requests)
+                   for i in range(n)}
+        with interrupt_at_safe_points() as check:  # (see there: Ctrl-C could hang the pool)
+            while pending:
+                done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                check()
+                for fut in done:
+                    res = fut.result()
+                    results.append(res)
+                    if on_done:
+                        on_done(res)
+        clean = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if clean:
+            pool.shutdown(wait=True)
+        else:  # an interrupt or a failed run: the other runs' results would be discarded
+            terminate_pool(pool)
     return sorted(results, key=lambda r: r.index)
+
+
+def terminate_pool(pool: Executor) -> None:
+    """Cancel what has not started and kill the workers now."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    pool.shutdown(wait=True)

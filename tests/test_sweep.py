@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -218,6 +219,28 @@ def test_bounded_map_keeps_a_bounded_number_in_flight():
     serial = dict((i, f.result()) for i, f in bounded_map(SerialExecutor(), work, [2, 3],
                                                          max_in_flight=4))
     assert serial == {2: 4, 3: 9}
+
+
+def test_ctrl_c_while_waiting_on_workers_is_raised_between_waits():
+    """A Ctrl-C during the wait is deferred to a point where no future's lock is held
+    (raised asynchronously inside concurrent.futures it could leave one held, and the
+    pool's manager thread then hung the process at exit): it arrives as KeyboardInterrupt
+    from the wait loop within a poll, the pending runs are cancelled, and SIGINT's
+    handler is the default again afterwards."""
+    def slow(x):
+        time.sleep(0.5)
+        return x
+
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    with ThreadPoolExecutor(2) as pool:
+        started = time.monotonic()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt) as exc:
+            for _ in bounded_map(pool, slow, range(50), max_in_flight=2):
+                pass
+        assert time.monotonic() - started < 2.0  # not after all 50 runs
+    assert exc.traceback[-1].name == "check"  # raised at the safe point, not inside a wait
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_failed_runs_are_recorded_and_retried(tmp_path, monkeypatch):
