@@ -248,6 +248,7 @@ def interrupt_at_safe_points() -> Iterator[Callable[[], None]]:
         yield check
     finally:
         signal.signal(signal.SIGINT, previous)
+    check()  # a Ctrl-C after the last wait is not lost
 
 
 def bounded_map(executor: Executor, fn: Callable[..., T], items: Iterable[Any], *,

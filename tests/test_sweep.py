@@ -243,6 +243,15 @@ def test_ctrl_c_while_waiting_on_workers_is_raised_between_waits():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_ctrl_c_after_the_last_wait_is_raised_on_leaving_the_block():
+    from sim.executors import interrupt_at_safe_points
+
+    with pytest.raises(KeyboardInterrupt), interrupt_at_safe_points():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler has run by now: it only set the flag
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_failed_runs_are_recorded_and_retried(tmp_path, monkeypatch):
     import sim.runner
 
