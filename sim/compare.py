@@ -20,7 +20,6 @@ paired confidence interval (replication by replication).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -30,7 +29,7 @@ from typing import Any
 import click
 import pyarrow.parquet as pq
 
-from .config import Experiment, load_experiment
+from .config import Experiment, load_experiment, variant_overrides
 from .errors import ConfigError, closest
 
 __all__ = ["variant_overrides", "load_variants", "run_comparison", "render", "COMPARED",
@@ -42,11 +41,6 @@ COMPARED = (
     "fleet.preemptions", "fleet.failures", "requests_restarted",
 )
 """Metrics compared across variants (plus ``<class>.slo_attainment`` and TTFT p99)."""
-
-
-def variant_overrides(values: Mapping[str, Any]) -> list[str]:
-    """``--set`` strings for a variant's ``{path: value}`` (values as JSON, valid YAML)."""
-    return [f"{path}={json.dumps(value)}" for path, value in values.items()]
 
 
 def load_variants(path: str | Path | None, overrides: Sequence[str] = (), *,
@@ -67,10 +61,9 @@ def load_variants(path: str | Path | None, overrides: Sequence[str] = (), *,
     for name in chosen:
         try:
             out[name] = load_experiment(path, [*overrides, *variant_overrides(variants[name])],
-                                        replications=replications)
+                                        replications=replications, check_variants=False)
         except ConfigError as exc:
-            raise ConfigError(f"variant '{name}': {exc.message}", file=exc.file,
-                              field=exc.field) from None
+            raise exc.in_variant(name) from None
     return out
 
 

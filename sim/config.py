@@ -10,6 +10,8 @@ profiles resolve from the user's folder, then the shipped ones.
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -229,9 +231,18 @@ def _default_path() -> Path:
     return builtin_dir("experiments") / f"{DEFAULT_EXPERIMENT}.yaml"
 
 
+def variant_overrides(values: Mapping[str, Any]) -> list[str]:
+    """``--set`` strings for a variant's ``{path: value}`` (values as JSON, valid YAML)."""
+    return [f"{path}={json.dumps(value)}" for path, value in values.items()]
+
+
 def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None,
-                    *, replications: int | None = None) -> Experiment:
-    """Read, override, validate and resolve an experiment (the built-in default if None)."""
+                    *, replications: int | None = None,
+                    check_variants: bool = True) -> Experiment:
+    """Read, override, validate and resolve an experiment (the built-in default if None).
+
+    Its ``variants`` (for ``capsim compare``) are loaded too unless ``check_variants`` is
+    False, so a broken one is an error whatever command reads the file."""
     p = Path(path) if path is not None else _default_path()
     if path is not None and not p.is_file() and not p.suffix:
         p = resolve_named("experiments", str(path), field="experiment")
@@ -243,7 +254,14 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
     if replications is not None:
         raw["replications"] = replications
     cfg = validate(ExperimentConfig, raw, file=file)
-    return resolve(cfg, raw, file=file, base_dir=p.parent)
+    exp = resolve(cfg, raw, file=file, base_dir=p.parent)
+    for name, values in cfg.variants.items() if check_variants else ():
+        try:
+            load_experiment(path, [*(overrides or []), *variant_overrides(values)],
+                            replications=replications, check_variants=False)
+        except ConfigError as exc:
+            raise exc.in_variant(name) from None
+    return exp
 
 
 def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> Experiment:

@@ -27,6 +27,11 @@ class ConfigError(Exception):
         parts = [p for p in (self.file, self.field) if p]
         return ": ".join([*parts, self.message])
 
+    def in_variant(self, name: str) -> ConfigError:
+        """The same error, raised while loading the experiment's variant ``name``."""
+        return ConfigError(f"variant '{name}': {self.message}", file=self.file,
+                           field=self.field)
+
     def at(self, *, file: str | None = None, field_prefix: str | None = None) -> ConfigError:
         """The same error, located in ``file`` and/or under ``field_prefix``."""
         field = self.field

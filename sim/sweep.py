@@ -275,8 +275,9 @@ class Base:
     replications: int | None = None
 
     def load(self, extra: Sequence[str] = ()) -> Experiment:
+        # Variants are checked once, when the base is loaded without extra overrides.
         return load_experiment(self.path, [*self.overrides, *extra],
-                               replications=self.replications)
+                               replications=self.replications, check_variants=not extra)
 
 
 # ------------------------------------------------------------------------------ runs

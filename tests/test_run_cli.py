@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from sim.cli import main
+from sim.loader import builtin_dir
 from tests.procs import default_sigint
 
 SMALL = ["--set", "horizon=1d", "-n", "3", "--no-plots"]
@@ -79,6 +81,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, override, needle):
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_broken_variant_is_an_error_for_run_too(tmp_path):
+    """The whole file is validated on load: variants are only run by `capsim compare`,
+    but a broken one fails `capsim run` as well, naming it."""
+    exp = tmp_path / "exp.yaml"
+    data = yaml.safe_load((builtin_dir("experiments") / "default.yaml").read_text())
+    data["variants"] = {"bigger": {"fleet.replicas": 2}, "broken": {"fleet.replicas": -3}}
+    exp.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(main, ["run", str(exp), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "fleet.replicas: variant 'broken':" in lines[0], lines
     assert not (tmp_path / "x").exists()
 
 
