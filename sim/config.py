@@ -272,10 +272,7 @@ def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> E
     from .workload import check_volume, parse_workload
 
     workload = parse_workload(cfg.workload, base_dir=base_dir, file=file, field="workload")
-    try:
-        check_volume(workload, cfg.horizon)
-    except ConfigError as exc:
-        raise exc.at(file=file) from None
+    check_volume(workload, cfg.horizon, file=file)
     profile = load_profile(cfg.fleet.profile, base_dir=base_dir, file=file,
                            field="fleet.profile")
     apis = load_api_models(cfg.api or None, file=file, field="api")

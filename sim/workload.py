@@ -275,15 +275,20 @@ def block_window_s(peak_rate_per_s: float) -> float:
     return block_s
 
 
-def check_volume(wl: WorkloadConfig, horizon_s: float) -> None:
-    """Refuse a workload too large to simulate (more than ``MAX_REQUESTS`` at peak rates)."""
-    rate = sum(src.process.peak_rate_per_s for src in _sources(wl, horizon_s, 0))
+def check_volume(wl: WorkloadConfig, horizon_s: float, *, file: str | None = None) -> None:
+    """Refuse a workload too large to simulate (more than ``MAX_REQUESTS`` at peak rates);
+    the error, or one from building the streams (a trace's offset or loop), names ``file``."""
+    try:
+        sources = _sources(wl, horizon_s, 0)
+    except ConfigError as exc:
+        raise exc.at(file=file) from None
+    rate = sum(src.process.peak_rate_per_s for src in sources)
     if rate * horizon_s > MAX_REQUESTS:
         raise ConfigError(f"~{rate * horizon_s:.2g} requests per replication at peak rates "
                           f"({rate:.3g} requests/s over {horizon_s / DAY_S:g} days): more "
                           f"than the {MAX_REQUESTS:.0e} capsim simulates (~200,000 per second "
                           "per core); shorten the horizon or scale the traffic down",
-                          field="workload")
+                          file=file, field="workload")
 
 
 def iter_blocks(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence | int,
@@ -372,16 +377,13 @@ def describe(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence 
     ``input_tokens`` / ``output_tokens`` (``mean``, nearest-rank ``p50``, ``p90``, ``p99``,
     ``max``), ``classes`` (``{class: {requests, share, tokens}}``) and
     ``tokens_per_month``, ``input_tokens_per_month``, ``output_tokens_per_month`` (30 days).
-    ``on_progress(seconds)`` is called with each block's share of the horizon.
+    ``on_progress(t_s)`` is called after each block with its last arrival time.
     """
     summary = _Summary(wl, horizon_s)
-    done_s = 0.0
     for block in iter_blocks(wl, horizon_s, seed):
         summary.add(block)
         if on_progress is not None and len(block):
-            step_s = min(float(block.arrival_s[-1]), horizon_s) - done_s
-            done_s += step_s
-            on_progress(step_s)
+            on_progress(float(block.arrival_s[-1]))
     n = float(summary.requests.sum())
     tokens = float(summary.tokens.sum())
     per_month = MONTH_S / horizon_s

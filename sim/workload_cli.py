@@ -98,7 +98,7 @@ def _describe_with_progress(wl: WorkloadConfig, horizon_s: float, seed: int) -> 
         task = progress.add_task(f"{wl.name or 'workload'}: days generated",
                                  total=horizon_s / 86400.0)
         return describe(wl, horizon_s, seed,
-                        on_progress=lambda s: progress.advance(task, s / 86400.0))
+                        on_progress=lambda t_s: progress.update(task, completed=t_s / 86400.0))
 
 
 @workload_group.command("fit")
@@ -142,19 +142,13 @@ def load_spec(spec: str, *, horizon: str | None = None,
         if not wl.name:
             wl = wl.model_copy(update={"name": str(data.get("name") or path.stem)})
         horizon_s = _horizon_s(horizon, data.get("horizon"), str(path))
-        _check_volume(wl, horizon_s, str(path))
+        check_volume(wl, horizon_s, file=str(path))
         return wl, horizon_s, _seed(seed, data.get("seed"), str(path))
     wl = parse_workload(spec, base_dir=None, field="")
     horizon_s = _horizon_s(horizon, None, None)
-    _check_volume(wl, horizon_s, None)
+    check_volume(wl, horizon_s)
     return wl, horizon_s, _seed(seed, None, None)
 
-
-def _check_volume(wl: WorkloadConfig, horizon_s: float, file: str | None) -> None:
-    try:
-        check_volume(wl, horizon_s)
-    except ConfigError as exc:
-        raise exc.at(file=file) from None
 
 
 def _horizon_s(option: str | None, from_file: Any, file: str | None) -> float:
