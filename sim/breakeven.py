@@ -62,6 +62,7 @@ __all__ = [
     "MAX_SHARE",
     "parse_tokens",
     "parse_volume_range",
+    "scale_for",
     "volumes",
     "base_volume",
     "StaticBreakeven",
@@ -114,6 +115,12 @@ def volumes(low: float, high: float, points: int) -> list[float]:
     if points < 2:
         raise ConfigError("--points must be at least 2", field="--points")
     return [float(v) for v in np.geomspace(low, high, points)]
+
+
+def scale_for(target: float, base_tokens: float, base_scale: float) -> float:
+    """The ``workload.scale`` that brings the workload to ``target`` monthly tokens (six
+    significant digits: a readable, stable grid value)."""
+    return float(f"{base_scale * target / base_tokens:.6g}")
 
 
 def base_volume(exp: Experiment) -> float:
@@ -328,7 +335,7 @@ def run_breakeven(evaluator: Evaluator, targets: Sequence[float], *, base_tokens
     gpu_slos, hyb_slos = gpu_only_slos(slos, util_cap), hybrid_slos(slos)
     searches = {}
     for target in targets:
-        scale = float(f"{base_scale * target / base_tokens:.6g}")
+        scale = scale_for(target, base_tokens, base_scale)
         limit = (None if queue_limit is None
                  else max(1, math.ceil(queue_limit * scale / base_scale)))
         searches[target] = _volume_search(

@@ -440,7 +440,7 @@ def _simulated_breakeven(experiment: str | None, overrides: Sequence[str],
                          scheduler: str | None, workers: int | None, svg: bool,
                          volume_range: str, points: int, slo_items: Sequence[str],
                          util_cap: float, replicas_spec: str) -> None:
-    from .breakeven import base_volume, parse_volume_range, run_breakeven, volumes
+    from .breakeven import base_volume, parse_volume_range, run_breakeven, scale_for, volumes
     from .executors import check_executor_options, open_executor
     from .plan import check_metrics, parse_slo, probe_metric_names, search_space
     from .sweep import Evaluator, Point, RunProgress
@@ -454,7 +454,7 @@ def _simulated_breakeven(experiment: str | None, overrides: Sequence[str],
     base_tokens, scale = base_volume(exp), exp.workload.scale
     # The experiment scaled to the top volume on the largest fleet must load before
     # anything runs (a volume too large to simulate is refused here, naming --volume).
-    top_scale = float(f"{scale * targets[-1] / base_tokens:.6g}")
+    top_scale = scale_for(targets[-1], base_tokens, scale)
     try:
         base.load(Point.of({"workload.scale": top_scale,
                             "fleet.replicas": replicas[-1]}).overrides)
