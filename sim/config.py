@@ -24,7 +24,7 @@ from .errors import ConfigError, closest
 from .fleet_config import FleetConfig
 from .loader import builtin_dir, read_yaml, resolve_named
 from .schema import DurationS, Model, NonNegFloat, ReplicaCount, validate
-from .workload import MAX_HORIZON_S
+from .workload import horizon_problem
 
 __all__ = [
     "ExperimentConfig",
@@ -132,9 +132,9 @@ class ExperimentConfig(Model):
 
     @model_validator(mode="after")
     def _positive_horizon(self) -> ExperimentConfig:
-        if not 0 < self.horizon <= MAX_HORIZON_S:
-            raise ValueError(f"horizon must be positive and at most {MAX_HORIZON_S / 86400:g} "
-                             f"days, got {self.horizon:g} s")
+        problem = horizon_problem(self.horizon)
+        if problem:
+            raise ValueError(f"horizon {problem}")
         bins = self.horizon / self.output.timeseries_bin_s
         if not bins <= MAX_TIMESERIES_BINS:  # (written so that a NaN fails too)
             raise ValueError(f"output.timeseries_bin_s: {self.output.timeseries_bin_s:g} s "

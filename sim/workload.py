@@ -62,6 +62,7 @@ __all__ = [
     "parse_workload",
     "iter_blocks",
     "block_window_s",
+    "horizon_problem",
     "check_volume",
     "generate",
     "describe",
@@ -265,6 +266,14 @@ def _sources(wl: WorkloadConfig, horizon_s: float,
         sources.append(_Source(s.name, sid, cid, process, s.input_tokens, s.output_tokens,
                                trace))
     return sources
+
+
+def horizon_problem(horizon_s: float) -> str | None:
+    """What is wrong with a horizon (None if nothing): it must be positive, at most
+    ``MAX_HORIZON_S``."""
+    if 0 < horizon_s <= MAX_HORIZON_S:
+        return None
+    return f"must be positive and at most {MAX_HORIZON_S / DAY_S:g} days, got {horizon_s:g} s"
 
 
 def block_window_s(peak_rate_per_s: float) -> float:

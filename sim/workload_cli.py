@@ -31,11 +31,11 @@ from .errors import ConfigError
 from .loader import read_yaml
 from .units import format_duration, parse_duration_s
 from .workload import (
-    MAX_HORIZON_S,
     WorkloadConfig,
     check_volume,
     describe,
     fit_trace,
+    horizon_problem,
     parse_workload,
 )
 
@@ -159,9 +159,9 @@ def _horizon_s(option: str | None, from_file: Any, file: str | None) -> float:
         horizon_s = parse_duration_s(value)
     except ValueError as exc:
         raise ConfigError(str(exc), file=file, field=field) from None
-    if not 0 < horizon_s <= MAX_HORIZON_S:
-        raise ConfigError(f"must be positive and at most {MAX_HORIZON_S / 86400:g} days, "
-                          f"got {value!r}", file=file, field=field)
+    problem = horizon_problem(horizon_s)
+    if problem:
+        raise ConfigError(problem, file=file, field=field)
     return horizon_s
 
 
