@@ -1,0 +1,201 @@
+"""The step-level replica profile: vLLM scheduler limits, step time and per-request overheads.
+
+What it models
+--------------
+A vLLM-style replica runs *engine steps*. One step processes a batch of tokens: one token for
+every decoding sequence plus prefill chunks, at most ``max_num_batched_tokens`` in all. This
+module holds the profile blocks that describe such a replica (the format agreed in
+``steptime-spec.md``, shared with the work that derives the numbers from kernel
+measurements) and the arithmetic on them:
+
+* :class:`Scheduler` -- the scheduler limits (names as in vLLM: token budget, KV block size,
+  watermark, ``max_model_len``, prefix caching);
+* :class:`StepTime` -- the duration of one step from its composition::
+
+      T = per_step_s + linear(N) + per_seq_s * S
+          + decode_attention_s_per_token * K + prefill_attention_s_per_token2 * A
+
+  N = tokens scheduled in the step (prefill + decode), S = sequences scheduled, K = context
+  (KV) tokens read by the decoding sequences (each counts the tokens in its KV after the
+  step, its new token included), A = query x key pairs of the prefill chunks (a chunk of c
+  new tokens after o computed ones has c*o + c*(c+1)/2). ``linear`` is piecewise linear in
+  N between the ``tokens`` knots, constant below the first knot and extended with the last
+  segment's slope beyond the last knot.
+* :class:`Overheads` -- per-request time outside the steps (API server and tokenization
+  before, detokenization and HTTP after).
+* :func:`run_time_s` / :func:`steps_ending_by` -- closed forms for a run of steps whose
+  composition is fixed except that K and A grow by the same amount every step (decoding
+  contexts grow by one token per step, a prefill's offset by its chunk): the step times
+  form an arithmetic sequence, so n steps take ``n*T1 + d*n*(n-1)/2`` and the number of
+  steps that end by a given time is the root of a quadratic.
+
+Assumptions: the step time is separable into these terms (token-proportional GEMMs,
+per-sequence costs, attention linear in context for decode and in pairs for prefill); it
+does not depend on which sequences make up the batch beyond these counts.
+
+Depends only on the standard library, numpy-free arithmetic and pydantic, so it can be used
+before the rest of the profile schema is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Scheduler", "StepTime", "Overheads", "StepModel", "run_time_s", "steps_ending_by",
+           "prefill_pairs"]
+
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class _Block(BaseModel):
+    """Strict pydantic base: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scheduler(_Block):
+    """vLLM scheduler limits (V1 engine; defaults as in the steptime spec)."""
+
+    max_num_batched_tokens: int = Field(8192, ge=1)
+    block_size: int = Field(16, ge=1)
+    watermark: float = Field(0.01, ge=0.0, lt=1.0)
+    max_model_len: int = Field(131072, ge=1)
+    prefix_caching: bool = True
+    engine: str = "vllm-0.10 (V1)"
+
+
+class StepTime(_Block):
+    """Duration of one engine step from its composition (see the module docstring)."""
+
+    per_step_s: NonNegative = 0.0
+    tokens: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
+    linear_s: list[NonNegative] = Field(default_factory=lambda: [0.0], min_length=1)
+    per_seq_s: NonNegative = 0.0
+    decode_attention_s_per_token: NonNegative = 0.0
+    prefill_attention_s_per_token2: NonNegative = 0.0
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check_knots(self) -> StepTime:
+        t, v = self.tokens, self.linear_s
+        if len(t) != len(v):
+            raise ValueError(f"tokens has {len(t)} knots but linear_s has {len(v)}; they must "
+                             "have the same length")
+        for i in range(1, len(t)):
+            if t[i] <= t[i - 1]:
+                raise ValueError(f"tokens[{i}] = {t[i]} is not above tokens[{i - 1}] = "
+                                 f"{t[i - 1]}; knots must be strictly increasing")
+            if v[i] < v[i - 1]:
+                raise ValueError(f"linear_s[{i}] = {v[i]:g} is below linear_s[{i - 1}] = "
+                                 f"{v[i - 1]:g}; more tokens must not take less time")
+        return self
+
+    def linear(self, n_tokens: float) -> float:
+        """Time of the token-proportional operators for ``n_tokens`` tokens in a step."""
+        t, v = self.tokens, self.linear_s
+        if n_tokens <= t[0] or len(t) == 1:
+            return v[0]
+        i = bisect_right(t, n_tokens) - 1
+        if i >= len(t) - 1:  # beyond the last knot: the last segment's slope
+            i = len(t) - 2
+        return v[i] + (v[i + 1] - v[i]) * (n_tokens - t[i]) / (t[i + 1] - t[i])
+
+    def step_s(self, n_tokens: float, n_seqs: float, kv_tokens: float,
+               prefill_pairs_: float) -> float:
+        """Duration of one step (N tokens, S sequences, K decode context, A prefill pairs)."""
+        return (self.per_step_s + self.linear(n_tokens) + self.per_seq_s * n_seqs
+                + self.decode_attention_s_per_token * kv_tokens
+                + self.prefill_attention_s_per_token2 * prefill_pairs_)
+
+    def growth_s(self, d_kv_tokens: float, d_prefill_pairs: float) -> float:
+        """How much each step of a run is longer than the one before, when K grows by
+        ``d_kv_tokens`` and A by ``d_prefill_pairs`` per step (N and S fixed)."""
+        return (self.decode_attention_s_per_token * d_kv_tokens
+                + self.prefill_attention_s_per_token2 * d_prefill_pairs)
+
+
+class Overheads(_Block):
+    """Per-request time outside the engine steps."""
+
+    pre_s: NonNegative = 0.0
+    pre_s_per_input_token: NonNegative = 0.0
+    post_s: NonNegative = 0.0
+
+
+class StepModel(_Block):
+    """Everything a step-level replica needs: limits, KV size, step time and overheads.
+
+    ``max_num_seqs`` is the profile's ``max_batch``; ``kv_capacity_tokens`` its KV size
+    (rounded down to whole blocks).
+    """
+
+    max_num_seqs: int = Field(256, ge=1)
+    kv_capacity_tokens: int = Field(ge=1)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    step_time: StepTime = Field(default_factory=StepTime)
+    overheads: Overheads = Field(default_factory=Overheads)
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> StepModel:
+        if self.scheduler.max_num_batched_tokens < self.max_num_seqs:
+            # vLLM refuses this too: a step must have room for one token per sequence.
+            raise ValueError(f"scheduler.max_num_batched_tokens "
+                             f"({self.scheduler.max_num_batched_tokens}) is below "
+                             f"max_num_seqs ({self.max_num_seqs})")
+        st = self.step_time
+        if st.per_step_s + st.linear_s[0] <= 0.0:
+            # A step of zero duration would let a replica run unboundedly many in no time.
+            raise ValueError("a step must take time: step_time.per_step_s + linear_s[0] > 0")
+        if self.kv_capacity_tokens < self.scheduler.block_size:
+            raise ValueError(f"kv_capacity_tokens ({self.kv_capacity_tokens}) holds no "
+                             f"block of {self.scheduler.block_size} tokens")
+        return self
+
+    @property
+    def num_blocks(self) -> int:
+        """KV blocks of the replica."""
+        return self.kv_capacity_tokens // self.scheduler.block_size
+
+    @property
+    def max_len_tokens(self) -> int:
+        """The longest request (input + output tokens) the replica serves: max_model_len,
+        and no more than its whole KV cache (vLLM refuses to start otherwise; here a longer
+        request is refused as too large)."""
+        return min(self.scheduler.max_model_len, self.num_blocks * self.scheduler.block_size)
+
+
+def prefill_pairs(chunk: int, offset: int) -> int:
+    """Query x key pairs of a prefill chunk of ``chunk`` tokens after ``offset`` computed
+    ones (causal attention: token i of the chunk reads offset + i keys)."""
+    return chunk * offset + chunk * (chunk + 1) // 2
+
+
+def run_time_s(n: float, first_s: float, growth_s: float) -> float:
+    """Time of ``n`` steps whose durations are first_s, first_s + growth_s, ..."""
+    return n * first_s + growth_s * n * (n - 1) / 2.0
+
+
+def steps_ending_by(x: float, first_s: float, growth_s: float) -> int:
+    """How many steps of the run (first_s, first_s + growth_s, ...) end by time ``x``
+    after its start: the largest n >= 0 with run_time_s(n) <= x. Solved as a quadratic,
+    then corrected by one step either way against the sum itself (round-off near a
+    boundary must not put a step on the wrong side)."""
+    if x < first_s:
+        return 0
+    if first_s <= 0.0:
+        raise ValueError("steps must take time (first_s > 0)")
+    if growth_s <= 0.0:
+        n = int(x / first_s)
+    else:
+        # g/2 n^2 + (T1 - g/2) n - x = 0
+        b = first_s - growth_s / 2.0
+        n = int((-b + math.sqrt(b * b + 2.0 * growth_s * x)) / growth_s)
+    while n > 0 and run_time_s(n, first_s, growth_s) > x:
+        n -= 1
+    while run_time_s(n + 1, first_s, growth_s) <= x:
+        n += 1
+    return n

@@ -1,0 +1,514 @@
+"""A replica that runs engine steps like a vLLM V1 server, without simulating every step.
+
+What it models
+--------------
+A replica executes *steps* back to back while it has work (see
+:mod:`sim.profiles.steptime` for the step time)::
+
+    step k:  | decode: 1 token for each of D running sequences | prefill chunk(s) |
+             |<-------------- at most max_num_batched_tokens tokens ---------->|
+             duration T = per_step + linear(N) + per_seq*S + a_dec*K + a_pre*A
+
+Scheduling follows vLLM V1's ``Scheduler.schedule`` (read at vllm-project/vllm commit
+00024d31, ``vllm/v1/core/sched/scheduler.py`` and ``kv_cache_manager.py``):
+
+* running requests, in admission order, get one token each if decoding, and the rest of
+  the budget if still prefilling (a prompt longer than the budget is prefilled over several
+  steps: chunked prefill); then waiting requests FCFS while budget, ``max_num_seqs`` and KV
+  blocks allow (chunked too);
+* paged KV: a request holds ``ceil(computed tokens / block_size)`` blocks, allocated as its
+  chunks are scheduled and as it decodes; admitting a waiting request needs its chunk's
+  blocks plus the watermark (``int(watermark * blocks)``, applied when some request is
+  already in the step) free;
+* when a running request's new blocks do not fit, the most recently admitted running
+  request is preempted (recompute: blocks freed, back to the front of the waiting queue,
+  later prefills prompt + generated tokens again); no admission in a step with a preemption;
+* the step that computes a request's last prompt token emits its first token (TTFT ends at
+  the end of that step); each later step emits one token; the request completes at the end
+  of the step that emits its last token, plus ``overheads.post_s``;
+* a request that joins at time t can be scheduled from ``t + pre_s + pre_s_per_input_token
+  * input`` (overheads), at the first step boundary from then on (an idle replica starts a
+  step at once);
+* prefix caching: a request of a prefix group (a shared prefix of ``pb`` full blocks,
+  ``pb * block_size <= input - 1`` as vLLM always recomputes the last prompt token) skips
+  those tokens if a running request holds the group's blocks; the first request computes
+  them and holds them from the end of the step in which it has computed them; the blocks
+  are counted once while any request holds them.
+
+How it stays fast
+-----------------
+Between events (a request becomes schedulable, a prefill completes, a request finishes, a
+preemption, a prefix is registered) the composition of the steps is fixed: D decoding
+sequences and at most one partial prefill taking the rest of the budget, c tokens a step.
+Then N and S are constant and K, A grow by D and c^2 per step, so step times are an
+arithmetic sequence: n steps take ``n*T1 + g*n(n-1)/2`` and the steps that end by a time
+are a quadratic's root. Decoding sequences are data: each has a finish step on a step
+clock (a heap); their KV blocks are tracked by a histogram over ``block_size`` residues of
+(context - step clock), so the first step at which blocks run out is found by counting, not
+stepping. The replica plans one *segment* of identical steps at a time and needs one
+wake-up at its end: events per request do not depend on output length.
+
+Assumptions and simplifications (each stands for a vLLM behaviour, or is what is not
+modelled): chunked prefill on, FCFS policy, no ``long_prefill_token_threshold``; prefix
+blocks stay cached only while a running request holds them (vLLM also keeps freed blocks
+until evicted: hits after every holder finished are not counted); a recompute after
+preemption hits only the group prefix (not its own freed blocks); no speculative decoding,
+no disaggregated prefill/decode, no pipeline parallelism, no CPU swap; the engine loop has
+no gap between steps (scheduling overhead belongs in ``per_step_s``).
+
+Depends only on the standard library and :mod:`sim.profiles.steptime`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from heapq import heappop, heappush
+from typing import Any
+
+from sim.profiles.steptime import StepModel, prefill_pairs, run_time_s, steps_ending_by
+
+__all__ = ["StepReplica", "Seq", "INF"]
+
+INF = float("inf")
+_NEVER = 1 << 62  # a step count no bound reaches
+
+
+class Seq:
+    """One request on a step replica (data only; the replica updates it)."""
+
+    __slots__ = ("handle", "P", "O", "grp", "ready", "g", "comp", "own", "reg", "decoding",
+                 "k0", "c0", "g0", "key", "finish_k", "gen", "first_s", "end_s",
+                 "preemptions", "order")
+
+    def __init__(self, handle: Any, input_tokens: int, output_tokens: int, grp: int,
+                 ready: float, order: int):
+        self.handle = handle
+        self.P = input_tokens
+        self.O = output_tokens
+        self.grp = grp  # prefix group, -1: none
+        self.ready = ready  # schedulable from then on
+        self.g = 0  # tokens emitted (decoders: as of step k0, see tokens_at)
+        self.comp = 0  # tokens computed (decoders: as of step k0)
+        self.own = 0  # KV blocks held, beyond the group's shared prefix (non-decoders only)
+        self.reg = False  # holds its group's prefix blocks
+        self.decoding = False
+        self.k0 = 0  # decoders: step clock at which comp/g were taken
+        self.c0 = 0
+        self.g0 = 0
+        self.key = 0  # decoders: (c0 - k0) mod block_size
+        self.finish_k = 0  # decoders: the step clock at which its last token is emitted
+        self.gen = 0  # bumped on preemption: stale finish-heap entries
+        self.first_s = float("nan")
+        self.end_s = float("nan")
+        self.preemptions = 0
+        self.order = order
+
+
+class StepReplica:
+    """One replica: call :meth:`add` when a request joins it and :meth:`wake` at
+    ``wake_t``; finished requests are appended to ``done`` (their ``end_s`` set) and
+    requests whose first token came are appended to ``firsts`` if ``track_first``."""
+
+    def __init__(self, model: StepModel, prefix_tokens: list[int] | tuple[int, ...] = ()):
+        sch, ov = model.scheduler, model.overheads
+        self.model = model
+        self.st = model.step_time
+        self.bs = bs = sch.block_size
+        self.budget = sch.max_num_batched_tokens
+        self.max_seqs = model.max_num_seqs
+        self.n_blocks = model.num_blocks
+        self.wm = int(sch.watermark * model.num_blocks)
+        self.max_len = model.max_len_tokens
+        self.pre_s, self.pre_tok_s, self.post_s = ov.pre_s, ov.pre_s_per_input_token, ov.post_s
+        self.caching = sch.prefix_caching
+        self.pb = [s // bs for s in prefix_tokens]  # prefix blocks per group
+        self.holders = [0] * len(self.pb)
+        # State at the current step boundary (time t, step clock k).
+        self.t = 0.0
+        self.k = 0
+        self.running: dict[Seq, None] = {}  # admission order; the partial prefill is last
+        self.prefill: Seq | None = None  # the running request still prefilling, if any
+        self.D = 0  # decoding requests
+        self.ksum = 0  # sum of their computed tokens at clock k
+        self.hist = [0] * bs  # decoders by (computed - clock) mod bs
+        self.finish: list[tuple[int, int, int, Seq]] = []  # (finish_k, order, gen, seq)
+        self.free = self.n_blocks
+        self.waiting: deque[Seq] = deque()
+        self.pending: list[tuple[float, int, Seq]] = []  # (ready, order, seq)
+        self._order = 0
+        self.done: list[Seq] = []
+        self.steps = 0  # engine steps executed
+        self.segments = 0  # wake-ups that ended a segment
+        self.preemptions = 0
+        # The planned segment (valid while planned): n steps from (t, k).
+        self.planned = False
+        self.seg_n = 0
+        self.seg_first = 0.0
+        self.seg_growth = 0.0
+        self.wake_t = INF
+        self._victims: list[Seq] = []
+        self._admits: list[tuple[Seq, int, int, int]] = []  # (seq, cached, tokens, blocks)
+        self._free1 = 0  # free blocks after the segment's first step
+        self._chunk = 0  # the partial prefill's tokens per step (0: none scheduled)
+        self._dec_s = 0  # decoders scheduled in the first step
+
+    # ------------------------------------------------------------------ requests
+    def fits(self, input_tokens: int, output_tokens: int) -> bool:
+        """Can this replica ever serve the request (``max_model_len`` and KV size)?"""
+        return input_tokens + output_tokens <= self.max_len and input_tokens >= 1
+
+    def add(self, handle: Any, t: float, input_tokens: int, output_tokens: int,
+            grp: int = -1) -> Seq:
+        """Request ``handle`` joins at time ``t`` (>= the last event handled)."""
+        p, o = int(input_tokens), int(output_tokens)
+        if grp >= 0:
+            pb = self.pb[grp]
+            if not (self.caching and pb >= 1 and pb * self.bs <= p - 1):
+                grp = -1
+        ready = t + self.pre_s + self.pre_tok_s * p
+        self._order += 1
+        s = Seq(handle, p, max(o, 1), grp, ready, self._order)
+        heappush(self.pending, (ready, s.order, s))
+        if not self.planned:
+            if self.wake_t > ready:
+                self.wake_t = ready  # idle: start when it is ready
+        elif ready <= self.t:
+            self._plan()  # ready at the boundary the plan starts from: plan again
+        elif ready < self.wake_t:
+            self._cut(ready)
+        return s
+
+    def _cut(self, ready: float) -> None:
+        """End the planned segment at the first step boundary at or after ``ready`` (the
+        step in progress then keeps its composition)."""
+        x = ready - self.t
+        j = _steps_until(x, self.seg_first, self.seg_growth)
+        if j < self.seg_n:
+            self.seg_n = j
+            self.wake_t = self.t + run_time_s(j, self.seg_first, self.seg_growth)
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self) -> None:
+        """Plan the next segment from the boundary (t, k): the first step's composition by
+        the scheduler rules (nothing is changed until the segment ends), then how many
+        identical steps follow it."""
+        t, k, bs = self.t, self.k, self.bs
+        pending, waiting = self.pending, self.waiting
+        while pending and pending[0][0] <= t:
+            waiting.append(heappop(pending)[2])
+        self.planned = True
+        victims: list[Seq] = []
+        admits: list[tuple[Seq, int, int, int]] = []
+        budget = self.budget
+        D = self.D
+        pf = self.prefill
+        dec_need = self.hist[-k % bs] if D else 0
+        chunk = pf_need = pf_pairs = 0
+        if pf is not None:
+            left = pf.P + pf.g - pf.comp
+            chunk = min(left, budget - D)
+            pf_need = -(-(pf.comp + chunk) // bs) - (-(-pf.comp // bs))
+        free = self.free
+        dec_s, ksum_s = D, self.ksum
+        if dec_need + pf_need <= free:
+            free -= dec_need + pf_need
+            budget -= D + chunk
+            if pf is not None:
+                pf_pairs = prefill_pairs(chunk, pf.comp)
+        else:  # someone must be preempted: go through the running requests in order
+            victims, free, budget, dec_s, ksum_s, chunk, pf_pairs = self._plan_preemption()
+        holders_hit: dict[int, int] = {}
+        seqs = dec_s + (1 if chunk else 0)
+        if not victims and waiting:
+            n_run = len(self.running)
+            adm_pairs = 0
+            for r in waiting:
+                if budget <= 0 or n_run >= self.max_seqs:
+                    break
+                g = r.grp
+                hit = g >= 0 and self.holders[g] + holders_hit.get(g, 0) > 0
+                cached = self.pb[g] * bs if hit else 0
+                n = min(r.P + r.g - cached, budget)
+                need = -(-(cached + n) // bs) - (self.pb[g] if hit else 0)
+                if need + (self.wm if seqs else 0) > free:
+                    break
+                admits.append((r, cached, n, need))
+                if hit:
+                    holders_hit[g] = holders_hit.get(g, 0) + 1
+                free -= need
+                budget -= n
+                n_run += 1
+                seqs += 1
+                adm_pairs += prefill_pairs(n, cached)
+            pf_pairs += adm_pairs
+        if not seqs:  # nothing to run: idle until the next request is ready
+            self.planned = False
+            self.seg_n = 0
+            self.wake_t = pending[0][0] if pending else INF
+            return
+        self._victims, self._admits = victims, admits
+        self._free1 = free
+        self._chunk, self._dec_s = chunk, dec_s
+        n_tok = self.budget - budget
+        first = self.st.step_s(n_tok, seqs, ksum_s + dec_s, pf_pairs)
+        growth = 0.0
+        n = 1
+        repeatable = (not victims and not admits
+                      and (pf is None or chunk < pf.P + pf.g - pf.comp))
+        if repeatable:
+            growth = self.st.growth_s(D, chunk * chunk)
+            n = _NEVER
+            if D:
+                fk = self.finish
+                while fk[0][2] != fk[0][3].gen:  # drop stale entries
+                    heappop(fk)
+                n = fk[0][0] - k
+            if pf is not None:
+                left = pf.P + pf.g - pf.comp
+                n = min(n, left // chunk)
+                g = pf.grp
+                if g >= 0 and not pf.reg:
+                    n = min(n, -(-(self.pb[g] * bs - pf.comp) // chunk))
+            if n > 1:
+                n = 1 + self._kv_steps(n - 1, free, chunk)
+            if pending and n > 1:
+                n = min(n, _steps_until(pending[0][0] - t, first, growth))
+        self.seg_n = n
+        self.seg_first, self.seg_growth = first, growth
+        self.wake_t = t + run_time_s(n, first, growth)
+
+    def _plan_preemption(self):
+        """The first step when a running request's blocks do not fit: vLLM's loop over
+        the running requests in order, preempting from the back (planned on copies)."""
+        bs, k = self.bs, self.k
+        order = list(self.running)
+        n_run = len(order)
+        free, budget = self.free, self.budget
+        victims: list[Seq] = []
+        released: dict[int, int] = {}  # group -> holders released by victims
+        dec_s = ksum_s = chunk = pairs = 0
+        i = 0
+        while i < n_run and budget > 0:
+            r = order[i]
+            if r.decoding:
+                comp = r.c0 + k - r.k0
+                n = 1
+                need = 1 if comp % bs == 0 else 0
+            else:
+                comp = r.comp
+                n = min(r.P + r.g - comp, budget)
+                need = -(-(comp + n) // bs) - (-(-comp // bs))
+            out = False
+            while need > free:
+                n_run -= 1
+                v = order[n_run]
+                victims.append(v)
+                held = (-(-(v.c0 + k - v.k0) // bs) - (self.pb[v.grp] if v.reg else 0)
+                        if v.decoding else v.own)
+                if v.reg:
+                    g = v.grp
+                    released[g] = released.get(g, 0) + 1
+                    if self.holders[g] == released[g]:
+                        held += self.pb[g]
+                free += held
+                if v is r:
+                    out = True
+                    break
+            if out:
+                break
+            free -= need
+            budget -= n
+            if r.decoding:
+                dec_s += 1
+                ksum_s += comp
+            else:
+                chunk = n
+                pairs = prefill_pairs(n, comp)
+            i += 1
+        return victims, free, budget, dec_s, ksum_s, chunk, pairs
+
+    def _kv_steps(self, m_max: int, free: int, chunk: int) -> int:
+        """How many of the next ``m_max`` steps after the first can allocate their blocks
+        from ``free`` (decoders by the residue histogram, the prefill by its offset)."""
+        bs, k, hist, D = self.bs, self.k, self.hist, self.D
+        pf = self.prefill
+        comp1 = pf.comp + chunk if pf is not None else 0
+        base_pf = -(-comp1 // bs)
+        # cum[r] = decoder blocks over the first r steps after the first (r < bs)
+        cum = [0] * (bs + 1)
+        for i in range(1, bs + 1):
+            cum[i] = cum[i - 1] + hist[-(k + i) % bs]
+
+        def need(m: int) -> int:
+            q, r = divmod(m, bs)
+            blocks = q * D + cum[r]
+            if pf is not None:
+                blocks += -(-(comp1 + m * chunk) // bs) - base_pf
+            return blocks
+
+        if need(m_max) <= free:
+            return m_max
+        lo, hi = 0, m_max  # need(lo) <= free < need(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if need(mid) <= free:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    # ------------------------------------------------------------------ execution
+    def wake(self) -> None:
+        """Handle the event at ``wake_t``: end the planned segment (or, idle, start work
+        that became ready), then plan the next one."""
+        if self.planned:
+            self._execute()
+        else:
+            self.t = self.wake_t
+        self._plan()
+
+    def _execute(self) -> None:
+        """Apply the planned segment: its n steps have run."""
+        bs, n = self.bs, self.seg_n
+        k = self.k
+        running, hist = self.running, self.hist
+        # 1. Preemptions decided at the first step (from the back of the running order).
+        for v in self._victims:
+            self._preempt(v)
+        # 2. Admissions: they head the waiting queue, in order.
+        for r, cached, _, need in self._admits:
+            self.waiting.popleft()
+            r.comp, r.own = cached, need
+            if cached:
+                r.reg = True
+                self.holders[r.grp] += 1
+            running[r] = None
+        free = self._free1  # (the plan counted the victims' blocks as freed)
+        # 3. The steps after the first: decoders' and the prefill's new blocks.
+        pf = self.prefill
+        chunk = self._chunk
+        if n > 1:
+            q, rem = divmod(n - 1, bs)
+            blocks = q * self.D
+            for i in range(1, rem + 1):
+                blocks += hist[-(k + i) % bs]
+            if pf is not None:
+                c1 = pf.comp + chunk
+                blocks += -(-(c1 + (n - 1) * chunk) // bs) - (-(-c1 // bs))
+            free -= blocks
+        if pf is not None and chunk:
+            new = pf.comp + n * chunk
+            pf.own += -(-new // bs) - (-(-pf.comp // bs))
+            pf.comp = new
+        for r, _, tokens, _ in self._admits:
+            r.comp += tokens
+        self.free = free
+        self.ksum += self._dec_s * n
+        self.k = k = k + n
+        self.t = t = self.t + run_time_s(n, self.seg_first, self.seg_growth)
+        self.steps += n
+        self.segments += 1
+        self.planned = False
+        # 4. Decoders that emitted their last token.
+        fk = self.finish
+        while fk and fk[0][0] <= k:
+            _, _, gen, s = heappop(fk)
+            if gen != s.gen:
+                continue
+            comp = s.c0 + k - s.k0
+            self.D -= 1
+            self.ksum -= comp
+            hist[s.key] -= 1
+            del running[s]
+            self.free += -(-comp // bs) - (self.pb[s.grp] if s.reg else 0) + self._unregister(s)
+            s.g, s.comp, s.decoding = s.O, comp, False
+            self._finished(s, t)
+        # 5. Prefilling requests scheduled in this segment.
+        self.prefill = None
+        touched = [r for r, _, _, _ in self._admits]
+        if pf is not None and chunk and pf in running:
+            touched.insert(0, pf)
+        for r in touched:
+            g = r.grp
+            if g >= 0 and not r.reg and r.comp >= self.pb[g] * bs:
+                r.own -= self.pb[g]
+                if self.holders[g] > 0:
+                    self.free += self.pb[g]
+                self.holders[g] += 1
+                r.reg = True
+            if r.comp < r.P + r.g:
+                self.prefill = r
+                continue
+            r.g += 1
+            if r.first_s != r.first_s:  # NaN: its first token
+                r.first_s = t
+            if r.g >= r.O:
+                del running[r]
+                self.free += r.own + self._unregister(r)
+                r.own = 0
+                self._finished(r, t)
+                continue
+            # It decodes from now on: data on the step clock.
+            r.decoding = True
+            r.k0, r.c0, r.g0 = k, r.comp, r.g
+            r.key = (r.comp - k) % bs
+            r.finish_k = k + r.O - r.g
+            hist[r.key] += 1
+            self.D += 1
+            self.ksum += r.comp
+            heappush(fk, (r.finish_k, r.order, r.gen, r))
+        self._victims, self._admits = [], []
+
+    def _finished(self, s: Seq, t: float) -> None:
+        s.end_s = t + self.post_s
+        self.done.append(s)
+
+    def _unregister(self, s: Seq) -> int:
+        """Drop ``s``'s hold on its group prefix; the blocks freed (the last holder's)."""
+        if not s.reg:
+            return 0
+        s.reg = False
+        self.holders[s.grp] -= 1
+        return self.pb[s.grp] if self.holders[s.grp] == 0 else 0
+
+    def _preempt(self, v: Seq) -> None:
+        """Recompute preemption: free ``v``'s blocks, back to the front of the queue."""
+        bs, k = self.bs, self.k
+        if v.decoding:
+            comp = v.c0 + k - v.k0
+            self.D -= 1
+            self.ksum -= comp
+            self.hist[v.key] -= 1
+            v.g = v.g0 + k - v.k0
+            held = -(-comp // bs) - (self.pb[v.grp] if v.reg else 0)
+            v.gen += 1  # its finish entry goes stale
+        else:
+            held = v.own
+            if v is self.prefill:
+                self.prefill = None
+        self.free += held + self._unregister(v)
+        del self.running[v]
+        v.comp = v.own = 0
+        v.decoding = False
+        v.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(v)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def load(self) -> int:
+        """Requests on the replica (running, waiting or in their pre-step overhead)."""
+        return len(self.running) + len(self.waiting) + len(self.pending)
+
+    def idle(self) -> bool:
+        return not (self.running or self.waiting or self.pending)
+
+
+def _steps_until(x: float, first: float, growth: float) -> int:
+    """The first step (1-based) of a run that ends at or after ``x`` from its start."""
+    if x <= 0.0:
+        return 1
+    m = steps_ending_by(x, first, growth)
+    if m >= 1 and run_time_s(m, first, growth) == x:
+        return m
+    return m + 1
