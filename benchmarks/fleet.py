@@ -52,8 +52,8 @@ def draw(replicas: int, n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray, 
 
 def _spec():
     try:
-        from sim.profile import load_profile
-        from sim.runner import replica_spec
+        from sim.profiles.schema import load_profile
+        from sim.serving.replica import replica_spec
 
         return replica_spec(load_profile(PROFILE))
     except ImportError as exc:
@@ -61,7 +61,7 @@ def _spec():
 
 
 def _api():
-    from sim.engine import ApiEndpoint
+    from sim.serving.engine import ApiEndpoint
 
     def latency(rng: np.random.Generator, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ttft = np.full(out.shape, 0.5)
@@ -72,8 +72,8 @@ def _api():
 
 def run_once(spec, replicas: int, arrays: tuple[np.ndarray, ...]) -> tuple[float, object]:
     """One engine run on ``replicas`` replicas; returns (seconds in Engine.run, totals)."""
-    from sim.engine import Engine, StreamPolicy
-    from sim.requests import RequestBlock
+    from sim.serving.engine import Engine, StreamPolicy
+    from sim.workload.requests import RequestBlock
 
     arrival, inp, out = arrays
     blocks = [RequestBlock.from_arrays(arrival[lo:lo + BLOCK], inp[lo:lo + BLOCK],

@@ -88,9 +88,9 @@ def _per_request(model: int | str, n: int) -> float:
 def _child(argv: list[str]) -> int:
     model, n = argv[0], int(argv[1])
     if model in ("mm8", "simpy"):
-        import sim.engine  # noqa: F401  (imported here, not inside the counted call)
-        import sim.replica  # noqa: F401
-        import sim.requests  # noqa: F401
+        import sim.serving.engine  # noqa: F401  (imported here, not inside the counted call)
+        import sim.serving.replica  # noqa: F401
+        import sim.workload.requests  # noqa: F401
 
         from .mm8 import _simpy_once, run_engine
         from .mm8 import draw as draw_mm8

@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     except Unavailable as exc:
         print(json.dumps({"unavailable": str(exc)}))
         return 0
-    from sim.runner import run_replication
+    from sim.experiment.replication import run_replication
 
     t0 = time.perf_counter()
     res = run_replication(exp, 0, keep_requests=False)

@@ -35,9 +35,9 @@ def draw(n: int, seed: int = 2024) -> tuple[np.ndarray, np.ndarray]:
 def run_engine(arrival_s: np.ndarray, service_s: np.ndarray
                ) -> tuple[float, tuple[np.ndarray, object]]:
     """One engine run; returns (seconds in Engine.run, (waits in arrival order, totals))."""
-    from sim.engine import Engine, StreamPolicy
-    from sim.replica import ReplicaSpec
-    from sim.requests import RequestBlock
+    from sim.serving.engine import Engine, StreamPolicy
+    from sim.serving.replica import ReplicaSpec
+    from sim.workload.requests import RequestBlock
 
     n = arrival_s.size
     zeros = np.zeros(n)

@@ -1,9 +1,9 @@
 """Cases ``pipeline`` and ``montecarlo``: the whole simulator on the benchmark scenario.
 
-``pipeline`` times ``sim.runner.run_replication(exp, 0)`` on a month of the scenario
+``pipeline`` times ``sim.experiment.replication.run_replication(exp, 0)`` on a month of the scenario
 (:mod:`benchmarks.scenario`): workload generation, engine, metrics (histograms, 5-minute
 time series, SLOs) and costs; per-request records off. ``montecarlo`` runs 8
-replications of a day of it through ``sim.montecarlo.run_replications`` on one worker
+replications of a day of it through ``sim.experiment.montecarlo.run_replications`` on one worker
 and on every core. A day, not a few hours: a real replication is a month, and on runs of
 a few hours the pool's fixed costs (forking, copy-on-write of the parent's heap, shipping
 results back: on 8 x 6 h the 2-worker run took ~0.7 s more than half the serial time)
@@ -40,7 +40,7 @@ def _peak_hour_utilization(res) -> float:
 def run_pipeline(settings: Settings) -> list[Row]:
     horizon = settings.pick("30d", "6h")
     exp = build_experiment(horizon)
-    from sim.runner import run_replication
+    from sim.experiment.replication import run_replication
 
     dt, res = median_time(lambda: timed(lambda: run_replication(exp, 0)), settings.repeat)
     n = res.totals.arrived
@@ -62,7 +62,7 @@ def run_pipeline(settings: Settings) -> list[Row]:
 def run_montecarlo(settings: Settings) -> list[Row]:
     horizon = settings.pick("1d", "2h")
     exp = build_experiment(horizon, replications=MC_REPLICATIONS)
-    from sim.montecarlo import run_replications
+    from sim.experiment.montecarlo import run_replications
 
     cores = cpu_cores()
     # Alternate the two (1 worker, then all, repeat) and take the median of each pair's

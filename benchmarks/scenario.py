@@ -76,14 +76,14 @@ def experiment_dict(horizon_s: float | str = "30d", replications: int = 1) -> di
 
 
 def build_experiment(horizon_s: float | str = "30d", replications: int = 1) -> Any:
-    """The scenario, loaded as a user's file would be (``sim.config.load_experiment``).
+    """The scenario, loaded as a user's file would be (``sim.experiment.config.load_experiment``).
 
     Raises :class:`Unavailable` if the simulator's stack cannot load it.
     """
     try:
         import yaml
 
-        from sim.config import load_experiment
+        from sim.experiment.config import load_experiment
     except ImportError as exc:
         raise Unavailable(f"cannot import the experiment loader: {exc}") from exc
     with tempfile.TemporaryDirectory(prefix="capsim-bench-") as tmp:

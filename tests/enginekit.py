@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.engine import ApiEndpoint, Engine, FinishedBlock, StreamPolicy
-from sim.replica import ReplicaSpec
-from sim.requests import RequestBlock, concat_blocks
+from sim.serving.engine import ApiEndpoint, Engine, FinishedBlock, StreamPolicy
+from sim.serving.replica import ReplicaSpec
+from sim.workload.requests import RequestBlock, concat_blocks
 
 
 def unlimited_api(name: str = "api", ttft_s: float = 0.5, tokens_per_s: float = 50.0):

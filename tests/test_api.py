@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.api import (
+from sim.core.errors import ConfigError
+from sim.serving.api import (
     WINDOW_S,
     ApiModel,
     FixedTtft,
@@ -19,7 +20,6 @@ from sim.api import (
     get_api_model,
     load_api_models,
 )
-from sim.errors import ConfigError
 
 
 def model(**changes) -> ApiModel:

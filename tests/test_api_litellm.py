@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.api import load_api_models, prices_from_litellm
-from sim.errors import ConfigError
+from sim.core.errors import ConfigError
+from sim.serving.api import load_api_models, prices_from_litellm
 from tests.shared_data import SHARED_DATA
 
 SHARED_JSON = SHARED_DATA / "prices/litellm/model_prices_and_context_window.json"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.workload import iter_blocks, parse_workload
+from sim.workload.streams import iter_blocks, parse_workload
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -241,7 +241,7 @@ def test_batch_without_spread_every_six_hours_and_scaled():
 def test_generation_window_shrinks_with_the_traffic_not_below_a_day_otherwise():
     """Memory is bounded by a window's requests: a day's window while a day holds at
     most BLOCK_REQUESTS at peak rate, halved as often as needed above that."""
-    from sim.workload import BLOCK_REQUESTS, block_window_s
+    from sim.workload.streams import BLOCK_REQUESTS, block_window_s
 
     assert block_window_s(BLOCK_REQUESTS / DAY) == DAY
     assert block_window_s(1.01 * BLOCK_REQUESTS / DAY) == DAY / 2

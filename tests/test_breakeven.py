@@ -8,7 +8,10 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from sim.breakeven import (
+from sim.cli import main
+from sim.core.errors import ConfigError
+from sim.experiment.config import load_experiment
+from sim.study.breakeven import (
     DEFAULT_UTIL_CAP,
     VolumeResult,
     crossing,
@@ -18,10 +21,7 @@ from sim.breakeven import (
     static_breakeven,
     volumes,
 )
-from sim.cli import main
-from sim.config import load_experiment
-from sim.errors import ConfigError
-from sim.sweep import Point, PointStats
+from sim.study.sweep import Point, PointStats
 
 GPT4O_BLENDED = 4.40  # USD per 1M tokens, the seed article's blended GPT-4o price
 

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from sim.costs import (
+from sim.core.errors import ConfigError
+from sim.core.schema import validate
+from sim.costs.model import (
     HOURS_PER_MONTH,
     CostConfig,
     Range,
@@ -17,8 +19,6 @@ from sim.costs import (
     sample,
     sample_cost_inputs,
 )
-from sim.errors import ConfigError
-from sim.schema import validate
 
 MONTH_S = 30 * 86400.0
 GPT4O_BLENDED = 4.40  # USD per 1M tokens, the seed article's blended GPT-4o price

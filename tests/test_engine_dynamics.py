@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from sim.engine import OUTCOME_API, OUTCOME_GPU, Engine, FinishedBlock, StreamPolicy
-from sim.replica import ReplicaSpec
-from sim.requests import RequestBlock
+from sim.serving.engine import OUTCOME_API, OUTCOME_GPU, Engine, FinishedBlock, StreamPolicy
+from sim.serving.replica import ReplicaSpec
+from sim.workload.requests import RequestBlock
 from tests.enginekit import unlimited_api
 
 SPEC = ReplicaSpec(rate_table=[0.0, 20.0, 18.0, 16.0, 15.0], max_batch=4,

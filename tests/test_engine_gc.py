@@ -1,7 +1,7 @@
 """Engine.run raises the cyclic GC's young-generation threshold for the run only.
 
 The hot loop allocates short-lived tuples by the million; a run raises the youngest
-generation's threshold (see ``sim.engine._YOUNG_GC_THRESHOLD``) and must give the
+generation's threshold (see ``sim.serving.engine._YOUNG_GC_THRESHOLD``) and must give the
 caller's settings back afterwards, also when the run raises, and must not switch on a
 collector that the caller switched off with a zero threshold.
 """
@@ -13,9 +13,9 @@ import gc
 import numpy as np
 import pytest
 
-from sim.engine import _YOUNG_GC_THRESHOLD, Engine, StreamPolicy
-from sim.replica import ReplicaSpec
-from sim.requests import RequestBlock
+from sim.serving.engine import _YOUNG_GC_THRESHOLD, Engine, StreamPolicy
+from sim.serving.replica import ReplicaSpec
+from sim.workload.requests import RequestBlock
 
 SPEC = ReplicaSpec(rate_table=[0.0, 1.0, 0.9], max_batch=2)
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from sim.engine import Engine, FinishedBlock, StreamPolicy
-from sim.replica import ReplicaSpec
-from sim.requests import RequestBlock
+from sim.serving.engine import Engine, FinishedBlock, StreamPolicy
+from sim.serving.replica import ReplicaSpec
+from sim.workload.requests import RequestBlock
 
 
 def run_two_classes(priority_batch: int, priority_chat: int):

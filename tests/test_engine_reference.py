@@ -10,7 +10,7 @@ per-request admission, first-token and completion times to floating-point precis
 import numpy as np
 import pytest
 
-from sim.replica import ReplicaSpec
+from sim.serving.replica import ReplicaSpec
 from tests.enginekit import run_engine
 
 

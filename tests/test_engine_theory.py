@@ -11,8 +11,8 @@ from math import factorial
 import numpy as np
 import pytest
 
-from sim.engine import OUTCOME_API, OUTCOME_GPU, StreamPolicy
-from sim.replica import ReplicaSpec
+from sim.serving.engine import OUTCOME_API, OUTCOME_GPU, StreamPolicy
+from sim.serving.replica import ReplicaSpec
 from tests.enginekit import poisson_exp, run_engine
 
 REPS = 10

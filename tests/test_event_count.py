@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.replica import ReplicaSpec
+from sim.serving.replica import ReplicaSpec
 from tests.enginekit import poisson_exp, run_engine
 
 N = 20_000

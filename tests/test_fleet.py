@@ -1,6 +1,6 @@
 """Fleet dynamics without traffic: failures, preemptions, schedules and billing.
 
-Each test drives the engine's replica slots with :class:`sim.fleet.Fleet` and no requests,
+Each test drives the engine's replica slots with :class:`sim.serving.fleet.Fleet` and no requests,
 so the fleet's own processes are all that happens; tolerances come from the theory of
 the processes (alternating renewal, Poisson counts) or from hand computation.
 """
@@ -12,13 +12,13 @@ import math
 import numpy as np
 import pytest
 
-from sim.autoscale import Observation, ReactiveScaling, ReactiveState
-from sim.costs import monthly_costs
-from sim.engine import Engine, StreamPolicy
-from sim.fleet import Fleet, billed_seconds, layout, lognormal_from_quantiles
-from sim.fleet_config import FailureConfig, PoolConfig
-from sim.profile import ColdStart
-from sim.replica import ReplicaSpec
+from sim.costs.model import monthly_costs
+from sim.profiles.schema import ColdStart
+from sim.serving.autoscale import Observation, ReactiveScaling, ReactiveState
+from sim.serving.engine import Engine, StreamPolicy
+from sim.serving.fleet import Fleet, billed_seconds, layout, lognormal_from_quantiles
+from sim.serving.fleet_config import FailureConfig, PoolConfig
+from sim.serving.replica import ReplicaSpec
 
 SPEC = ReplicaSpec(rate_table=[0.0, 20.0, 18.0], max_batch=2)
 HOUR = 3600.0
@@ -196,7 +196,7 @@ def test_hpa_stabilization_windows_and_steps():
 
 
 def run_with_requests(pools, arrivals, outputs, *, horizon_s, cold_s=30.0, spec=SPEC):
-    from sim.requests import RequestBlock
+    from sim.workload.requests import RequestBlock
 
     ids, up = layout(pools)
     engine = Engine(specs=[spec] * len(ids), pools=ids, up=up, streams=[StreamPolicy()],

@@ -12,9 +12,9 @@ import yaml
 from click.testing import CliRunner
 
 from sim.cli import main
-from sim.config import load_experiment
-from sim.errors import ConfigError
-from sim.runner import run_replication
+from sim.core.errors import ConfigError
+from sim.experiment.config import load_experiment
+from sim.experiment.replication import run_replication
 
 DYNAMICS = "fleet-dynamics"
 PROFILE = "llama-70b-2xa100"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.histogram import LogHistogram
+from sim.core.histogram import LogHistogram
 
 
 def _exact_quantile(values: np.ndarray, q: float) -> float:

@@ -12,10 +12,10 @@ import yaml
 from click.testing import CliRunner
 
 from sim.cli import main
-from sim.config import load_experiment
-from sim.errors import ConfigError
-from sim.litellm_config import load_litellm_config
-from sim.sweep import read_runs
+from sim.core.errors import ConfigError
+from sim.experiment.config import load_experiment
+from sim.litellm.config import load_litellm_config
+from sim.study.sweep import read_runs
 from tests.shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent

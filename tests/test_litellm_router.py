@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from sim.api import ApiModel
-from sim.litellm_config import RouterSettings
-from sim.litellm_router import DeploymentModel, LitellmRouterSim
-from sim.replica import ReplicaSpec
-from sim.requests import RequestBlock
+from sim.litellm.config import RouterSettings
+from sim.litellm.router import DeploymentModel, LitellmRouterSim
+from sim.serving.api import ApiModel
+from sim.serving.replica import ReplicaSpec
+from sim.workload.requests import RequestBlock
 
 # ---------------------------------------------------------------------------- helpers
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sim.metrics import _interval_integral_sorted, interval_integral
+from sim.serving.metrics import _interval_integral_sorted, interval_integral
 
 
 def brute(edges, start, end, weight):

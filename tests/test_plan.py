@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from sim.cli import main
-from sim.errors import ConfigError
-from sim.plan import (
+from sim.core.errors import ConfigError
+from sim.study.plan import (
     SearchSpace,
     Slo,
     check_metrics,
@@ -22,7 +22,7 @@ from sim.plan import (
     search_space,
     smallest_feasible,
 )
-from sim.sweep import Point, PointStats
+from sim.study.sweep import Point, PointStats
 
 # An M/M/c queue: Poisson arrivals (lambda = 4/s), one request at a time per replica
 # (max_batch 1, a flat curve of 100 tokens/s) and exponential output lengths of mean 100

@@ -8,9 +8,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.errors import ConfigError
-from sim.loader import builtin_dir
-from sim.profile import GpuProfile, builtin_profiles, load_profile
+from sim.core.errors import ConfigError
+from sim.core.loader import builtin_dir
+from sim.profiles.schema import GpuProfile, builtin_profiles, load_profile
 
 SHIPPED = ["llama-405b-8xh100", "llama-70b-2xa100", "llama-70b-2xh100", "llama-8b-1xa10g",
            "llama-8b-1xh100"]

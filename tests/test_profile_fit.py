@@ -48,7 +48,7 @@ def test_shipped_profiles_match_a_fresh_fit():
 
 @needs_data
 def test_api_ttft_fits_match_the_builtins():
-    from sim.api import builtin_api_models
+    from sim.serving.api import builtin_api_models
 
     models = builtin_api_models()
     for name, derived in fit.api_latency_fits().items():

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from rich.console import Console
 
-from sim.plots import plot_cost_breakdown, plot_day_profile, plot_latency_cdfs
-from sim.report import format_count, format_seconds, format_usd, render_summary
-from sim.stats import summarize
+from sim.core.stats import summarize
+from sim.report.plots import plot_cost_breakdown, plot_day_profile, plot_latency_cdfs
+from sim.report.summary import format_count, format_seconds, format_usd, render_summary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

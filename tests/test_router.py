@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.replica import Replica, ReplicaSpec
-from sim.router import Router
+from sim.serving.replica import Replica, ReplicaSpec
+from sim.serving.router import Router
 
 
 def _reference(reps: list[Replica], reached: dict[int, int]) -> int | None:

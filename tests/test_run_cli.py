@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from sim.cli import main
-from sim.loader import builtin_dir
+from sim.core.loader import builtin_dir
 from tests.procs import default_sigint
 
 SMALL = ["--set", "horizon=1d", "-n", "3", "--no-plots"]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sim.stats import half_width, summarize, summarize_values
+from sim.core.stats import half_width, summarize, summarize_values
 
 
 def test_exact_values_on_a_tiny_case():

@@ -1,4 +1,4 @@
-"""Trace readers (sim.traces) and trace replay (sim.arrivals.trace_replay)."""
+"""Trace readers (sim.workload.traces) and trace replay (sim.workload.arrivals.trace_replay)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.arrivals import TraceArrivals, build_process, trace_replay
-from sim.errors import ConfigError
-from sim.loader import builtin_dir
-from sim.traces import read_length_column, read_trace, resolve_trace_path, trace_columns
+from sim.core.errors import ConfigError
+from sim.core.loader import builtin_dir
+from sim.workload.arrivals import TraceArrivals, build_process, trace_replay
+from sim.workload.traces import read_length_column, read_trace, resolve_trace_path, trace_columns
 from tests.shared_data import SHARED_DATA
 
 SHIPPED_AZURE = builtin_dir("workloads") / "data" / "AzureLLMInferenceTrace_conv.csv"

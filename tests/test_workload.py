@@ -11,12 +11,12 @@ import pytest
 import yaml
 from scipy import stats
 
-from sim.loader import builtin_dir, builtin_names
-from sim.requests import concat_blocks
-from sim.workload import (
+from sim.core.loader import builtin_dir, builtin_names
+from sim.workload.fitting import fit_trace
+from sim.workload.requests import concat_blocks
+from sim.workload.streams import (
     WorkloadConfig,
     describe,
-    fit_trace,
     generate,
     iter_blocks,
     parse_workload,
@@ -118,7 +118,7 @@ def test_shipped_workload_set():
 
 
 def test_azure_conv_replays_the_trace_in_order():
-    from sim.traces import read_trace
+    from sim.workload.traces import read_trace
 
     trace = read_trace(SHIPPED_AZURE)
     block = generate(parse_workload("azure-conv"), 2 * HOUR, 0)

@@ -1,13 +1,13 @@
-"""The `capsim workload` commands (sim.workload_cli)."""
+"""The `capsim workload` commands (sim.cli.workload)."""
 
 from __future__ import annotations
 
 import yaml
 from click.testing import CliRunner
 
-from sim.loader import builtin_dir
-from sim.workload import parse_workload
-from sim.workload_cli import workload_group
+from sim.cli.workload import workload_group
+from sim.core.loader import builtin_dir
+from sim.workload.streams import parse_workload
 
 SHIPPED_AZURE = builtin_dir("workloads") / "data" / "AzureLLMInferenceTrace_conv.csv"
 

@@ -10,9 +10,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.errors import ConfigError
-from sim.schema import known_fields
-from sim.workload import StreamConfig, parse_workload
+from sim.core.errors import ConfigError
+from sim.core.schema import known_fields
+from sim.workload.streams import StreamConfig, parse_workload
 
 FILE = "exp.yaml"
 FIXED = {"kind": "fixed", "value": 10}

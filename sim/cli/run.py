@@ -1,0 +1,55 @@
+"""``capsim run``: one experiment, N replications, a results folder and a summary.
+
+A thin layer over :func:`sim.load_experiment` and :func:`sim.experiment.run.run_and_write`.
+The library is imported when the command runs, not when ``capsim`` starts (see
+:mod:`sim.cli`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from sim.cli.common import handle_errors, json_default
+
+__all__ = ["run_command"]
+
+
+@click.command("run")
+@click.argument("experiment", required=False)
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
+              help="Override any experiment field, e.g. --set fleet.replicas=6")
+@click.option("--replications", "-n", type=click.IntRange(min=1), default=None,
+              help="Number of Monte Carlo replications (default: the experiment's).")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: all cores). Results do not depend on it.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: results/<name>-<timestamp>/).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
+@click.option("--requests/--no-requests", "keep_requests", default=None,
+              help="Also write requests.parquet (one row per request; small runs).")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--router-config", type=click.Path(dir_okay=False), default=None,
+              metavar="LITELLM.yaml",
+              help="Route the traffic through this LiteLLM proxy config "
+                   "(sets router.litellm_config).")
+@handle_errors
+def run_command(experiment: str | None, overrides: tuple[str, ...], replications: int | None,
+                workers: int | None, out_dir: str | None, as_json: bool,
+                keep_requests: bool | None, no_plots: bool, router_config: str | None) -> None:
+    """Run EXPERIMENT (a YAML file or built-in name; the built-in default if omitted)."""
+    from sim.experiment.config import load_experiment  # (startup speed: see sim.cli)
+    from sim.experiment.run import run_and_write
+
+    if router_config is not None:
+        overrides = (*overrides, f"router.litellm_config={Path(router_config).resolve()}")
+    exp = load_experiment(experiment, list(overrides), replications=replications)
+    out = Path(out_dir) if out_dir else Path("results") / (
+        f"{exp.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    summary = run_and_write(exp, out, workers=workers, keep_requests=keep_requests,
+                            plots=not no_plots, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=json_default))

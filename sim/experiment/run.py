@@ -1,0 +1,259 @@
+"""A whole run of one experiment: every replication, its results, and its output folder.
+
+:func:`run` runs the replications (:mod:`sim.experiment.montecarlo`) and returns a
+:class:`RunResult`: one flat row per replication as an Arrow table (``runs``; pandas with
+:meth:`RunResult.to_pandas`), the Monte Carlo summary (``summary``: the experiment as given
+and as resolved, versions, seed, and each metric's mean and 95% CI) and
+:meth:`RunResult.write`, which writes the results folder atomically (see
+:mod:`sim.core.files`): ``runs.parquet``, ``summary.json`` and, for a GPU fleet,
+``timeseries.parquet`` (5-minute bins per replication) and PNG plots; for an experiment
+routed by a LiteLLM config, ``deployments.parquet``, ``timeline.parquet``,
+``cooldowns.parquet`` and ``incident.png`` (see :mod:`sim.report.litellm`); with kept
+per-request records, ``requests.parquet``. :func:`run_and_write` is ``capsim run``: run,
+write, print the summary.
+
+Assumption: the results of a run fit in memory (one small row and a few binned series per
+replication; per-request records only when asked for).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from rich.console import Console
+from rich.progress import Progress
+
+from sim.core.executors import default_workers
+from sim.core.files import OutputDir, write_json, write_parquet
+from sim.core.stats import summarize
+from sim.experiment.config import Experiment
+from sim.experiment.montecarlo import run_replications
+from sim.experiment.replication import LitellmResult, ReplicationResult
+from sim.report.litellm import incident_window, plot_incident, render_litellm_summary
+from sim.report.plots import (
+    plot_cost_breakdown,
+    plot_day_profile,
+    plot_fleet_day,
+    plot_latency_cdfs,
+)
+from sim.report.progress import progress_columns
+from sim.report.summary import render_summary
+
+__all__ = ["RunResult", "run", "run_and_write", "runs_table", "timeseries_table",
+           "requests_table", "versions"]
+
+AnyResult = ReplicationResult | LitellmResult
+
+
+def versions() -> dict[str, str]:
+    """Python's and the main packages' versions, for summary.json."""
+    out = {"python": platform.python_version()}
+    for pkg in ("capsim", "simpy", "numpy", "scipy", "pyarrow", "pydantic"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def runs_table(results: Sequence[AnyResult]) -> pa.Table:
+    """One row per replication (columns in order of first appearance)."""
+    rows = [r.row for r in results]
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    return pa.table({k: [row.get(k) for row in rows] for k in keys})
+
+
+def timeseries_table(results: Sequence[ReplicationResult]) -> pa.Table:
+    """Every replication's binned series, with a ``replication`` column."""
+    parts = []
+    for r in results:
+        cols = {"replication": np.full(r.timeseries["t_s"].size, r.index, np.int32)}
+        cols.update(r.timeseries)
+        parts.append(pa.table(cols))
+    return pa.concat_tables(parts)
+
+
+def requests_table(results: Sequence[AnyResult]) -> pa.Table | None:
+    """Every replication's per-request records (with a ``replication`` column), if kept."""
+    tables = [r.requests.append_column("replication", pa.array(
+        np.full(r.requests.num_rows, r.index, np.int32))) for r in results
+        if r.requests is not None]
+    return pa.concat_tables(tables) if tables else None
+
+
+@dataclass
+class RunResult:
+    """The replications of one experiment, sorted by index, and how long they took."""
+
+    experiment: Experiment
+    replications: list[AnyResult]
+    wall_s: float
+    workers: int
+
+    @property
+    def litellm(self) -> bool:
+        """Whether the traffic went through a LiteLLM router config."""
+        return self.experiment.litellm is not None
+
+    @cached_property
+    def runs(self) -> pa.Table:
+        """One row per replication: every metric and every sampled cost input."""
+        return runs_table(self.replications)
+
+    def to_pandas(self) -> Any:
+        """``runs`` as a pandas DataFrame (needs pandas installed)."""
+        return self.runs.to_pandas()
+
+    @cached_property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Each metric's mean, 95% CI and spread across replications."""
+        return summarize([r.row for r in self.replications])
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """What summary.json holds: the experiment, versions, seed, metrics and metadata."""
+        exp = self.experiment
+        summary: dict[str, Any] = {"experiment": exp.raw}
+        if not self.litellm:
+            summary["resolved"] = _resolved(exp)
+        summary.update({"source": exp.source, "seed": exp.config.seed,
+                        "replications": exp.config.replications, "versions": versions(),
+                        "wall_s": self.wall_s, "workers": self.workers,
+                        "metrics": self.metrics, "meta": self._meta()})
+        return summary
+
+    def speed_note(self) -> str:
+        arrived = sum(r.totals.arrived for r in self.replications)
+        return (f"{arrived:,} simulated requests in {self.wall_s:.1f} s on {self.workers} "
+                f"worker(s) ({arrived / max(self.wall_s, 1e-9):,.0f} requests/s)")
+
+    def _meta(self) -> dict[str, Any]:
+        exp = self.experiment
+        cfg = exp.config
+        if exp.litellm is not None:
+            setup = exp.litellm
+            return {"name": exp.name, "horizon_s": cfg.horizon,
+                    "replications": cfg.replications, "seed": cfg.seed,
+                    "router_config": setup.config.file,
+                    "routing_strategy": setup.config.settings.routing_strategy,
+                    "deployments": [{"name": d.name, "group": d.group, "kind": d.kind,
+                                     "replicas": d.replicas if d.kind == "gpu" else None}
+                                    for d in setup.deployments],
+                    "warnings": list(setup.warnings), "notes": [self.speed_note()]}
+        fleet = cfg.fleet
+        meta: dict[str, Any] = {
+            "name": cfg.name, "profile": exp.profile.name,
+            "replicas": fleet.replicas if fleet.replicas is not None else fleet.initial_replicas,
+            "gpus_per_replica": exp.profile.gpus_per_replica, "pricing": exp.costs.pricing,
+            "horizon_s": cfg.horizon, "replications": cfg.replications, "seed": cfg.seed,
+            "classes": list(exp.workload.class_names), "notes": []}
+        if fleet.dynamic:
+            meta["billing"] = fleet.billing
+            meta["failures"] = fleet.failures.model_dump() if fleet.failures else None
+            meta["pools"] = [{"name": p.name, "tier": p.tier, "policy": p.scaling.policy,
+                              "initial": p.initial, "min": p.lowest, "max": p.highest}
+                             for p in fleet.pool_list]
+        meta["notes"].append(self.speed_note())
+        return meta
+
+    def write(self, out: str | Path, *, plots: bool = True) -> Path:
+        """Write the results folder (atomically: it appears complete or not at all)."""
+        out = Path(out)
+        results = self.replications
+        with OutputDir(out) as od:
+            write_parquet(od.path / "runs.parquet", self.runs)
+            if self.litellm:
+                self._write_litellm(od.path, plots=plots)
+            else:
+                write_parquet(od.path / "timeseries.parquet", timeseries_table(results))
+            req = requests_table(results)
+            if req is not None:
+                write_parquet(od.path / "requests.parquet", req)
+            if plots and not self.litellm:
+                self._plots(od.path)
+            write_json(od.path / "summary.json", self.summary)
+        return out
+
+    def _write_litellm(self, folder: Path, *, plots: bool) -> None:
+        results = [r for r in self.replications if isinstance(r, LitellmResult)]
+        for name in ("deployments", "timeline", "cooldowns"):
+            write_parquet(folder / f"{name}.parquet",
+                          pa.concat_tables([getattr(r, name) for r in results]))
+        if plots:
+            setup = self.experiment.litellm
+            assert setup is not None
+            window = incident_window(setup.outage_windows, results[0].timeline)
+            plot_incident(results[0].timeline, results[0].cooldowns, window,
+                          folder / "incident.png", title=self.experiment.name)
+
+    def _plots(self, folder: Path) -> None:
+        results = [r for r in self.replications if isinstance(r, ReplicationResult)]
+        series = timeseries_table(results)
+        plot_day_profile(series, folder / "day_profile.png")
+        if self.experiment.config.fleet.dynamic:
+            plot_fleet_day(series, folder / "fleet_day.png")
+        cdfs = results[0].cdfs
+        if cdfs:
+            plot_latency_cdfs(cdfs, folder / "ttft_cdf.png")
+        plot_cost_breakdown([r.row for r in results], folder / "cost_breakdown.png")
+
+    def render(self, console: Console | None = None) -> None:
+        """Print the summary tables (means with 95% CIs across replications)."""
+        if self.litellm:
+            # Piped or redirected: don't squeeze the deployment table into 80 columns.
+            console = console or (Console() if sys.stdout.isatty() else Console(width=140))
+            render_litellm_summary(self.metrics, self.summary["meta"], console)
+        else:
+            render_summary(self.metrics, self.summary["meta"], console or Console())
+
+
+def run(exp: Experiment, *, workers: int | None = None, keep_requests: bool | None = None,
+        progress: bool = False, console: Console | None = None) -> RunResult:
+    """Run every replication of ``exp`` on ``workers`` processes (default: all cores;
+    the results do not depend on it), with a progress bar if ``progress``."""
+    workers = min(workers or default_workers(), exp.config.replications)
+    t0 = time.perf_counter()
+    with Progress(*progress_columns(), console=console or Console(stderr=True),
+                  disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{exp.name}: replications", total=exp.config.replications)
+        results: list[AnyResult] = run_replications(
+            exp, workers=workers, keep_requests=keep_requests,
+            on_done=lambda _r: bar.advance(task))
+    return RunResult(exp, results, time.perf_counter() - t0, workers)
+
+
+def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
+                  keep_requests: bool | None = None, plots: bool = True,
+                  quiet: bool = False) -> dict[str, Any]:
+    """``capsim run``: run with a progress bar (on a terminal), write the folder, print."""
+    err = Console(stderr=True)
+    for line in exp.litellm.warnings if exp.litellm is not None else ():
+        err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
+    result = run(exp, workers=workers, keep_requests=keep_requests,
+                 progress=not quiet and sys.stderr.isatty(), console=err)
+    result.write(out, plots=plots)
+    if not quiet:
+        console = None if not result.litellm or sys.stdout.isatty() else Console(width=140)
+        result.render(console)
+        (console or Console()).print(f"[dim]results written to {out}/[/dim]")
+    return result.summary
+
+
+def _resolved(exp: Experiment) -> dict[str, Any]:
+    return {"workload": exp.workload.model_dump(mode="json"),
+            "profile": exp.profile.model_dump(mode="json"),
+            "apis": {k: v.model_dump(mode="json") for k, v in exp.apis.items()},
+            "costs": exp.costs.model_dump(mode="json"),
+            "config": exp.config.model_dump(mode="json", exclude={"workload", "api", "costs"})}

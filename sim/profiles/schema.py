@@ -1,0 +1,252 @@
+"""GPU replica profiles: what one copy of a model on some GPUs can do, and what it costs.
+
+A profile describes one *replica* (a model served on ``gpus_per_replica`` GPUs) with:
+
+* ``max_batch`` -- the cap on running (admitted, decoding) requests;
+* ``kv_capacity_tokens`` -- the KV cache: the input + output tokens of all admitted
+  requests must fit;
+* ``prefill_tokens_per_s`` -- prompt processing speed;
+* ``curve`` -- the aggregate decode rate (output tokens/s summed over all running
+  requests) as a function of how many requests run. Every running request decodes at
+  ``curve(b) / b`` tokens/s when ``b`` run (processor sharing).
+
+Assumptions: the rate depends only on the number of running requests, not on their
+context lengths (the shipped curves were measured at ~0.5-2k-token contexts); between
+table points the curve is a monotone PCHIP-style cubic in log-log space whose slope is
+kept in [0, 1], i.e. the aggregate never falls and the per-request rate never rises as
+requests are added (exactly the two properties the table must have); below one request
+it scales linearly from 0; beyond the last table point the aggregate stays constant (so
+each extra request slows the others down). Prices are per GPU-hour; a replica costs
+``gpus_per_replica`` times that.
+
+The shipped profiles live in ``gpu_profiles/*.yaml``; ``tools/fit_profiles.py`` derives
+their numbers from public measurements.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from scipy.interpolate import PchipInterpolator
+
+from sim.core.errors import ConfigError
+from sim.core.loader import builtin_names, read_yaml, resolve_named
+from sim.core.schema import DurationS, Model, PositiveFloat, validate
+
+__all__ = [
+    "DecodeCurve",
+    "GpuPrices",
+    "ColdStart",
+    "GpuProfile",
+    "load_profile",
+    "builtin_profiles",
+    "gpu_prices",
+]
+
+Pricing = Literal["on_demand", "reserved", "spot"]
+
+
+class DecodeCurve(Model):
+    """Aggregate decode tokens/s against the number of running requests."""
+
+    batch: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    decode_tokens_per_s: list[PositiveFloat] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> DecodeCurve:
+        b, v = self.batch, self.decode_tokens_per_s
+        if len(b) != len(v):
+            raise ValueError(f"batch has {len(b)} points but decode_tokens_per_s has {len(v)}; "
+                             "they must have the same length")
+        if b[0] != 1:
+            raise ValueError(f"batch must start at 1, got batch[0] = {b[0]}")
+        for i in range(1, len(b)):
+            if b[i] <= b[i - 1]:
+                raise ValueError(f"batch[{i}] = {b[i]} is not greater than batch[{i - 1}] = "
+                                 f"{b[i - 1]}; batch sizes must be strictly increasing")
+            if v[i] < v[i - 1]:
+                raise ValueError(f"decode_tokens_per_s[{i}] = {v[i]:g} is below "
+                                 f"decode_tokens_per_s[{i - 1}] = {v[i - 1]:g}; the aggregate "
+                                 "rate must not fall as more requests run")
+            if v[i] / b[i] > v[i - 1] / b[i - 1] * (1 + 1e-9):
+                raise ValueError(f"per-request rate rises at index {i}: {v[i]:g}/{b[i]} = "
+                                 f"{v[i] / b[i]:.4g} > {v[i - 1]:g}/{b[i - 1]} = "
+                                 f"{v[i - 1] / b[i - 1]:.4g} tokens/s; a request must not "
+                                 "decode faster when more requests share the replica")
+        return self
+
+
+class GpuPrices(Model):
+    """Rental prices per GPU-hour, with where and when they were observed."""
+
+    on_demand_usd_per_gpu_hour: PositiveFloat
+    reserved_usd_per_gpu_hour: PositiveFloat | None = None
+    spot_usd_per_gpu_hour: PositiveFloat | None = None
+    source: str
+    date: str
+
+
+def _cold_start(value: Any) -> Any:
+    if isinstance(value, dict) or value is None:
+        return value
+    return {"median": value, "p95": value}
+
+
+class ColdStart(Model):
+    """Time to provision a replica and load the weights (a number = both quantiles)."""
+
+    median: DurationS
+    p95: DurationS
+
+    @field_validator("p95")
+    @classmethod
+    def _ordered(cls, p95: float, info: ValidationInfo) -> float:
+        median = info.data.get("median")
+        if median is not None and p95 < median:
+            raise ValueError(f"p95 ({p95:g} s) is below median ({median:g} s)")
+        return p95
+
+
+class GpuProfile(Model):
+    """One replica of a model on ``gpus_per_replica`` GPUs (see the module docstring)."""
+
+    name: str
+    model: str
+    gpu: str
+    gpus_per_replica: int = Field(ge=1)
+    max_batch: int = Field(ge=1)
+    kv_capacity_tokens: int = Field(gt=0)
+    prefill_tokens_per_s: PositiveFloat
+    curve: DecodeCurve
+    prices: GpuPrices
+    cold_start_s: Annotated[ColdStart | None, BeforeValidator(_cold_start)] = None
+    source: str = ""
+    notes: str = ""
+
+    _log_b: np.ndarray = PrivateAttr()
+    _log_v: np.ndarray = PrivateAttr()
+    _slope_left: np.ndarray = PrivateAttr()
+    _slope_right: np.ndarray = PrivateAttr()
+    _rate_table: list[float] = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        u = np.log(np.asarray(self.curve.batch, dtype=np.float64))
+        y = np.log(np.asarray(self.curve.decode_tokens_per_s, dtype=np.float64))
+        self._log_b, self._log_v = u, y
+        if u.size > 1:
+            secant = np.clip(np.diff(y) / np.diff(u), 0.0, 1.0)
+            d = PchipInterpolator(u, y).derivative()(u)
+            # Per interval, limit the end slopes to [max(0, 3s-2), min(1, 3s)] (s = secant):
+            # inside that box a cubic Hermite piece is monotone, and so is (u - piece), so
+            # the log-log slope stays in [0, 1] everywhere.
+            lo, hi = np.maximum(0.0, 3 * secant - 2), np.minimum(1.0, 3 * secant)
+            self._slope_left = np.clip(d[:-1], lo, hi)
+            self._slope_right = np.clip(d[1:], lo, hi)
+        n = np.arange(1, self.max_batch + 1, dtype=np.float64)
+        per_request = self._interpolate(n) / n
+        # Guard against round-off: never faster with more requests.
+        per_request = np.minimum.accumulate(per_request)
+        self._rate_table = [0.0, *(float(x) for x in per_request)]
+
+    # -- runtime helpers (the engine calls these) ------------------------------------------
+
+    def _interpolate(self, b: np.ndarray) -> np.ndarray:
+        u_k, y_k = self._log_b, self._log_v
+        values = self.curve.decode_tokens_per_s
+        out = np.full_like(b, np.nan)
+        low = b < 1.0
+        out[low] = np.clip(b[low], 0.0, None) * values[0]
+        high = b >= self.curve.batch[-1]
+        out[high] = values[-1]
+        mid = ~(low | high | np.isnan(b))
+        if mid.any():
+            u = np.log(b[mid])
+            i = np.searchsorted(u_k, u, side="right") - 1
+            h = u_k[i + 1] - u_k[i]
+            t = (u - u_k[i]) / h
+            t2, t3 = t * t, t * t * t
+            y = ((2 * t3 - 3 * t2 + 1) * y_k[i] + (t3 - 2 * t2 + t) * h * self._slope_left[i]
+                 + (-2 * t3 + 3 * t2) * y_k[i + 1] + (t3 - t2) * h * self._slope_right[i])
+            out[mid] = np.exp(y)
+        return out
+
+    def decode_tokens_per_s(self, b: float | np.ndarray) -> float | np.ndarray:
+        """Aggregate decode tokens/s with ``b`` running requests (monotone in ``b``).
+
+        Between table points: a monotone cubic (PCHIP slopes from scipy, then limited) of
+        log(rate) against log(b) whose slope stays in [0, 1], so the aggregate never falls
+        and the per-request rate never rises with ``b``. Linear from 0 on ``[0, 1]``,
+        constant beyond the last table point. Accepts a scalar (returns a float) or an
+        array.
+        """
+        arr = np.asarray(b, dtype=np.float64)
+        out = self._interpolate(np.atleast_1d(arr).ravel()).reshape(arr.shape)
+        return float(out) if out.ndim == 0 else out
+
+    def per_request_rate_table(self) -> list[float]:
+        """Tokens/s of one request when ``b`` run, for ``b = 0..max_batch`` (index 0 = 0.0).
+
+        Non-increasing in ``b`` for ``b >= 1``. The list is shared: do not modify it.
+        """
+        return self._rate_table
+
+    @property
+    def saturated_tokens_per_s(self) -> float:
+        """Aggregate decode tokens/s at ``max_batch`` running requests."""
+        return float(self._interpolate(np.array([float(self.max_batch)]))[0])
+
+    def usd_per_replica_hour(self, pricing: Pricing = "on_demand") -> float:
+        """Price of one replica-hour (``gpus_per_replica`` x the per-GPU price)."""
+        price = getattr(self.prices, f"{pricing}_usd_per_gpu_hour", None)
+        if price is None:
+            raise ConfigError(f"profile '{self.name}' has no {pricing} price",
+                              field=f"prices.{pricing}_usd_per_gpu_hour")
+        return float(price) * self.gpus_per_replica
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the shipped profiles (``gpu_profiles/*.yaml``)."""
+    return builtin_names("gpu_profiles")
+
+
+def load_profile(spec: str | Path | dict[str, Any] | GpuProfile, *,
+                 base_dir: Path | None = None, file: str | None = None,
+                 field: str = "fleet.profile") -> GpuProfile:
+    """A validated profile from a built-in name, a file path or an inline mapping.
+
+    A name or path resolves like other named files (next to the experiment, then the
+    shipped ``gpu_profiles/``); errors in a profile file name that file. A file without a
+    ``name`` takes its file stem. Inline mappings are validated in place (errors name
+    ``file`` and ``field``).
+    """
+    if isinstance(spec, GpuProfile):
+        return spec
+    if isinstance(spec, dict):
+        return validate(GpuProfile, spec, file=file, prefix=field)
+    if not isinstance(spec, str | Path) or not str(spec).strip():
+        raise ConfigError(f"expected a profile name, a path or a mapping, got {spec!r}",
+                          file=file, field=field)
+    path = resolve_named("gpu_profiles", str(spec), base_dir=base_dir, field=field, file=file)
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("a GPU profile file must be a mapping of fields", file=str(path))
+    data = {"name": path.stem, **data}
+    return validate(GpuProfile, data, file=str(path))
+
+
+def gpu_prices(profile: GpuProfile) -> dict[str, float | None]:
+    """The profile's GPU prices per tier (None where it has none)."""
+    p = profile.prices
+    return {"on_demand": p.on_demand_usd_per_gpu_hour,
+            "reserved": p.reserved_usd_per_gpu_hour,
+            "spot": p.spot_usd_per_gpu_hour}

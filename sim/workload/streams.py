@@ -1,0 +1,426 @@
+"""Workloads: named streams of LLM requests, and their generation as request blocks.
+
+A workload is a list of streams; each stream has a traffic class (a free label such as
+``interactive`` or ``batch``), an arrival process (:mod:`sim.workload.arrivals`), input and output
+token-length models (:mod:`sim.workload.lengths`; optional for trace replay, which then keeps the
+trace's own lengths) and optional SLOs. ``scale`` multiplies every stream's rate, batch
+count and trace rate.
+
+Generation is windowed: :func:`iter_blocks` yields one :class:`~sim.workload.requests.RequestBlock`
+per ``block_s`` window, so memory is bounded by a window, not the horizon. The window is
+a day, halved until the streams' peak rates (spikes aside; a batch counts as its count
+over its period) bring at most ``BLOCK_REQUESTS`` requests into it: memory stays flat in
+the traffic too (a batch occurrence still lands whole in its window). Randomness:
+window ``w`` of stream ``name`` draws its arrivals from ``stream(seed, "workload", name,
+w)`` and its lengths from the same path plus ``"input_tokens"`` / ``"output_tokens"``; an
+MMPP chain and each batch occurrence have their own streams (see :mod:`sim.workload.arrivals`).
+Hence a stream's requests depend only on (its own config, the workload scale, horizon,
+seed, block_s): adding a stream never changes another stream's requests, and changing
+one length model never moves arrivals. Streams in a window are merged by a stable sort on
+arrival time (ties keep stream order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from sim.core.errors import ConfigError, closest
+from sim.core.loader import read_yaml, resolve_named
+from sim.core.rng import stream
+from sim.core.schema import Model, PositiveFloat, validate
+from sim.workload.arrivals import (
+    DAY_S,
+    HOUR_S,
+    ArrivalProcess,
+    ArrivalsConfig,
+    PositiveDurationS,
+    TraceArrivals,
+    WindowArrivals,
+    build_process,
+    trace_replay,
+)
+from sim.workload.lengths import EmpiricalLength, LengthConfig, draw_lengths
+from sim.workload.requests import RequestBlock, concat_blocks
+from sim.workload.traces import Trace, read_length_column, read_trace, resolve_trace_path
+
+__all__ = [
+    "BLOCK_S",
+    "BLOCK_REQUESTS",
+    "MAX_REQUESTS",
+    "MAX_HORIZON_S",
+    "MONTH_S",
+    "SloConfig",
+    "StreamConfig",
+    "WorkloadConfig",
+    "parse_workload",
+    "iter_blocks",
+    "block_window_s",
+    "horizon_problem",
+    "check_volume",
+    "generate",
+    "describe",
+]
+
+BLOCK_S = DAY_S
+BLOCK_REQUESTS = 1_000_000  # ~300 MB of a replication's peak memory (see benchmarks/)
+MAX_HORIZON_S = 3650 * DAY_S  # ten years
+MAX_REQUESTS = 10**10  # per replication: ~14 h at ~200,000 simulated requests per second
+MONTH_S = 30 * DAY_S  # "per month" in summaries means 30 days
+T = TypeVar("T")
+
+
+# -- configuration -----------------------------------------------------------------------
+
+class SloConfig(Model):
+    """Per-request service objectives (all optional; ``deadline_s`` counts from arrival)."""
+
+    ttft_s: PositiveDurationS | None = None
+    e2e_s: PositiveDurationS | None = None
+    deadline_s: PositiveDurationS | None = None
+    tpot_s: PositiveDurationS | None = None
+
+
+class StreamConfig(Model):
+    name: str = Field(min_length=1)
+    traffic_class: str = Field("interactive", alias="class", min_length=1)
+    arrivals: ArrivalsConfig
+    input_tokens: LengthConfig | None = None
+    output_tokens: LengthConfig | None = None
+    slo: SloConfig = SloConfig()
+
+    @model_validator(mode="after")
+    def _lengths_given(self) -> StreamConfig:
+        if self.arrivals.kind != "trace":
+            for key in ("input_tokens", "output_tokens"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"'{key}' is required unless arrivals.kind is trace")
+        return self
+
+
+class WorkloadConfig(Model):
+    name: str = ""
+    scale: PositiveFloat = Field(1.0, le=1e6)  # far above any what-if, below float overflow
+    streams: tuple[StreamConfig, ...]
+
+    @field_validator("streams")
+    @classmethod
+    def _unique_names(cls, streams: tuple[StreamConfig, ...]) -> tuple[StreamConfig, ...]:
+        # (not Field(min_length=1): pydantic would add a spurious "too short" error
+        # whenever a stream fails validation)
+        if not streams:
+            raise ValueError("needs at least one stream")
+        names = [s.name for s in streams]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"stream names must be unique; '{twice[0]}' appears twice")
+        return streams
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Unique traffic classes in stream order (``class_id`` indexes this)."""
+        return tuple(dict.fromkeys(s.traffic_class for s in self.streams))
+
+    def check_class(self, name: str, *, file: str | None = None,
+                    field: str | None = None) -> None:
+        """A one-line ConfigError unless ``name`` is one of the workload's traffic classes."""
+        if name not in self.class_names:
+            raise ConfigError(f"no traffic class '{name}' in the workload"
+                              f"{closest(name, self.class_names)}; classes: "
+                              f"{', '.join(self.class_names)}", file=file, field=field)
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        """The class id of every stream."""
+        names = self.class_names
+        return tuple(names.index(s.traffic_class) for s in self.streams)
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+def parse_workload(value: Any, *, base_dir: Path | None = None, file: str | None = None,
+                   field: str = "workload") -> WorkloadConfig:
+    """A validated workload from a list of streams, a mapping with ``streams``, or a
+    workload name / path (resolved like other named files; its errors name that file).
+
+    Trace and empirical-length paths are resolved (against ``base_dir``, the current
+    directory, then the shipped ``workloads/`` folder), stored absolute, and parsed now so
+    that bad rows surface before any simulation.
+    """
+    if isinstance(value, WorkloadConfig):
+        return value
+    if isinstance(value, str | Path):
+        path = resolve_named("workloads", str(value), base_dir=base_dir, field=field, file=file)
+        return _parse_data(read_yaml(path), base_dir=path.parent, file=str(path), prefix="",
+                           default_name=path.stem)
+    return _parse_data(value, base_dir=base_dir, file=file, prefix=field, default_name="")
+
+
+def _parse_data(data: Any, *, base_dir: Path | None, file: str | None, prefix: str,
+                default_name: str) -> WorkloadConfig:
+    is_list = isinstance(data, list)
+    if not (is_list or isinstance(data, dict)):
+        raise ConfigError("expected a list of streams, a mapping with 'streams', or a "
+                          f"workload name (got {type(data).__name__})", file=file,
+                          field=prefix or None)
+    try:
+        wl = validate(WorkloadConfig, {"streams": data} if is_list else data, file=file)
+    except ConfigError as exc:
+        field = exc.field or ""
+        if is_list and field.startswith("streams"):
+            field = field.removeprefix("streams").removeprefix(".")
+        raise ConfigError(exc.message, file=exc.file, field=_join(prefix, field)) from None
+    if not wl.name and default_name:
+        wl = wl.model_copy(update={"name": default_name})
+    streams = tuple(
+        _resolve_stream(s, wl.scale, base_dir, file,
+                        _join(prefix, f"[{i}]" if is_list else f"streams[{i}]"))
+        for i, s in enumerate(wl.streams))
+    return wl.model_copy(update={"streams": streams})
+
+
+def _join(prefix: str, field: str) -> str | None:
+    if not prefix or not field:
+        return prefix or field or None
+    return prefix + field if field.startswith("[") else f"{prefix}.{field}"
+
+
+def _located(fn: Callable[[], T], file: str | None, field: str) -> T:
+    """``fn()``, with any ConfigError placed at ``field`` (and in ``file`` if it has none)."""
+    try:
+        return fn()
+    except ConfigError as exc:
+        raise exc.at(file=file, field_prefix=field) from None
+
+
+def _resolve_stream(s: StreamConfig, scale: float, base_dir: Path | None, file: str | None,
+                    where: str | None) -> StreamConfig:
+    """``s`` with absolute trace paths, after checking that each file parses."""
+    where = where or ""
+    updates: dict[str, Any] = {}
+    arr = s.arrivals
+    if isinstance(arr, TraceArrivals):
+        field = _join(where, "arrivals.path") or ""
+        path = _located(lambda: resolve_trace_path(arr.path, base_dir), file, field)
+        trace = _located(lambda: read_trace(path, arr.format), file, field)
+        arr = arr.model_copy(update={"path": str(path)})
+        _located(lambda: trace_replay(arr, trace, scale), file, _join(where, "arrivals") or "")
+        updates["arrivals"] = arr
+    for key in ("input_tokens", "output_tokens"):
+        cfg = getattr(s, key)
+        if isinstance(cfg, EmpiricalLength):
+            field = _join(where, f"{key}.path") or ""
+            path = _located(lambda c=cfg: resolve_trace_path(c.path, base_dir), file, field)
+            _located(lambda c=cfg, p=path: read_length_column(p, c.column), file,
+                     _join(where, f"{key}.column") or "")
+            updates[key] = cfg.model_copy(update={"path": str(path)})
+    return s.model_copy(update=updates) if updates else s
+
+
+# -- generation --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Source:
+    """One stream ready to generate window after window."""
+
+    name: str
+    stream_id: int
+    class_id: int
+    process: ArrivalProcess
+    input_tokens: LengthConfig | None
+    output_tokens: LengthConfig | None
+    trace: Trace | None
+
+    def window(self, seed: np.random.SeedSequence | int, index: int, start_s: float,
+               end_s: float) -> RequestBlock:
+        arrivals = self.process.window(start_s, end_s, stream(seed, "workload", self.name, index))
+        n = arrivals.times_s.size
+        return RequestBlock(
+            arrivals.times_s,
+            self._lengths("input_tokens", arrivals, seed, index),
+            self._lengths("output_tokens", arrivals, seed, index),
+            np.full(n, self.class_id, np.int16),
+            np.full(n, self.stream_id, np.int16),
+        )
+
+    def _lengths(self, key: str, arrivals: WindowArrivals, seed: np.random.SeedSequence | int,
+                 index: int) -> np.ndarray:
+        config = getattr(self, key)
+        if config is None:  # trace replay keeps the trace's own lengths
+            assert self.trace is not None and arrivals.trace_rows is not None
+            column = self.trace.input_tokens if key == "input_tokens" else self.trace.output_tokens
+            return column[arrivals.trace_rows]
+        rng = stream(seed, "workload", self.name, index, key)
+        return draw_lengths(config, arrivals.times_s.size, rng)
+
+
+def _sources(wl: WorkloadConfig, horizon_s: float,
+             seed: np.random.SeedSequence | int) -> list[_Source]:
+    sources = []
+    for sid, (s, cid) in enumerate(zip(wl.streams, wl.class_ids, strict=True)):
+        trace = None
+        if isinstance(s.arrivals, TraceArrivals):
+            trace = read_trace(resolve_trace_path(s.arrivals.path), s.arrivals.format)
+        process = build_process(s.arrivals, scale=wl.scale, horizon_s=horizon_s, seed=seed,
+                                name=s.name, trace=trace)
+        sources.append(_Source(s.name, sid, cid, process, s.input_tokens, s.output_tokens,
+                               trace))
+    return sources
+
+
+def horizon_problem(horizon_s: float) -> str | None:
+    """What is wrong with a horizon (None if nothing): it must be positive, at most
+    ``MAX_HORIZON_S``."""
+    if 0 < horizon_s <= MAX_HORIZON_S:
+        return None
+    return f"must be positive and at most {MAX_HORIZON_S / DAY_S:g} days, got {horizon_s:g} s"
+
+
+def block_window_s(peak_rate_per_s: float) -> float:
+    """The generation window: a day, halved until it holds ``BLOCK_REQUESTS`` at most."""
+    block_s = BLOCK_S
+    while peak_rate_per_s * block_s > BLOCK_REQUESTS and block_s > 1.0:
+        block_s /= 2
+    return block_s
+
+
+def check_volume(wl: WorkloadConfig, horizon_s: float, *, file: str | None = None) -> None:
+    """Refuse a workload too large to simulate (more than ``MAX_REQUESTS`` at peak rates);
+    the error, or one from building the streams (a trace's offset or loop), names ``file``."""
+    try:
+        sources = _sources(wl, horizon_s, 0)
+    except ConfigError as exc:
+        raise exc.at(file=file) from None
+    rate = sum(src.process.peak_rate_per_s for src in sources)
+    if rate * horizon_s > MAX_REQUESTS:
+        raise ConfigError(f"~{rate * horizon_s:.2g} requests per replication at peak rates "
+                          f"({rate:.3g} requests/s over {horizon_s / DAY_S:g} days): more "
+                          f"than the {MAX_REQUESTS:.0e} capsim simulates (~200,000 per second "
+                          "per core); shorten the horizon or scale the traffic down",
+                          file=file, field="workload")
+
+
+def iter_blocks(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence | int,
+                block_s: float | None = None) -> Iterator[RequestBlock]:
+    """Request blocks covering ``[0, horizon_s)``, one per ``block_s`` window (by default
+    :func:`block_window_s` of the streams' peak rates), in time order; each block is
+    sorted by arrival (ties in stream order)."""
+    if not horizon_s > 0:
+        raise ConfigError(f"must be positive, got {horizon_s!r}", field="horizon")
+    seed = int(seed) if isinstance(seed, np.integer) else seed
+    sources = _sources(wl, horizon_s, seed)
+    if block_s is None:
+        block_s = block_window_s(sum(src.process.peak_rate_per_s for src in sources))
+    if not block_s > 0:
+        raise ValueError(f"block_s must be positive, got {block_s!r}")
+    for index in range(math.ceil(horizon_s / block_s)):
+        start_s, end_s = index * block_s, min(horizon_s, (index + 1) * block_s)
+        parts = concat_blocks([src.window(seed, index, start_s, end_s) for src in sources])
+        yield RequestBlock.from_arrays(parts.arrival_s, parts.input_tokens,
+                                       parts.output_tokens, parts.class_id, parts.stream_id)
+
+
+def generate(wl: WorkloadConfig, horizon_s: float,
+             seed: np.random.SeedSequence | int) -> RequestBlock:
+    """Every request of the horizon in one block (for tests and the CLI)."""
+    return concat_blocks(list(iter_blocks(wl, horizon_s, seed)))
+
+
+# -- summaries ---------------------------------------------------------------------------
+
+class _Summary:
+    """Running totals over blocks: hourly counts, length histograms, class mix."""
+
+    def __init__(self, wl: WorkloadConfig, horizon_s: float):
+        self.n_hours = max(1, math.ceil(horizon_s / HOUR_S))
+        self.requests = np.zeros(self.n_hours)
+        self.tokens = np.zeros(self.n_hours)
+        self.hist = {"input_tokens": np.zeros(1, np.int64), "output_tokens": np.zeros(1, np.int64)}
+        self.class_requests = np.zeros(len(wl.class_names))
+        self.class_tokens = np.zeros(len(wl.class_names))
+
+    def add(self, block: RequestBlock) -> None:
+        hour = np.minimum((block.arrival_s // HOUR_S).astype(np.int64), self.n_hours - 1)
+        tokens = block.input_tokens + block.output_tokens
+        self.requests += np.bincount(hour, minlength=self.n_hours)
+        self.tokens += np.bincount(hour, weights=tokens, minlength=self.n_hours)
+        k = self.class_requests.size
+        self.class_requests += np.bincount(block.class_id, minlength=k)
+        self.class_tokens += np.bincount(block.class_id, weights=tokens, minlength=k)
+        for key, hist in self.hist.items():
+            self.hist[key] = _add_histogram(hist, getattr(block, key))
+
+
+def _add_histogram(hist: np.ndarray, values: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.rint(values).astype(np.int64), minlength=hist.size)
+    counts[: hist.size] += hist
+    return counts
+
+
+def _length_stats(hist: np.ndarray) -> dict[str, float]:
+    """Mean, max and nearest-rank percentiles from a histogram of whole token counts."""
+    total = int(hist.sum())
+    if total == 0:
+        return {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+    cdf = np.cumsum(hist)
+    stats = {"mean": float(np.arange(hist.size) @ hist / total)}
+    for q in (50, 90, 99):
+        stats[f"p{q}"] = float(np.searchsorted(cdf, math.ceil(q / 100 * total)))
+    stats["max"] = float(np.flatnonzero(hist)[-1])
+    return stats
+
+
+def _by_hour_of_day(per_hour: np.ndarray) -> list[float]:
+    hod = np.arange(per_hour.size) % 24
+    hours = np.bincount(hod, minlength=24)
+    return list(np.bincount(hod, weights=per_hour, minlength=24) / np.maximum(hours, 1))
+
+
+def describe(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence | int,
+             on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Statistics of one generated horizon (memory bounded by a block).
+
+    Keys: ``name``, ``horizon_s``, ``streams``, ``requests``, ``mean_rate_per_s``,
+    ``requests_per_hour`` / ``tokens_per_hour`` (one entry per hour of the horizon; tokens
+    are input + output), ``hour_of_day`` (the same two, averaged by hour of day),
+    ``input_tokens`` / ``output_tokens`` (``mean``, nearest-rank ``p50``, ``p90``, ``p99``,
+    ``max``), ``classes`` (``{class: {requests, share, tokens}}``) and
+    ``tokens_per_month``, ``input_tokens_per_month``, ``output_tokens_per_month`` (30 days).
+    ``on_progress(t_s)`` is called after each block with its last arrival time.
+    """
+    summary = _Summary(wl, horizon_s)
+    for block in iter_blocks(wl, horizon_s, seed):
+        summary.add(block)
+        if on_progress is not None and len(block):
+            on_progress(float(block.arrival_s[-1]))
+    n = float(summary.requests.sum())
+    tokens = float(summary.tokens.sum())
+    per_month = MONTH_S / horizon_s
+    inp = _length_stats(summary.hist["input_tokens"])
+    out = _length_stats(summary.hist["output_tokens"])
+    return {
+        "name": wl.name,
+        "horizon_s": float(horizon_s),
+        "streams": [s.name for s in wl.streams],
+        "requests": int(n),
+        "mean_rate_per_s": n / horizon_s,
+        "requests_per_hour": list(summary.requests),
+        "tokens_per_hour": list(summary.tokens),
+        "hour_of_day": {"requests_per_hour": _by_hour_of_day(summary.requests),
+                        "tokens_per_hour": _by_hour_of_day(summary.tokens)},
+        "input_tokens": inp,
+        "output_tokens": out,
+        "classes": {name: {"requests": int(summary.class_requests[i]),
+                           "share": float(summary.class_requests[i] / n) if n else 0.0,
+                           "tokens": float(summary.class_tokens[i])}
+                    for i, name in enumerate(wl.class_names)},
+        "tokens_per_month": tokens * per_month,
+        "input_tokens_per_month": inp["mean"] * n * per_month,
+        "output_tokens_per_month": out["mean"] * n * per_month,
+    }
