@@ -1,0 +1,233 @@
+"""The fast step replica against the step-by-step reference, hand-computed cases and theory.
+
+* Randomized small cases (fixed seeds): the segment-skipping replica
+  (:mod:`sim.serving.step_replica`) and the plain one-iteration-per-step reference
+  (``tests/step_reference.py``) give the same per-request first-token and completion times
+  and preemption counts. Tolerance 1e-9 relative: both evaluate the same step times, the
+  fast one as closed-form sums over runs of steps (a few float roundings per run), so they
+  differ only by round-off; a one-step disagreement would be >= 1e-3 s here.
+* Hand-computed cases from issue #19: chunked prefill of a 5,000-token prompt beside 20
+  decoding requests, a preemption and recompute, a prefix-cache hit.
+* Queueing theory: with max_num_seqs = 1 a replica is an M/G/1 FCFS queue whose service
+  time is the sum of the request's step times; the Pollaczek-Khinchine mean wait must hold.
+* Events (segments) per request do not grow with the output length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.profiles.steptime import StepModel, StepTime, run_time_s, steps_ending_by
+from tests.step_reference import simulate
+from tests.stepkit import run_fast
+
+# linear(N) = N * 1e-5 s exactly (the knots lie on that line).
+LINEAR_1E5 = {"tokens": [1, 100_001], "linear_s": [1e-5, 1.00001]}
+
+
+def _random_model(rng: np.random.Generator, tight_kv: bool) -> StepModel:
+    bs = int(rng.choice([4, 16]))
+    return StepModel(
+        max_num_seqs=int(rng.integers(1, 9)),
+        kv_capacity_tokens=int(rng.integers(20, 200)) * bs if tight_kv else 100_000,
+        scheduler={"max_num_batched_tokens": int(rng.integers(8, 300)), "block_size": bs,
+                   "watermark": float(rng.choice([0.0, 0.01, 0.05])), "max_model_len": 100_000},
+        step_time={"per_step_s": 0.003, "tokens": [1, 64, 512], "linear_s": [0.001, 0.002, 0.01],
+                   "per_seq_s": 1e-4, "decode_attention_s_per_token": 1e-6,
+                   "prefill_attention_s_per_token2": 1e-8},
+        overheads={"pre_s": 0.01, "pre_s_per_input_token": 1e-5, "post_s": 0.002})
+
+
+@pytest.mark.parametrize("tight_kv", [False, True])
+def test_fast_replica_matches_step_reference(tight_kv):
+    seen = {"chunked": 0, "preempted": 0, "prefix": 0}
+    for seed in range(60):
+        rng = np.random.default_rng(100 * seed + tight_kv)
+        model = _random_model(rng, tight_kv)
+        n = 40
+        join = np.cumsum(rng.exponential(0.05, n))
+        inp = rng.integers(1, 400, n)
+        out = rng.integers(1, 120, n)
+        keep = inp + out <= model.max_len_tokens  # longer ones are refused before a replica
+        join, inp, out = join[keep], inp[keep], out[keep]
+        groups = rng.integers(-1, 3, join.size)
+        prefix = [int(x) for x in rng.integers(0, 100, 3)]
+        ref = simulate(model, join, inp, out, groups, prefix)
+        first, end, pre, rep = run_fast(model, join, inp, out, groups, prefix)
+        np.testing.assert_allclose(first, ref.first_s, rtol=1e-9, atol=0)
+        np.testing.assert_allclose(end, ref.end_s, rtol=1e-9, atol=0)
+        np.testing.assert_array_equal(pre, ref.preemptions)
+        assert rep.steps == ref.steps
+        seen["chunked"] += int(np.any(inp > model.scheduler.max_num_batched_tokens))
+        seen["preempted"] += int(pre.sum() > 0)
+        seen["prefix"] += int(any(p >= model.scheduler.block_size for p in prefix))
+    # The cases exercise what they are meant to (preemptions need the tight KV cache).
+    assert seen["chunked"] > 20 and seen["prefix"] > 20
+    assert (seen["preempted"] > 10) == tight_kv
+
+
+def _both(model, join, inp, out, groups=None, prefix=()):
+    ref = simulate(model, join, inp, out, groups, prefix, log=True)
+    first, end, pre, rep = run_fast(model, join, inp, out, groups, prefix)
+    np.testing.assert_allclose(first, ref.first_s, rtol=1e-12)
+    np.testing.assert_allclose(end, ref.end_s, rtol=1e-12)
+    return first, end, pre, ref
+
+
+def test_chunked_prefill_beside_twenty_decoders_by_hand():
+    """A 5,000-token prompt joins while 20 requests decode, budget 2,048 tokens: its prefill
+    takes ceil(5000 / (2048 - 20)) = 3 steps (chunks 2,028, 2,028, 944) and the 20 decoders
+    produce one token each per step meanwhile (60 tokens)."""
+    model = StepModel(max_num_seqs=32, kv_capacity_tokens=1_000_000,
+                      scheduler={"max_num_batched_tokens": 2048, "watermark": 0.0},
+                      step_time={"per_step_s": 0.01, **LINEAR_1E5})
+    join = [0.0] * 20 + [0.005]  # the long prompt arrives during the first step
+    inp = [16] * 20 + [5000]
+    out = [1000] * 20 + [2000]
+    first, end, _, ref = _both(model, join, inp, out)
+    t1 = 0.01 + 320e-5  # step 1: the 20 prompts of 16 tokens
+    full = 0.01 + 2048e-5  # steps 2 and 3: 20 decode tokens + a 2,028-token chunk
+    last = 0.01 + (20 + 944) * 1e-5  # step 4: 20 decode tokens + the last 944
+    assert first[20] == pytest.approx(t1 + 2 * full + last, rel=1e-12)
+    chunks = [s[1] - 20 for s in ref.step_log[1:4]]
+    assert chunks == [2028, 2028, 944]
+    # Decoders: first token at step 1, then one per step: 3 more during the prefill, and
+    # their 1,000th at step 1,000 (steps 5..1,000 hold 21 decoding sequences).
+    assert np.allclose(first[:20], t1)
+    decode = 0.01 + 21e-5
+    assert np.allclose(end[:20], t1 + 2 * full + last + 996 * decode, rtol=1e-12)
+
+
+def test_preemption_and_recompute_by_hand():
+    """Two requests (8-token prompts, 8 output tokens) on 6 KV blocks of 4 tokens: both
+    prefill in step 1 (2 blocks each) and take a third block at step 2; at step 6 the
+    first needs a fourth block with none free, so the most recent (B) is preempted (its 3
+    blocks freed). B's 13 tokens (prompt + 5 generated) need 4 blocks, which come back when
+    A completes at step 8; B recomputes them in step 9 (emitting its 6th token) and ends at
+    step 11."""
+    model = StepModel(max_num_seqs=2, kv_capacity_tokens=24,
+                      scheduler={"max_num_batched_tokens": 64, "block_size": 4, "watermark": 0.0},
+                      step_time={"per_step_s": 0.01, "tokens": [1, 1001],
+                                 "linear_s": [0.001, 1.001]},
+                      overheads={"post_s": 0.5})
+    first, end, pre, ref = _both(model, [0.0, 0.0], [8, 8], [8, 8])
+    s1, s2, s1tok = 0.026, 0.012, 0.011  # 16 tokens, 2 tokens, 1 token
+    assert list(pre) == [0, 1]
+    assert first[0] == pytest.approx(s1) and first[1] == pytest.approx(s1)
+    a_end = s1 + 4 * s2 + 3 * s1tok  # steps 2-5 with both, 6-8 with A alone
+    assert end[0] == pytest.approx(a_end + 0.5, rel=1e-12)
+    assert end[1] == pytest.approx(a_end + 0.023 + 2 * s1tok + 0.5, rel=1e-12)
+    assert [s[1] for s in ref.step_log] == [16, 2, 2, 2, 2, 1, 1, 1, 13, 1, 1]
+
+
+def test_prefix_cache_hit_by_hand():
+    """A 64-token shared prefix (4 blocks of 16): B joins while A (same group) decodes, so
+    B prefills only 100 - 64 = 36 tokens; a request of another group prefills all 100."""
+    model = StepModel(max_num_seqs=8, kv_capacity_tokens=16_000,
+                      scheduler={"max_num_batched_tokens": 2048, "watermark": 0.0},
+                      step_time={"per_step_s": 0.01, "tokens": [1, 10_001],
+                                 "linear_s": [1e-4, 1.0001]})
+    t1 = 0.01 + 100e-4  # step 1: A's 100 prompt tokens
+    t2 = 0.01 + 1e-4  # step 2: A decodes; B joins at 0.025, during it
+    for groups, b_tokens in (([0, 0], 36), ([0, 1], 100)):
+        first, _, _, ref = _both(model, [0.0, 0.025], [100, 100], [50, 5], groups=groups,
+                                 prefix=[64, 64])
+        assert first[1] == pytest.approx(t1 + t2 + 0.01 + (1 + b_tokens) * 1e-4, rel=1e-12)
+        assert ref.step_log[2][1] == 1 + b_tokens
+
+
+def _pk_service_s(st: StepTime, inp: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Service time of a request alone on a replica (prompt <= budget: one prefill step,
+    then out - 1 decode steps whose context grows by one token each)."""
+    pre = np.array([st.step_s(p, 1, 0, p * (p + 1) / 2) for p in inp])
+    one = st.step_s(1, 1, 0, 0)  # a decode step without its attention term
+    d = out - 1
+    return pre + d * one + st.decode_attention_s_per_token * (d * inp + d * (d + 1) / 2)
+
+
+def test_single_sequence_replica_is_mg1_pollaczek_khinchine():
+    """max_num_seqs = 1, Poisson arrivals, lengths uniform: an M/G/1 FCFS queue. The mean
+    wait (ready -> first step) is lambda E[S^2] / (2 (1 - rho)), with E[S], E[S^2] exact
+    over the length grid. Ten replications (fixed seeds), within 4 standard errors."""
+    model = StepModel(max_num_seqs=1, kv_capacity_tokens=100_000,
+                      scheduler={"max_num_batched_tokens": 512},
+                      step_time={"per_step_s": 0.002, "tokens": [1, 512], "linear_s": [1e-4, 0.01],
+                                 "per_seq_s": 1e-4, "decode_attention_s_per_token": 1e-6,
+                                 "prefill_attention_s_per_token2": 1e-8},
+                      overheads={"pre_s": 0.02, "pre_s_per_input_token": 0.0, "post_s": 0.01})
+    p_grid, o_grid = np.arange(1, 401), np.arange(1, 61)
+    pp, oo = np.meshgrid(p_grid, o_grid)
+    s_all = _pk_service_s(model.step_time, pp.ravel(), oo.ravel())
+    es, es2 = s_all.mean(), (s_all**2).mean()
+    lam = 0.7 / es
+    expected = lam * es2 / (2 * (1 - lam * es))
+    n, waits = 6000, []
+    for r in range(10):
+        rng = np.random.default_rng(500 + r)
+        join = np.cumsum(rng.exponential(1 / lam, n))
+        inp = rng.integers(1, 401, n)
+        out = rng.integers(1, 61, n)
+        _, end, _, _ = run_fast(model, join, inp, out)
+        service = _pk_service_s(model.step_time, inp, out)
+        wait = (end - model.overheads.post_s) - (join + model.overheads.pre_s) - service
+        assert wait.min() > -1e-9
+        waits.append(wait[n // 10:].mean())
+    waits = np.asarray(waits)
+    se = waits.std(ddof=1) / np.sqrt(waits.size)
+    assert abs(waits.mean() - expected) <= 4 * se, (waits.mean(), expected, se)
+
+
+def test_segments_per_request_do_not_grow_with_output_length():
+    """Wake-ups (segments of identical steps) per request stay bounded when every output is
+    ten times longer (same arrivals: ten times the concurrency): decoding is counted, not
+    stepped. A request costs at most about four segment ends (the boundary after it becomes
+    ready, its admission step, the last chunk of a long prompt, its completion); a busier
+    replica shares fewer of them, hence a small rise, not a tenfold one."""
+    model = StepModel(max_num_seqs=64, kv_capacity_tokens=2_000_000,
+                      scheduler={"max_num_batched_tokens": 2048},
+                      step_time={"per_step_s": 0.005, **LINEAR_1E5,
+                                 "decode_attention_s_per_token": 1e-8})
+    rng = np.random.default_rng(3)
+    n = 2000
+    inp = rng.integers(50, 3000, n)
+    out = rng.integers(20, 200, n)
+    per_request = []
+    join = np.cumsum(rng.exponential(0.05, n))
+    steps = []
+    for scale in (1, 10):
+        *_, rep = run_fast(model, join, inp, out * scale)
+        per_request.append(rep.segments / n)
+        steps.append(rep.steps / n)
+    assert steps[1] > 2 * steps[0]  # the steps did grow with the outputs (shared by more)
+    assert per_request[1] <= 1.5 * per_request[0], per_request
+    assert max(per_request) <= 4.5, per_request
+
+
+def test_run_time_closed_forms():
+    first, growth = 0.013, 2.5e-5
+    times = first + growth * np.arange(5000)
+    ends = np.cumsum(times)
+    for n in (0, 1, 7, 4999):
+        assert run_time_s(n, first, growth) == pytest.approx(ends[n - 1] if n else 0.0,
+                                                             rel=1e-12)
+    for x in (0.0, 0.012, 0.013, 1.0, float(ends[100]), 150.0):
+        assert steps_ending_by(x, first, growth) == int(np.searchsorted(ends, x, "right"))
+
+
+def test_step_time_knots_and_validation():
+    st = StepTime(per_step_s=0.001, tokens=[1, 100, 1000], linear_s=[0.002, 0.004, 0.022])
+    assert st.linear(0.5) == 0.002 and st.linear(1) == 0.002
+    assert st.linear(50.5) == pytest.approx(0.003)
+    assert st.linear(2000) == pytest.approx(0.042)  # last segment's slope, extended
+    with pytest.raises(ValueError, match="same length"):
+        StepTime(tokens=[1, 2], linear_s=[0.1])
+    with pytest.raises(ValueError, match="less time"):
+        StepTime(tokens=[1, 2], linear_s=[0.2, 0.1])
+    with pytest.raises(ValueError, match="below max_num_seqs"):
+        StepModel(max_num_seqs=64, kv_capacity_tokens=1000,
+                  scheduler={"max_num_batched_tokens": 32})
+    with pytest.raises(ValueError, match="must take time"):
+        StepModel(kv_capacity_tokens=1000)
+    with pytest.raises(ValueError, match="extra"):
+        StepModel(kv_capacity_tokens=1000, step_time={"per_step_s": 1, "typo": 1})
