@@ -1,4 +1,5 @@
-"""Derive the load-point summary of one LLMServingSim `bench/examples/<hw>/<model>/` vLLM run.
+"""Derive the load-point summary of one LLMServingSim `bench/examples/<hw>/<model>/`
+vLLM run.
 
 Reads, from a git directory of casys-kaist/LLMServingSim (e.g. the snapshot `fetch` brings):
   vllm/requests.jsonl       per-request engine timestamps written by the upstream `bench` harness
@@ -7,14 +8,19 @@ Reads, from a git directory of casys-kaist/LLMServingSim (e.g. the snapshot `fet
 
 Prints one JSON object: the latency figures exactly as summary.txt prints them (its vLLM column),
 plus the fields the table does not give, computed from requests.jsonl:
-  completed, input_len_mean, output_len_mean, duration_s (first queued_ts -> last last_token_ts),
-  request_throughput = completed / duration_s, output_throughput_tok_s = sum(output) / duration_s,
-  arrival_span_s (first -> last arrival_time), offered_rate_per_s = (completed - 1) / arrival_span_s,
+  completed, input_len_mean, output_len_mean,
+  duration_s (first queued_ts -> last last_token_ts),
+  request_throughput = completed / duration_s,
+  output_throughput_tok_s = sum(output) / duration_s,
+  arrival_span_s (first -> last arrival_time),
+  offered_rate_per_s = (completed - 1) / arrival_span_s,
 and a cross-check: mean TTFT / TPOT / E2E recomputed from the timestamps with the definitions
 TTFT = first_token_ts - queued_ts, TPOT = (last_token_ts - first_token_ts) / (output_toks - 1),
 E2E = last_token_ts - queued_ts (these reproduce summary.txt's vLLM column).
 
-Usage: python validation/tools/llmservingsim_summary.py GIT_DIR COMMIT bench/examples/RTXPRO6000/Qwen3-32B
+Usage:
+  python validation/tools/llmservingsim_summary.py GIT_DIR COMMIT \
+      bench/examples/RTXPRO6000/Qwen3-32B
 """
 
 import json
@@ -29,7 +35,8 @@ def show(git_dir: str, commit: str, path: str) -> str:
 
 
 def summary_table(text: str) -> dict[str, str]:
-    """'TTFT Mean  7097.2  6815.7  -4.0%' -> {'TTFT Mean': '7097.2'} (the vLLM column, as printed)."""
+    """'TTFT Mean  7097.2  6815.7  -4.0%' -> {'TTFT Mean': '7097.2'}: the vLLM column, as
+    printed."""
     out = {}
     for line in text.splitlines():
         parts = line.split()
@@ -40,8 +47,8 @@ def summary_table(text: str) -> dict[str, str]:
 
 def main() -> int:
     git_dir, commit, base = sys.argv[1:4]
-    rows = [json.loads(line) for line in show(git_dir, commit, f"{base}/vllm/requests.jsonl").splitlines()
-            if line.strip()]
+    text = show(git_dir, commit, f"{base}/vllm/requests.jsonl")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     meta = json.loads(show(git_dir, commit, f"{base}/vllm/meta.json"))
     table = summary_table(show(git_dir, commit, f"{base}/validation/summary.txt"))
     start = min(r["queued_ts"] for r in rows)
