@@ -62,7 +62,7 @@ Depends only on the standard library and :mod:`sim.profiles.steptime`.
 from __future__ import annotations
 
 from collections import deque
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 from sim.profiles.steptime import StepModel, prefill_pairs, run_time_s, steps_ending_by
@@ -123,23 +123,33 @@ class StepReplica:
         self.caching = sch.prefix_caching
         self.pb = [s // bs for s in prefix_tokens]  # prefix blocks per group
         self.holders = [0] * len(self.pb)
-        # State at the current step boundary (time t, step clock k).
-        self.t = 0.0
-        self.k = 0
-        self.running: dict[Seq, None] = {}  # admission order; the partial prefill is last
-        self.prefill: Seq | None = None  # the running request still prefilling, if any
-        self.D = 0  # decoding requests
-        self.ksum = 0  # sum of their computed tokens at clock k
-        self.hist = [0] * bs  # decoders by (computed - clock) mod bs
-        self.finish: list[tuple[int, int, int, Seq]] = []  # (finish_k, order, gen, seq)
-        self.free = self.n_blocks
-        self.waiting: deque[Seq] = deque()
-        self.pending: list[tuple[float, int, Seq]] = []  # (ready, order, seq)
         self._order = 0
-        self.done: list[Seq] = []
         self.steps = 0  # engine steps executed
         self.segments = 0  # wake-ups that ended a segment
         self.preemptions = 0
+        self.busy_s = 0.0  # time spent executing steps (closed segments)
+        self._reset(0.0)
+
+    def _reset(self, t: float) -> None:
+        """An empty replica at time ``t`` (new, or after every request was evicted)."""
+        # State at the current step boundary (time t, step clock k).
+        self.t = t
+        self.k = 0
+        self.batch: dict[Seq, None] = {}  # admission order; the partial prefill is last
+        self.prefill: Seq | None = None  # the running request still prefilling, if any
+        self.D = 0  # decoding requests
+        self.ksum = 0  # sum of their computed tokens at clock k
+        self.hist = [0] * self.bs  # decoders by (computed - clock) mod bs
+        self.finish: list[tuple[int, int, int, Seq]] = []  # (finish_k, order, gen, seq)
+        self.free = self.n_blocks
+        self.holders = [0] * len(self.pb)
+        self.waiting: deque[Seq] = deque()
+        self.pending: list[tuple[float, int, Seq]] = []  # (ready, order, seq)
+        # Blocks the prompts of waiting and pending requests will need (for a router that
+        # admits only where a prompt's blocks are free).
+        self.promised = 0
+        self.done: list[Seq] = []
+        self._aborting: list[Seq] = []
         # The planned segment (valid while planned): n steps from (t, k).
         self.planned = False
         self.seg_n = 0
@@ -169,6 +179,7 @@ class StepReplica:
         self._order += 1
         s = Seq(handle, p, max(o, 1), grp, ready, self._order)
         heappush(self.pending, (ready, s.order, s))
+        self.promised += -(-p // self.bs)
         if not self.planned:
             if self.wake_t > ready:
                 self.wake_t = ready  # idle: start when it is ready
@@ -220,7 +231,7 @@ class StepReplica:
         holders_hit: dict[int, int] = {}
         seqs = dec_s + (1 if chunk else 0)
         if not victims and waiting:
-            n_run = len(self.running)
+            n_run = len(self.batch)
             adm_pairs = 0
             for r in waiting:
                 if budget <= 0 or n_run >= self.max_seqs:
@@ -281,7 +292,7 @@ class StepReplica:
         """The first step when a running request's blocks do not fit: vLLM's loop over
         the running requests in order, preempting from the back (planned on copies)."""
         bs, k = self.bs, self.k
-        order = list(self.running)
+        order = list(self.batch)
         n_run = len(order)
         free, budget = self.free, self.budget
         victims: list[Seq] = []
@@ -333,6 +344,10 @@ class StepReplica:
         bs, k, hist, D = self.bs, self.k, self.hist, self.D
         pf = self.prefill
         comp1 = pf.comp + chunk if pf is not None else 0
+        # Plenty of room (the usual case): an upper bound of what m_max steps take fits.
+        bound = (m_max // bs + 1) * D + (m_max * chunk // bs + 1 if pf is not None else 0)
+        if bound <= free:
+            return m_max
         base_pf = -(-comp1 // bs)
         # cum[r] = decoder blocks over the first r steps after the first (r < bs)
         cum = [0] * (bs + 1)
@@ -371,18 +386,19 @@ class StepReplica:
         """Apply the planned segment: its n steps have run."""
         bs, n = self.bs, self.seg_n
         k = self.k
-        running, hist = self.running, self.hist
+        batch, hist = self.batch, self.hist
         # 1. Preemptions decided at the first step (from the back of the running order).
         for v in self._victims:
             self._preempt(v)
         # 2. Admissions: they head the waiting queue, in order.
         for r, cached, _, need in self._admits:
             self.waiting.popleft()
+            self.promised -= -(-(r.P + r.g) // bs)
             r.comp, r.own = cached, need
             if cached:
                 r.reg = True
                 self.holders[r.grp] += 1
-            running[r] = None
+            batch[r] = None
         free = self._free1  # (the plan counted the victims' blocks as freed)
         # 3. The steps after the first: decoders' and the prefill's new blocks.
         pf = self.prefill
@@ -405,7 +421,9 @@ class StepReplica:
         self.free = free
         self.ksum += self._dec_s * n
         self.k = k = k + n
-        self.t = t = self.t + run_time_s(n, self.seg_first, self.seg_growth)
+        dt = run_time_s(n, self.seg_first, self.seg_growth)
+        self.busy_s += dt
+        self.t = t = self.t + dt
         self.steps += n
         self.segments += 1
         self.planned = False
@@ -419,14 +437,14 @@ class StepReplica:
             self.D -= 1
             self.ksum -= comp
             hist[s.key] -= 1
-            del running[s]
+            del batch[s]
             self.free += -(-comp // bs) - (self.pb[s.grp] if s.reg else 0) + self._unregister(s)
             s.g, s.comp, s.decoding = s.O, comp, False
             self._finished(s, t)
         # 5. Prefilling requests scheduled in this segment.
         self.prefill = None
         touched = [r for r, _, _, _ in self._admits]
-        if pf is not None and chunk and pf in running:
+        if pf is not None and chunk and pf in batch:
             touched.insert(0, pf)
         for r in touched:
             g = r.grp
@@ -443,7 +461,7 @@ class StepReplica:
             if r.first_s != r.first_s:  # NaN: its first token
                 r.first_s = t
             if r.g >= r.O:
-                del running[r]
+                del batch[r]
                 self.free += r.own + self._unregister(r)
                 r.own = 0
                 self._finished(r, t)
@@ -458,6 +476,11 @@ class StepReplica:
             self.ksum += r.comp
             heappush(fk, (r.finish_k, r.order, r.gen, r))
         self._victims, self._admits = [], []
+        if self._aborting:
+            for s in self._aborting:
+                if s in batch:
+                    self._drop(s)
+            self._aborting = []
 
     def _finished(self, s: Seq, t: float) -> None:
         s.end_s = t + self.post_s
@@ -487,21 +510,93 @@ class StepReplica:
             if v is self.prefill:
                 self.prefill = None
         self.free += held + self._unregister(v)
-        del self.running[v]
+        del self.batch[v]
         v.comp = v.own = 0
         v.decoding = False
         v.preemptions += 1
         self.preemptions += 1
         self.waiting.appendleft(v)
+        self.promised += -(-(v.P + v.g) // bs)
+
+    def _drop(self, v: Seq) -> None:
+        """Remove running request ``v`` (aborted): free its blocks."""
+        bs, k = self.bs, self.k
+        if v.decoding:
+            comp = v.c0 + k - v.k0
+            self.D -= 1
+            self.ksum -= comp
+            self.hist[v.key] -= 1
+            held = -(-comp // bs) - (self.pb[v.grp] if v.reg else 0)
+            v.gen += 1
+        else:
+            held = v.own
+            if v is self.prefill:
+                self.prefill = None
+        self.free += held + self._unregister(v)
+        del self.batch[v]
+
+    # ------------------------------------------------------------------ interruptions
+    def abort(self, s: Seq, t: float) -> None:
+        """The client of ``s`` gives up at time ``t`` (vLLM aborts the request): a waiting
+        one leaves at once; a running one (or one the planned step admits) is freed at the
+        next step boundary, the step in progress keeping its composition."""
+        for i, (_, _, x) in enumerate(self.pending):
+            if x is s:
+                self.pending[i] = self.pending[-1]
+                self.pending.pop()
+                heapify(self.pending)
+                self.promised -= -(-(s.P + s.g) // self.bs)
+                if not self.planned:
+                    self.wake_t = self.pending[0][0] if self.pending else INF
+                return
+        if s in self.waiting and not any(a[0] is s for a in self._admits):
+            self.waiting.remove(s)
+            self.promised -= -(-(s.P + s.g) // self.bs)
+            return
+        if s in self.batch or any(a[0] is s for a in self._admits):
+            self._aborting.append(s)
+            if t <= self.t:
+                # Nothing of the planned segment has run: drop it now and plan again.
+                if s in self.batch:
+                    self._drop(s)
+                    self._aborting.remove(s)
+                else:
+                    self._aborting.remove(s)
+                    self.waiting.remove(s)
+                    self.promised -= -(-(s.P + s.g) // self.bs)
+                self._plan()
+            elif t < self.wake_t:
+                self._cut(t)
+
+    def evict(self, t: float) -> list[Seq]:
+        """Every request leaves at ``t`` (failure or preemption of the replica): returns
+        them (running in admission order, then waiting, then pending) and empties it."""
+        if self.planned:
+            self.busy_s += min(t, self.wake_t) - self.t
+        out = list(self.batch) + list(self.waiting)
+        out += [x[2] for x in sorted(self.pending)]
+        self._reset(t)
+        return out
+
+    def busy_time(self, t: float) -> float:
+        """Seconds spent executing steps up to ``t``."""
+        if self.planned and t > self.t:
+            return self.busy_s + min(t, self.wake_t) - self.t
+        return self.busy_s
 
     # ------------------------------------------------------------------ queries
     @property
     def load(self) -> int:
         """Requests on the replica (running, waiting or in their pre-step overhead)."""
-        return len(self.running) + len(self.waiting) + len(self.pending)
+        return len(self.batch) + len(self.waiting) + len(self.pending)
+
+    @property
+    def kv_used_blocks(self) -> int:
+        """Blocks held, plus those the prompts of waiting and pending requests need."""
+        return self.n_blocks - self.free + self.promised
 
     def idle(self) -> bool:
-        return not (self.running or self.waiting or self.pending)
+        return not (self.batch or self.waiting or self.pending)
 
 
 def _steps_until(x: float, first: float, growth: float) -> int:
