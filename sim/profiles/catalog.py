@@ -27,6 +27,7 @@ Assumptions:
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class GpuSpec:
     sm_version: int
     measured: str | None
     efficiency_from: str | None
-    price_gpu: str | None
+    price_gpu: tuple[str, ...]
     spec_source: str
 
     @property
@@ -98,7 +99,7 @@ def _gpu_from_yaml(key: str, d: dict[str, Any]) -> GpuSpec:
         interconnect_bytes_per_s=float(d["interconnect_bytes_per_s"]),
         gpus_per_node=int(d["gpus_per_node"]), sm_version=int(d["sm_version"]),
         measured=d.get("measured"), efficiency_from=d.get("efficiency_from"),
-        price_gpu=d.get("price_gpu"),
+        price_gpu=tuple(p if isinstance(p, list) else [p]) if (p := d.get("price_gpu")) else (),
         spec_source=str(d.get("spec_source") or
                         f"AIConfigurator systems/{key}.yaml (ai-dynamo/aiconfigurator@095f58a5)"),
     )
@@ -154,8 +155,6 @@ def _measured_keys() -> list[str]:
 
 
 def _closest(word: str, options: list[str]) -> str | None:
-    import difflib
-
     got = difflib.get_close_matches(word, [_norm(o) for o in options], n=1, cutoff=0.6)
     if not got:
         return None
@@ -177,9 +176,7 @@ def observed_price(gpu: GpuSpec, gpus: int = 1) -> GpuPrice | None:
     """The shipped observed price for ``gpu``: the instance with exactly ``gpus`` GPUs, else
     the smallest instance with more, else the largest; the cheapest among equals. None when
     the price data has no row for this GPU."""
-    if gpu.price_gpu is None:
-        return None
-    rows = [r for r in _price_rows() if r["gpu"] == gpu.price_gpu and r["usd_per_gpu_hour"]]
+    rows = [r for r in _price_rows() if r["gpu"] in gpu.price_gpu and r["usd_per_gpu_hour"]]
     if not rows:
         return None
 
@@ -461,6 +458,8 @@ def model_from_config(cfg: dict[str, Any], *, name: str, source: str) -> ModelSp
     native = "fp8" if qmethod in ("fp8", "compressed-tensors", "modelopt") else "bf16"
     if qmethod in ("awq", "gptq"):
         native = "int4"
+    if not quant and "fp8" in name.lower():  # e.g. NVIDIA's ModelOpt FP8 exports keep the
+        native = "fp8"  # quantization in a separate hf_quant_config.json
     kw: dict[str, Any] = {}
     notes: list[str] = []
     experts = int(cfg.get("num_local_experts") or cfg.get("num_experts")

@@ -182,8 +182,15 @@ def _act_dtype(gpu: GpuSpec, wdtype: str) -> str:
     return "fp8" if wdtype == "fp8" and gpu.has_fp8() else "bf16"
 
 
+# Constant latency of a memory-bound kernel (AIConfigurator systems/*.yaml
+# mem_empirical_constant_latency): keeps launch-bound tiny kernels from scaling with bandwidth.
+KERNEL_FLOOR_S = 3e-6
+# Per-hop latency of a PCIe peer-to-peer transfer (AIConfigurator systems/*.yaml p2p_latency).
+P2P_LATENCY_S = 10e-6
+
+
 def _roofline(gpu: GpuSpec, flops: float, bytes_: float, act: str) -> float:
-    return max(flops / _flops(gpu, act), bytes_ / gpu.mem_bw_bytes_per_s)
+    return max(flops / _flops(gpu, act), bytes_ / gpu.mem_bw_bytes_per_s) + KERNEL_FLOOR_S
 
 
 def gemm_s(gpu: GpuSpec, m: float, n: float, k: float, wdtype: str = "bf16") -> float:
@@ -330,10 +337,15 @@ def allreduce_s(gpu: GpuSpec, elements: float, tp: int) -> tuple[float, str]:
             t *= math.exp(x - lx[-1])
         return t, f"vLLM custom all-reduce measured on {gpu.key}"
     lat, eff = _ring_params(tp)
+    hops = ""
+    if gpu.interconnect != "nvlink":
+        # no NVLink: NCCL ring, 2(p-1) peer-to-peer steps of P2P_LATENCY_S each
+        lat += 2 * (tp - 1) * P2P_LATENCY_S
+        hops = f" + {2 * (tp - 1)} PCIe hops x {P2P_LATENCY_S * 1e6:.0f} us"
     t = lat + 2 * (tp - 1) / tp * elements * 2 / (gpu.interconnect_bytes_per_s * eff)
     return t, (f"ring all-reduce on {gpu.interconnect} {gpu.interconnect_bytes_per_s / 1e9:.0f} "
-               f"GB/s with latency {lat * 1e6:.1f} us and efficiency {eff:.2f} learned from "
-               "the measured NVLink tables")
+               f"GB/s with latency {lat * 1e6:.1f} us{hops} and efficiency {eff:.2f} learned "
+               "from the measured NVLink tables")
 
 
 # --------------------------------------------------------------------------------------

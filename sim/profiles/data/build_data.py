@@ -8,14 +8,16 @@ to it::
 It writes, from the vLLM kernel measurements of NVIDIA AIConfigurator (Apache-2.0):
 
 * ``gemm.parquet`` -- GEMM latency (seconds) by GPU, dtype (bf16, fp8 per-tensor scaled),
-  m (powers of two), n, k (>= 128); missing grid cells filled by FLOP-scaling the nearest
+  m (powers of two), n, k (>= 128); FP8 is the faster of the per-tensor and block-scaled
+  FP8 kernels at each point; missing grid cells filled by FLOP-scaling the nearest
   measured cell in the same m row.
 * ``attention.csv`` -- per GPU / heads / KV heads / head dim / KV dtype: least-squares fits of
   decode attention ``latency = a + b * batch + c * context_tokens`` and prefill attention
   ``latency = a + b * tokens + c * pairs`` (non-negative), one layer, seconds.
 * ``moe.parquet`` -- fused-MoE latency (seconds) by GPU, dtype (bf16, fp8, int4 weight-only,
-  mxfp4 weight-only), hidden, intermediate, top-k, experts, MoE TP size, tokens; balanced
-  routing, no expert parallelism.
+  mxfp4 weight-only), hidden, intermediate, top-k, experts, MoE TP size, tokens; routing
+  skew power_law_1.01 (AIConfigurator's default; the A100 table has no balanced rows), no
+  expert parallelism.
 * ``allreduce.csv`` -- vLLM custom all-reduce under CUDA graphs: GPUs, message size
   (elements of bf16), latency (seconds).
 
@@ -36,7 +38,9 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).parent
 GPUS = {"a100_sxm": "0.14.0", "h100_sxm": "0.24.0", "h200_sxm": "0.24.0", "l40s": "0.24.0",
         "b200_sxm": "0.24.0"}
-DTYPES = {"bfloat16": "bf16", "fp8": "fp8"}
+# FP8 = the faster of vLLM's per-tensor (CUTLASS) and block-scaled (DeepGEMM/FlashInfer/
+# CUTLASS/Triton) FP8 kernels at each point.
+DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block")}
 M_KEEP = [2**i for i in range(16)]
 
 
@@ -49,8 +53,8 @@ def build_gemm(root: Path) -> None:
     cols: dict[str, list] = {"gpu": [], "dtype": [], "m": [], "n": [], "k": [], "latency_s": []}
     for gpu, ver in GPUS.items():
         t = _table(root / "vllm" / gpu / "gemm" / ver / "gemm_perf.parquet")
-        for src, dt in DTYPES.items():
-            sel = t["gemm_dtype"] == src
+        for dt, srcs in DTYPES.items():
+            sel = np.isin(t["gemm_dtype"], srcs)
             if not sel.any():
                 continue
             m, n, k, lat = (t[c][sel] for c in ("m", "n", "k", "latency"))
@@ -142,14 +146,15 @@ def build_attention(root: Path) -> None:
         w.writerows(sorted(rows, key=lambda r: (r[0], r[1], r[2], r[3], r[4], r[5])))
 
 
-MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "int4_wo": "int4", "w4a16_mxfp4": "mxfp4"}
+MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "int4_wo": "int4",
+              "w4a16_mxfp4": "mxfp4"}
 
 
 def build_moe(root: Path) -> None:
     best: dict[tuple, float] = {}
     for gpu, ver in GPUS.items():
         t = _table(root / "vllm" / gpu / "moe" / ver / "moe_perf.parquet")
-        sel = ((t["moe_ep_size"] == 1) & (t["distribution"] == "balanced")
+        sel = ((t["moe_ep_size"] == 1) & (t["distribution"] == "power_law_1.01")
                & np.isin(t["moe_tp_size"], [1, 2, 4, 8])
                & np.isin(t["moe_dtype"], list(MOE_DTYPES)))
         for i in np.nonzero(sel)[0]:
