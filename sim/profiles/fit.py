@@ -1,0 +1,734 @@
+"""Fit a replica's step-time coefficients to the user's own serving benchmarks.
+
+Given several benchmark load points of one server (:mod:`sim.profiles.benchfiles`: the
+same model and GPUs at different request rates or concurrencies) and a starting profile
+(derived or shipped), :func:`fit_profile` finds the step-time terms of the agreed
+step-level profile (notes/steptime-spec.md) that make a single-replica replay of every
+load point reproduce its measured mean TTFT, TPOT and end-to-end latency.
+
+What is fitted: few, physical parameters --
+
+* ``linear_scale``: one factor on the token-proportional table ``step_time.linear_s``
+  (its shape, from the derivation, is kept);
+* ``per_step_s``: the constant cost of an engine step;
+* ``decode_attention_s_per_token``: the cost per KV token read by decode attention;
+* ``pre_s`` and ``post_s``: the per-request overheads outside the engine steps.
+
+Everything else (scheduler limits, KV capacity, the per-sequence and prefill-attention
+terms) stays as in the start. The objective is least squares on relative errors
+(``scipy.optimize.least_squares``, bounded, parameters scaled by their start values), one
+residual per load point and metric present. Before fitting, the Jacobian at the start is
+checked: an overhead whose effect cannot be told apart from the others (e.g. ``post_s``
+when every request has the same output length, since vLLM's TPOT already contains
+``post_s / (output - 1)``) is held at its start value and reported; step-time
+coefficients that cannot be identified are refused in one line saying which measurement
+is missing (one load point cannot separate ``per_step_s`` from the token-proportional
+cost).
+
+Replay (assumptions): each load point is replayed as it was run -- a request rate as
+gamma inter-arrivals with the file's burstiness (1 = Poisson; the vLLM client rescales
+them to last ``n / rate``, so do we), or all at once for ``inf``; a concurrency as ``N``
+closed-loop clients without think time (vLLM's ``--max-concurrency`` semaphore, llmperf,
+GuideLLM ``concurrent``); both, as arrivals waiting client-side for one of ``N`` slots.
+Latencies are measured from the moment a request is sent, as the clients do. Lengths are
+the file's per-request lengths when saved, else its mean lengths for every request. At
+most ``max_requests`` requests are replayed per load point (the file's first ones).
+
+The replay engine is a parameter (:class:`Replay`). Until the step-level replica of issue
+#19 (``sim/serving/step_replica.py``) is usable, :func:`replay_steps` stands in: a compact
+vLLM-V1-like step model -- FCFS, running requests first (one decode token each, or the
+next prefill chunk), then waiting ones while the step's token budget, ``max_num_seqs``
+and the KV cache allow; a request reserves ``input + output`` tokens of KV on admission
+(no preemption, no prefix caching); a prefill's last chunk yields the first token at the
+end of its step; runs of identical decode steps are summed in closed form.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import json
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from sim.core.errors import ConfigError
+from sim.profiles.benchfiles import BenchRecord, check_fit_inputs, native_field
+
+__all__ = [
+    "StepTerms",
+    "ReplayLoad",
+    "ReplayOutcome",
+    "Replay",
+    "replay_steps",
+    "load_for",
+    "simulate_metrics",
+    "FIT_PARAMETERS",
+    "Residual",
+    "FitResult",
+    "fit_profile",
+    "start_terms",
+    "write_vllm_bench_json",
+]
+
+METRICS = ("ttft", "tpot", "e2e")
+FIT_PARAMETERS = ("linear_scale", "per_step_s", "decode_attention_s_per_token", "pre_s",
+                  "post_s")
+_OVERHEADS = ("post_s", "pre_s")  # held (in this order) when not identifiable
+_FLOORS = {"linear_scale": 1.0, "per_step_s": 1e-3, "decode_attention_s_per_token": 2e-8,
+           "pre_s": 1e-3, "post_s": 1e-3}
+
+
+# ------------------------------------------------------------------------ the terms
+
+@dataclass(frozen=True)
+class StepTerms:
+    """The step-level profile terms a replay needs (names and units as in the spec)."""
+
+    tokens: tuple[float, ...]
+    linear_s: tuple[float, ...]
+    per_step_s: float
+    per_seq_s: float = 0.0
+    decode_attention_s_per_token: float = 0.0
+    prefill_attention_s_per_token2: float = 0.0
+    pre_s: float = 0.0
+    pre_s_per_input_token: float = 0.0
+    post_s: float = 0.0
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    kv_capacity_tokens: int = 1 << 40
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) != len(self.linear_s) or not self.tokens:
+            raise ValueError("tokens and linear_s must have the same, non-zero length")
+        if any(b <= a for a, b in zip(self.tokens, self.tokens[1:], strict=False)):
+            raise ValueError("tokens must be strictly increasing")
+        if any(b < a for a, b in zip(self.linear_s, self.linear_s[1:], strict=False)):
+            raise ValueError("linear_s must be non-decreasing")
+
+    def linear(self, n: float) -> float:
+        """Token-proportional time of a step of ``n`` tokens (spec's interpolation)."""
+        k, v = self.tokens, self.linear_s
+        if n <= k[0]:
+            return v[0]
+        i = bisect.bisect_right(k, n)
+        if i >= len(k):  # beyond the last knot: the last segment's slope
+            if len(k) == 1:
+                return v[0]
+            slope = (v[-1] - v[-2]) / (k[-1] - k[-2])
+            return v[-1] + slope * (n - k[-1])
+        a, b = k[i - 1], k[i]
+        return v[i - 1] + (v[i] - v[i - 1]) * (n - a) / (b - a)
+
+    def with_parameters(self, values: Mapping[str, float], start: StepTerms) -> StepTerms:
+        """These terms with fitted ``values`` (``linear_scale`` multiplies ``start``'s)."""
+        changes: dict[str, Any] = {}
+        for name, value in values.items():
+            if name == "linear_scale":
+                changes["linear_s"] = tuple(value * x for x in start.linear_s)
+            else:
+                changes[name] = value
+        return replace(self, **changes)
+
+    def parameter(self, name: str, start: StepTerms) -> float:
+        if name == "linear_scale":
+            base = max(start.linear_s[-1], 1e-30)
+            return self.linear_s[-1] / base
+        return float(getattr(self, name))
+
+    @classmethod
+    def from_profile(cls, doc: Mapping[str, Any], *, file: str = "profile") -> StepTerms:
+        """Terms from a step-level profile mapping (the spec's YAML blocks)."""
+        st = doc.get("step_time")
+        if not isinstance(st, Mapping):
+            raise ConfigError("missing: a step-level profile has a step_time block",
+                              file=file, field="step_time")
+        sched = doc.get("scheduler") or {}
+        over = doc.get("overheads") or {}
+
+        def num(block: Mapping[str, Any], key: str, where: str, default: float | None = None
+                ) -> float:
+            value = block.get(key, default)
+            if value is None:
+                raise ConfigError("missing", file=file, field=f"{where}.{key}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
+                    or not math.isfinite(value):
+                raise ConfigError(f"expected a finite non-negative number, got {value!r}",
+                                  file=file, field=f"{where}.{key}")
+            return float(value)
+
+        tokens, lin = st.get("tokens"), st.get("linear_s")
+        if not isinstance(tokens, list) or not isinstance(lin, list):
+            raise ConfigError("expected lists tokens and linear_s", file=file,
+                              field="step_time.linear_s")
+        try:
+            return cls(
+                tokens=tuple(num({"v": x}, "v", f"step_time.tokens[{i}]")
+                             for i, x in enumerate(tokens)),
+                linear_s=tuple(num({"v": x}, "v", f"step_time.linear_s[{i}]")
+                               for i, x in enumerate(lin)),
+                per_step_s=num(st, "per_step_s", "step_time"),
+                per_seq_s=num(st, "per_seq_s", "step_time", 0.0),
+                decode_attention_s_per_token=num(st, "decode_attention_s_per_token",
+                                                 "step_time", 0.0),
+                prefill_attention_s_per_token2=num(st, "prefill_attention_s_per_token2",
+                                                   "step_time", 0.0),
+                pre_s=num(over, "pre_s", "overheads", 0.0),
+                pre_s_per_input_token=num(over, "pre_s_per_input_token", "overheads", 0.0),
+                post_s=num(over, "post_s", "overheads", 0.0),
+                max_num_seqs=int(num(doc, "max_batch", "", 256)),
+                max_num_batched_tokens=int(num(sched, "max_num_batched_tokens", "scheduler",
+                                               8192)),
+                kv_capacity_tokens=int(num(doc, "kv_capacity_tokens", "", 1 << 40)),
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=file, field="step_time") from None
+
+    def update_profile(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of profile ``doc`` with these terms written into its blocks."""
+        out = json.loads(json.dumps(doc))  # deep copy of plain data
+        st = out.setdefault("step_time", {})
+        st.update(tokens=[int(x) if float(x).is_integer() else x for x in self.tokens],
+                  linear_s=[float(x) for x in self.linear_s], per_step_s=self.per_step_s,
+                  per_seq_s=self.per_seq_s,
+                  decode_attention_s_per_token=self.decode_attention_s_per_token,
+                  prefill_attention_s_per_token2=self.prefill_attention_s_per_token2)
+        over = out.setdefault("overheads", {})
+        over.update(pre_s=self.pre_s, pre_s_per_input_token=self.pre_s_per_input_token,
+                    post_s=self.post_s)
+        return out
+
+
+def start_terms(profile: Mapping[str, Any] | Any, *, file: str = "profile") -> StepTerms:
+    """Start terms from a step-level profile mapping, or a legacy curve profile.
+
+    A legacy profile (``curve`` + ``prefill_tokens_per_s``, e.g. a shipped one before the
+    step-level conversion exists) is converted roughly: a decode step of ``b`` requests
+    takes ``b / curve(b)``; a tenth of the single-request step is ``per_step_s``, the rest
+    the token-proportional table, which for long steps follows ``prefill_tokens_per_s``.
+    """
+    if isinstance(profile, Mapping) and "step_time" in profile:
+        return StepTerms.from_profile(profile, file=file)
+    from sim.profiles.schema import load_profile  # legacy profiles
+
+    prof = load_profile(profile, file=file)
+    step1 = 1.0 / float(prof.decode_tokens_per_s(1.0))
+    per_step = 0.1 * step1
+    knots = [1, 16, 64, 256, 1024, 4096, 16384]
+    lin: list[float] = []
+    for n in knots:
+        decode = n / float(prof.decode_tokens_per_s(float(min(n, prof.max_batch))))
+        value = max(decode if n <= prof.max_batch else 0.0, n / prof.prefill_tokens_per_s)
+        lin.append(max(value - per_step, lin[-1] if lin else 0.0))
+    return StepTerms(tokens=tuple(float(k) for k in knots), linear_s=tuple(lin),
+                     per_step_s=per_step, max_num_seqs=prof.max_batch,
+                     kv_capacity_tokens=prof.kv_capacity_tokens)
+
+
+# ------------------------------------------------------------------------ the replay
+
+@dataclass(frozen=True)
+class ReplayLoad:
+    """How one load point is replayed: client send pattern and request lengths."""
+
+    input_lens: tuple[int, ...]
+    output_lens: tuple[int, ...]
+    arrival_s: tuple[float, ...]      # when each request is ready to be sent (client side)
+    max_in_flight: int | None         # client slots (concurrency), None = unbounded
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """Per-request client-side latencies of one replay (seconds)."""
+
+    ttft_s: np.ndarray
+    e2e_s: np.ndarray
+    output_lens: np.ndarray
+
+
+class Replay(Protocol):
+    """A single-replica replay engine: the step replica, or the interim one here."""
+
+    def __call__(self, terms: StepTerms, load: ReplayLoad) -> ReplayOutcome: ...
+
+
+def load_for(record: BenchRecord, *, max_requests: int = 1000, seed: int = 0) -> ReplayLoad:
+    """The replay of ``record``: its arrivals (or clients) and its lengths."""
+    if record.input_lens is not None and record.output_lens is not None:
+        ins = [max(1, int(x)) for x in record.input_lens]
+        outs = [max(1, int(x)) for x in record.output_lens]
+    else:
+        n = record.completed or record.num_prompts or 200
+        ins = [max(1, round(record.input_tokens_mean or 1))] * n
+        outs = [max(1, round(record.output_tokens_mean or 1))] * n
+    n = min(len(ins), max_requests)
+    ins, outs = ins[:n], outs[:n]
+    rate = record.request_rate_per_s
+    if record.load_kind == "concurrency" or rate is None or math.isinf(rate):
+        arrivals = [0.0] * n
+    elif record.start_times_s is not None and len(record.start_times_s) >= n:
+        arrivals = sorted(record.start_times_s)[:n]
+    else:
+        rng = np.random.default_rng(seed)
+        shape = record.burstiness if record.burstiness else 1.0
+        if math.isinf(shape):
+            gaps = np.full(n, 1.0 / rate)
+        else:
+            gaps = rng.gamma(shape, 1.0 / (rate * shape), size=n)
+        times = np.cumsum(gaps)
+        times *= (n / rate) / times[-1]  # as the vLLM client: n requests in n / rate
+        arrivals = list(times - times[0])
+    return ReplayLoad(tuple(ins), tuple(outs), tuple(float(a) for a in arrivals),
+                      record.max_concurrency)
+
+
+class _Req:
+    __slots__ = ("idx", "inp", "out", "done_in", "gen", "sent", "first", "end")
+
+    def __init__(self, idx: int, inp: int, out: int, sent: float) -> None:
+        self.idx, self.inp, self.out = idx, inp, out
+        self.done_in = 0
+        self.gen = 0
+        self.sent = sent
+        self.first = math.nan
+        self.end = math.nan
+
+
+def replay_steps(terms: StepTerms, load: ReplayLoad, *, skip_runs: bool = True
+                 ) -> ReplayOutcome:
+    """The interim step-level replay of one load point on one replica (module doc).
+
+    ``skip_runs=False`` simulates every decode step one by one (for tests: the closed-form
+    sums over runs of decode steps must give the same times).
+    """
+    n = len(load.input_lens)
+    reqs: list[_Req | None] = [None] * n
+    ready: list[tuple[float, int]] = []  # (time at the server, index)
+    next_send = 0
+    slots = load.max_in_flight if load.max_in_flight else n
+    pre, pre_tok, post = terms.pre_s, terms.pre_s_per_input_token, terms.post_s
+
+    def send(i: int, at: float) -> None:
+        reqs[i] = r = _Req(i, load.input_lens[i], load.output_lens[i], at)
+        heapq.heappush(ready, (at + pre + pre_tok * r.inp, i))
+
+    while next_send < min(slots, n):
+        send(next_send, load.arrival_s[next_send])
+        next_send += 1
+
+    waiting: deque[_Req] = deque()
+    running: list[_Req] = []
+    kv_used = 0
+    t = 0.0
+    finished = 0
+    budget = terms.max_num_batched_tokens
+    per_step, per_seq = terms.per_step_s, terms.per_seq_s
+    dec, pfa = terms.decode_attention_s_per_token, terms.prefill_attention_s_per_token2
+
+    def complete(r: _Req, at: float) -> None:
+        nonlocal next_send, finished, kv_used
+        r.end = at
+        finished += 1
+        kv_used -= r.inp + r.out
+        if next_send < n:  # the freed client slot sends the next request
+            send(next_send, max(at + post, load.arrival_s[next_send]))
+            next_send += 1
+
+    while finished < n:
+        while ready and ready[0][0] <= t:
+            waiting.append(reqs[heapq.heappop(ready)[1]])  # type: ignore[arg-type]
+        if not running and not waiting:
+            t = ready[0][0]
+            continue
+        # compose one step: running first, then admit waiting FCFS
+        left = budget
+        decoders: list[_Req] = []
+        ctx = 0
+        chunks: list[tuple[_Req, int]] = []
+        for r in running:
+            if left <= 0:
+                break
+            if r.done_in >= r.inp:
+                decoders.append(r)
+                ctx += r.inp + r.gen
+                left -= 1
+            else:
+                c = min(r.inp - r.done_in, left)
+                chunks.append((r, c))
+                left -= c
+        while waiting and left > 0 and len(running) < terms.max_num_seqs:
+            r = waiting[0]
+            need = r.inp + r.out
+            if running and kv_used + need > terms.kv_capacity_tokens:
+                break
+            waiting.popleft()
+            running.append(r)
+            kv_used += need
+            c = min(r.inp, left)
+            chunks.append((r, c))
+            left -= c
+        d = len(decoders)
+        if skip_runs and not chunks and d == len(running):
+            # a run of identical decode steps: until a request finishes, or until a request
+            # arrives that could be admitted (a blocked queue head waits for completions)
+            m = min(r.out - r.gen for r in running)
+            c0 = per_step + terms.linear(d) + per_seq * d
+            if (not waiting and ready and len(running) < terms.max_num_seqs
+                    and kv_used + _need(reqs, ready[0][1]) <= terms.kv_capacity_tokens):
+                m = min(m, _steps_to_reach(ready[0][0] - t, c0, dec * ctx, dec * d))
+            t += m * c0 + dec * (m * ctx + d * m * (m - 1) / 2)
+            done = []
+            for r in running:
+                r.gen += m
+                if r.gen >= r.out:
+                    done.append(r)
+        else:
+            ntok = budget - left
+            pairs = sum(c * r.done_in + c * (c + 1) / 2 for r, c in chunks)
+            t += (per_step + terms.linear(ntok) + per_seq * (d + len(chunks)) + dec * ctx
+                  + pfa * pairs)
+            done = []
+            for r in decoders:
+                r.gen += 1
+                if r.gen >= r.out:
+                    done.append(r)
+            for r, c in chunks:
+                r.done_in += c
+                if r.done_in >= r.inp:
+                    r.gen = 1
+                    r.first = t
+                    if r.gen >= r.out:
+                        done.append(r)
+        for r in done:
+            running.remove(r)
+            complete(r, t)
+    sent = np.array([r.sent for r in reqs])  # type: ignore[union-attr]
+    first = np.array([r.first for r in reqs])  # type: ignore[union-attr]
+    end = np.array([r.end for r in reqs])  # type: ignore[union-attr]
+    return ReplayOutcome(ttft_s=first - sent, e2e_s=end + post - sent,
+                         output_lens=np.array(load.output_lens[:n]))
+
+
+def _need(reqs: Sequence[_Req | None], i: int) -> int:
+    r = reqs[i]
+    return 0 if r is None else r.inp + r.out
+
+
+def _steps_to_reach(gap: float, c0: float, a0: float, da: float) -> int:
+    """Fewest steps (>= 1) of durations ``c0 + a0 + j*da`` (j = 0, 1, ...) lasting >= gap."""
+    if gap <= 0:
+        return 1
+
+    def total(m: int) -> float:
+        return m * (c0 + a0) + da * m * (m - 1) / 2
+
+    b = c0 + a0 - da / 2
+    if da > 0:
+        m = math.ceil((-b + math.sqrt(b * b + 2 * da * gap)) / da)
+    else:
+        m = math.ceil(gap / b) if b > 0 else 1
+    m = max(1, m)
+    while m > 1 and total(m - 1) >= gap:
+        m -= 1
+    while total(m) < gap:
+        m += 1
+    return m
+
+
+def simulate_metrics(outcome: ReplayOutcome) -> dict[str, float]:
+    """Mean TTFT, TPOT (vLLM's: over requests with more than one output token), E2E."""
+    out = outcome.output_lens.astype(float)
+    multi = out > 1
+    tpot = ((outcome.e2e_s - outcome.ttft_s)[multi] / (out[multi] - 1))
+    return {"ttft": float(np.mean(outcome.ttft_s)),
+            "tpot": float(np.mean(tpot)) if tpot.size else math.nan,
+            "e2e": float(np.mean(outcome.e2e_s))}
+
+
+# --------------------------------------------------------------------------- the fit
+
+@dataclass(frozen=True)
+class Residual:
+    """One load point's metric: measured, replayed, relative error."""
+
+    label: str
+    metric: str
+    measured_s: float
+    simulated_s: float
+
+    @property
+    def rel_error(self) -> float:
+        return (self.simulated_s - self.measured_s) / self.measured_s
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The fitted terms, what was fitted or held, and the residuals before and after."""
+
+    terms: StepTerms
+    start: StepTerms
+    fitted: dict[str, float]
+    held: dict[str, str]
+    residuals: tuple[Residual, ...]
+    start_residuals: tuple[Residual, ...]
+    success: bool
+    message: str
+    evaluations: int
+    rel_std: dict[str, float] = field(default_factory=dict)  # of each fitted value
+    notes: tuple[str, ...] = field(default=())
+
+    def table(self) -> str:
+        """Residuals per load point and metric, as printed by ``capsim profile fit``."""
+        before = {(r.label, r.metric): r for r in self.start_residuals}
+        lines = [f"{'load point':<48} {'metric':<6} {'measured':>10} {'fitted':>10} "
+                 f"{'error':>8} {'at start':>9}"]
+        for r in self.residuals:
+            b = before.get((r.label, r.metric))
+            label = r.label if len(r.label) <= 48 else "..." + r.label[-45:]
+            lines.append(f"{label:<48} {r.metric:<6} {r.measured_s * 1e3:>8.1f}ms "
+                         f"{r.simulated_s * 1e3:>8.1f}ms {r.rel_error:>+8.1%} "
+                         f"{(b.rel_error if b else math.nan):>+9.1%}")
+        return "\n".join(lines)
+
+    def summary(self) -> dict[str, Any]:
+        return {"fitted": self.fitted, "rel_std": self.rel_std, "held": self.held,
+                "success": self.success,
+                "message": self.message, "evaluations": self.evaluations,
+                "residuals": [{**asdict(r), "rel_error": r.rel_error} for r in self.residuals],
+                "notes": list(self.notes)}
+
+
+def _targets(record: BenchRecord) -> dict[str, float]:
+    t = {"ttft": record.ttft_mean_s, "tpot": record.tpot_mean_s, "e2e": record.e2e_mean_s}
+    return {k: v for k, v in t.items() if v is not None and v > 0}
+
+
+def _point_key(r: BenchRecord) -> tuple[Any, ...]:
+    return (r.load_kind, r.request_rate_per_s, r.max_concurrency,
+            round(r.input_tokens_mean or 0), round(r.output_tokens_mean or 0))
+
+
+def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
+                parameters: Sequence[str] = FIT_PARAMETERS, replay: Replay = replay_steps,
+                max_requests: int = 1000, seed: int = 0, noise_rel: float = 0.02,
+                hold_rel_std: float = 0.3, max_rel_std: float = 1.0,
+                max_evaluations: int = 200,
+                progress: Callable[[int], None] | None = None) -> FitResult:
+    """Fit ``parameters`` of ``start`` to ``records`` (module doc); refusals are one line."""
+    if not records:
+        raise ConfigError("no benchmark files given")
+    unknown = [p for p in parameters if p not in FIT_PARAMETERS]
+    if unknown:
+        raise ConfigError(f"unknown fit parameter '{unknown[0]}' (known: "
+                          f"{', '.join(FIT_PARAMETERS)})")
+    for r in records:
+        check_fit_inputs(r)
+    if len({_point_key(r) for r in records}) < 2:
+        r = records[0]
+        what = "request_rate_per_s" if r.load_kind == "rate" else "max_concurrency"
+        raise ConfigError(
+            f"a single load point ({r.load}) cannot separate per_step_s from the "
+            "token-proportional cost: add a benchmark of the same server at another request "
+            "rate or concurrency", file=r.file, field=native_field(r, what))
+    models = {r.model for r in records if r.model != "unknown"}
+    notes: list[str] = []
+    if len(models) > 1:
+        notes.append(f"the files name several models ({', '.join(sorted(models))}); "
+                     "fitted as one server")
+    loads = [load_for(r, max_requests=max_requests, seed=seed + i)
+             for i, r in enumerate(records)]
+    targets = [_targets(r) for r in records]
+    scales = np.array([max(start.parameter(p, start), _FLOORS[p]) for p in FIT_PARAMETERS])
+    evaluations = 0
+
+    def terms_at(x: np.ndarray, names: Sequence[str]) -> StepTerms:
+        full = {p: start.parameter(p, start) for p in FIT_PARAMETERS}
+        for name, value in zip(names, x, strict=True):
+            full[name] = float(value) * scales[FIT_PARAMETERS.index(name)]
+        return start.with_parameters(full, start)
+
+    def simulate(terms: StepTerms) -> list[dict[str, float]]:
+        nonlocal evaluations
+        evaluations += 1
+        if progress is not None:
+            progress(evaluations)
+        return [simulate_metrics(replay(terms, load)) for load in loads]
+
+    def residual_vector(sims: list[dict[str, float]]) -> np.ndarray:
+        return np.array([(sim[m] - tgt[m]) / tgt[m] for sim, tgt in zip(sims, targets,
+                                                                          strict=True)
+                         for m in METRICS if m in tgt])
+
+    def residual_list(terms: StepTerms, sims: list[dict[str, float]]) -> tuple[Residual, ...]:
+        return tuple(Residual(r.label, m, tgt[m], sim[m])
+                     for r, sim, tgt in zip(records, sims, targets, strict=True)
+                     for m in METRICS if m in tgt)
+
+    start_sims = simulate(start)
+    start_res = residual_list(start, start_sims)
+    f0 = residual_vector(start_sims)
+    if not np.all(np.isfinite(f0)):
+        raise ConfigError("the replay of the start profile gives no finite latency (a load "
+                          "point completes no request)")
+
+    # identifiability: Jacobian at the start, parameters scaled by their start values
+    names = list(parameters)
+    x0 = np.array([start.parameter(p, start) / scales[FIT_PARAMETERS.index(p)]
+                   for p in names])
+    cols = {}
+    for j, name in enumerate(names):
+        x = x0.copy()
+        dx = 0.05 * max(x0[j], 1.0)
+        x[j] += dx
+        cols[name] = (residual_vector(simulate(terms_at(x, names))) - f0) / dx
+    held: dict[str, str] = {}
+
+    def spread(active: list[str]) -> dict[str, float]:
+        """Each parameter's standard deviation relative to its start value if every
+        measurement were off by ``noise_rel`` (linearized at the start): large = not
+        identified, whether from a weak effect or from one that others mimic."""
+        if len(active) > f0.size:
+            return dict.fromkeys(active, math.inf)
+        mat = np.column_stack([cols[a] for a in active])
+        _, sv, vt = np.linalg.svd(mat, full_matrices=False)
+        inv = np.where(sv > sv[0] * 1e-12, 1.0 / np.maximum(sv, 1e-300), math.inf)
+        with np.errstate(invalid="ignore"):
+            var = np.nansum((vt.T * inv) ** 2, axis=1)
+        return {a: noise_rel * math.sqrt(v) for a, v in zip(active, var, strict=True)}
+
+    while names:
+        sd = spread(names)
+        overheads = [o for o in _OVERHEADS if o in names and sd[o] > hold_rel_std]
+        worst = max(names, key=lambda a: sd[a])
+        if not overheads and sd[worst] <= max_rel_std:
+            break
+        if not overheads:
+            raise _unidentified(worst, records, len(names) > f0.size)
+        hold = max(overheads, key=lambda o: sd[o])
+        held[hold] = (f"not identified by these measurements (+-{min(sd[hold], 99):.0%} "
+                      "for a 2% error); kept at the start value")
+        names.remove(hold)
+    if not names:
+        raise _unidentified("per_step_s", records, True)
+
+    def solve(active: list[str]) -> Any:
+        x_start = np.array([start.parameter(p, start) / scales[FIT_PARAMETERS.index(p)]
+                            for p in active])
+        cache: dict[bytes, np.ndarray] = {}
+
+        def fun(x: np.ndarray) -> np.ndarray:
+            key = np.asarray(x, float).tobytes()
+            if key not in cache:
+                cache[key] = residual_vector(simulate(terms_at(x, active)))
+            return cache[key]
+
+        # the replay is piecewise smooth (an arrival lands in one step or the next), so a
+        # coarse finite-difference pass is followed by a finer one from its result
+        best = None
+        for diff_step in (0.02, 0.005):
+            x_from = x_start if best is None else best.x
+            trial = least_squares(fun, x_from, bounds=(np.zeros(len(active)),
+                                                       np.full(len(active), np.inf)),
+                                  diff_step=diff_step, max_nfev=max_evaluations,
+                                  method="trf")
+            if best is None or trial.cost <= best.cost:
+                best = trial
+        return best
+
+    def rel_spread(sol: Any, active: list[str]) -> dict[str, float]:
+        """Standard deviation of each fitted value relative to itself, linearized at the
+        solution, for measurements off by ``noise_rel`` (or by the residuals if larger)."""
+        jac = np.asarray(sol.jac)
+        rms = math.sqrt(2 * sol.cost / max(jac.shape[0] - jac.shape[1], 1))
+        _, sv, vt = np.linalg.svd(jac, full_matrices=False)
+        inv = np.where(sv > sv[0] * 1e-12, 1.0 / np.maximum(sv, 1e-300), math.inf)
+        with np.errstate(invalid="ignore"):
+            sd = max(noise_rel, rms) * np.sqrt(np.nansum((vt.T * inv) ** 2, axis=1))
+        return {a: float(s / max(x, 1e-12)) for a, s, x in zip(active, sd, sol.x, strict=True)}
+
+    sol = solve(names)
+    spread_at = rel_spread(sol, names)
+    weak = [o for o in _OVERHEADS if o in names and spread_at[o] > hold_rel_std]
+    if weak:  # an overhead the solution leaves loose: keep it at the start instead
+        hold = max(weak, key=lambda o: spread_at[o])
+        held[hold] = (f"not identified by these measurements (+-{min(spread_at[hold], 99):.0%} "
+                      "at the fit); kept at the start value")
+        names.remove(hold)
+        sol = solve(names)
+        spread_at = rel_spread(sol, names)
+    fitted_terms = terms_at(sol.x, names)
+    final_sims = simulate(fitted_terms)
+    return FitResult(
+        terms=fitted_terms, start=start,
+        fitted={p: fitted_terms.parameter(p, start) for p in names}, held=held,
+        residuals=residual_list(fitted_terms, final_sims), start_residuals=start_res,
+        success=bool(sol.success), message=str(sol.message), evaluations=evaluations,
+        rel_std=spread_at, notes=tuple(notes))
+
+
+def _unidentified(name: str, records: Sequence[BenchRecord], too_few: bool) -> ConfigError:
+    files = sorted({x.file for x in records})
+    where = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more)"
+    if too_few:
+        why = (f"{len(records)} load points give too few measurements for the step-time "
+               "terms: add benchmarks at other rates or concurrencies, with TTFT, TPOT and "
+               "end-to-end latency")
+    elif name == "decode_attention_s_per_token":
+        why = ("the decode-attention cost (decode_attention_s_per_token) is not identified: "
+               "TPOT is needed at clearly different context lengths for the same number of "
+               "running requests (add a benchmark with other prompt or output lengths), or "
+               "keep its start value (--fit-params linear_scale,per_step_s,pre_s,post_s)")
+    else:
+        why = (f"cannot separate per_step_s from the token-proportional cost ({name} is "
+               "not identified): the load points do not vary the tokens per step enough; add "
+               "a benchmark at a much higher concurrency or rate, or with other prompt lengths")
+    return ConfigError(why, file=where)
+
+
+# ---------------------------------------------------------- synthetic benchmark files
+
+def write_vllm_bench_json(path: str | Path, terms: StepTerms, load: ReplayLoad, *,
+                          request_rate: float | str, max_concurrency: int | None,
+                          model: str = "synthetic/model", detailed: bool = False,
+                          replay: Replay = replay_steps) -> dict[str, Any]:
+    """Replay ``load`` with ``terms`` and write what ``vllm bench serve`` would save.
+
+    The summary fields follow ``vllm/benchmarks/serve.py`` (ms, mean/median/std/p99 of
+    TTFT, TPOT, ITL -- here the per-request TPOT, as every gap of a decode run is equal
+    in the interim replay -- and E2EL); ``detailed`` adds ``input_lens``, ``output_lens``,
+    ``ttfts``, ``latencies`` and ``start_times``.
+    """
+    out = replay(terms, load)
+    n = len(out.ttft_s)
+    lens = out.output_lens.astype(float)
+    multi = lens > 1
+    tpots = (out.e2e_s - out.ttft_s)[multi] / (lens[multi] - 1)
+    end = float(np.max(np.asarray(load.arrival_s[:n]) + out.e2e_s))
+    doc: dict[str, Any] = {
+        "date": "synthetic", "endpoint_type": "vllm", "backend": "vllm", "label": None,
+        "model_id": model, "tokenizer_id": model, "num_prompts": n,
+        "request_rate": request_rate, "burstiness": 1.0, "max_concurrency": max_concurrency,
+        "duration": end, "completed": n, "failed": 0,
+        "total_input_tokens": int(sum(load.input_lens[:n])),
+        "total_output_tokens": int(lens.sum()), "request_throughput": n / end,
+        "request_goodput": None, "output_throughput": float(lens.sum()) / end,
+        "total_token_throughput": float(sum(load.input_lens[:n]) + lens.sum()) / end,
+    }
+    for name, values in (("ttft", out.ttft_s), ("tpot", tpots), ("itl", tpots),
+                         ("e2el", out.e2e_s)):
+        doc[f"mean_{name}_ms"] = float(np.mean(values)) * 1e3
+        doc[f"median_{name}_ms"] = float(np.median(values)) * 1e3
+        doc[f"std_{name}_ms"] = float(np.std(values)) * 1e3
+        doc[f"p99_{name}_ms"] = float(np.percentile(values, 99)) * 1e3
+    if detailed:
+        doc.update(input_lens=list(load.input_lens[:n]), output_lens=[int(x) for x in lens],
+                   ttfts=[float(x) for x in out.ttft_s], latencies=[float(x) for x in out.e2e_s],
+                   start_times=[float(x) for x in load.arrival_s[:n]], errors=[""] * n)
+    Path(path).write_text(json.dumps(doc))
+    return doc

@@ -1,0 +1,254 @@
+"""capsim profile fit: the replay of benchmark load points and the fit of step-time terms.
+
+The round trip writes ``vllm bench serve`` JSON files with capsim's own replay from known
+terms, reads them back through the readers and fits from a perturbed start.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.core.errors import ConfigError
+from sim.profiles.benchfiles import read_bench
+from sim.profiles.fit import (
+    ReplayLoad,
+    StepTerms,
+    fit_profile,
+    load_for,
+    replay_steps,
+    simulate_metrics,
+    write_vllm_bench_json,
+)
+from tests.shared_data import SHARED_DATA
+
+BENCH = Path(__file__).resolve().parent / "data" / "bench"
+
+TRUE = StepTerms(
+    tokens=(1, 16, 64, 256, 1024, 4096, 16384),
+    linear_s=(5.0e-3, 5.1e-3, 5.4e-3, 7.0e-3, 20e-3, 75e-3, 300e-3),
+    per_step_s=2e-3, per_seq_s=2e-5, decode_attention_s_per_token=3e-8,
+    prefill_attention_s_per_token2=1e-10, pre_s=0.010, pre_s_per_input_token=1e-6,
+    post_s=0.002, max_num_seqs=64, max_num_batched_tokens=2048, kv_capacity_tokens=60_000)
+
+
+def test_one_request_alone_matches_the_step_formula():
+    """One 3000-token prompt (two chunks of the 2048-token budget), 5 output tokens."""
+    t = TRUE
+    out = replay_steps(t, ReplayLoad((3000,), (5,), (0.0,), None))
+    pre = t.pre_s + t.pre_s_per_input_token * 3000
+    chunk1 = (t.per_step_s + t.linear(2048) + t.per_seq_s
+              + t.prefill_attention_s_per_token2 * (2048 * 2049 / 2))
+    c = 3000 - 2048
+    chunk2 = (t.per_step_s + t.linear(c) + t.per_seq_s
+              + t.prefill_attention_s_per_token2 * (c * 2048 + c * (c + 1) / 2))
+    ttft = pre + chunk1 + chunk2
+    decode = sum(t.per_step_s + t.linear(1) + t.per_seq_s
+                 + t.decode_attention_s_per_token * (3000 + g) for g in range(1, 5))
+    assert out.ttft_s[0] == pytest.approx(ttft, rel=1e-12)
+    assert out.e2e_s[0] == pytest.approx(ttft + decode + t.post_s, rel=1e-12)
+    m = simulate_metrics(out)
+    assert m["tpot"] == pytest.approx((decode + t.post_s) / 4, rel=1e-12)
+
+
+def test_linear_table_interpolates_and_extrapolates_as_the_spec_says():
+    t = TRUE
+    assert t.linear(0.5) == 5.0e-3                      # constant below the first knot
+    assert t.linear(40) == pytest.approx(5.1e-3 + 0.3e-3 * 24 / 48)
+    assert t.linear(32768) == pytest.approx(300e-3 + 225e-3 / 12288 * 16384)
+
+
+@pytest.mark.parametrize("case", ["closed", "poisson", "capped", "kv-bound"])
+def test_runs_of_decode_steps_summed_in_closed_form_equal_step_by_step(case):
+    rng = np.random.default_rng(11)
+    n = 60
+    ins = tuple(int(x) for x in rng.integers(50, 3000, n))
+    outs = tuple(int(x) for x in rng.integers(1, 300, n))
+    terms = TRUE
+    if case == "closed":
+        load = ReplayLoad(ins, outs, (0.0,) * n, 12)
+    elif case == "poisson":
+        load = ReplayLoad(ins, outs, tuple(np.cumsum(rng.exponential(0.15, n))), None)
+    elif case == "capped":
+        load = ReplayLoad(ins, outs, tuple(np.cumsum(rng.exponential(0.05, n))), 6)
+    else:
+        load = ReplayLoad(ins, outs, (0.0,) * n, None)
+        terms = StepTerms(**{**TRUE.__dict__, "kv_capacity_tokens": 8000})
+    fast = replay_steps(terms, load)
+    slow = replay_steps(terms, load, skip_runs=False)
+    np.testing.assert_allclose(fast.ttft_s, slow.ttft_s, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.e2e_s, slow.e2e_s, rtol=1e-9, atol=1e-12)
+    assert np.all(fast.ttft_s > 0) and np.all(fast.e2e_s >= fast.ttft_s)
+
+
+def test_closed_loop_keeps_n_requests_in_flight():
+    """N clients without think time: by Little's law the mean number in flight over the
+    run is N (up to the drain at the end), so it is N x makespan / sum of latencies."""
+    n, clients = 400, 8
+    load = ReplayLoad((500,) * n, (100,) * n, (0.0,) * n, clients)
+    out = replay_steps(TRUE, load)
+    # each client's requests run back to back: its latencies add up to its last end
+    makespan = out.e2e_s.sum() / clients
+    in_flight = out.e2e_s.sum() / makespan
+    assert in_flight == pytest.approx(clients)
+    # and all at once without a cap queues everyone: the last TTFT is the largest
+    burst = replay_steps(TRUE, ReplayLoad((500,) * 100, (100,) * 100, (0.0,) * 100, None))
+    assert burst.ttft_s.max() > 5 * burst.ttft_s.min()
+
+
+def test_load_for_replays_the_file_as_it_was_run():
+    (rate,) = read_bench(BENCH / "vllm-bench-serve_rate4_detailed.json")
+    load = load_for(rate)
+    assert load.input_lens == rate.input_lens and load.output_lens == rate.output_lens
+    assert load.arrival_s == tuple(sorted(rate.start_times_s))  # saved send times
+    assert load.max_in_flight is None
+    (conc,) = read_bench(BENCH / "vllm-bench-serve_conc16_summary.json")
+    load = load_for(conc, max_requests=50)
+    assert load.max_in_flight == 16 and set(load.arrival_s) == {0.0}
+    assert load.input_lens == (1024,) * 50 and load.output_lens == (128,) * 50
+    guide = read_bench(BENCH / "guidellm_report_v2.json")[2]  # poisson 3.5/s, no send times
+    load = load_for(guide, seed=1)
+    gaps = np.diff(load.arrival_s)
+    assert len(load.arrival_s) == 6 and load.arrival_s[0] == 0.0
+    assert 0 < load.arrival_s[-1] < 6 / 3.5  # scaled as the vLLM client does: n / rate
+    assert np.all(gaps > 0) and len(set(np.round(gaps, 9))) > 1  # random, not constant
+
+
+def _synthetic_files(tmp: Path, *, detailed: bool) -> list[Path]:
+    """Five vllm bench serve runs of TRUE: 4 concurrencies and one Poisson rate."""
+    rng = np.random.default_rng(2024)
+    paths = []
+    for clients, in_len, out_len in ((2, 800, 160), (8, 800, 160), (32, 800, 160),
+                                     (12, 3500, 300)):
+        n = 150
+        load = ReplayLoad((in_len,) * n, (out_len,) * n, (0.0,) * n, clients)
+        path = tmp / f"vllm-c{clients}-{in_len}.json"
+        write_vllm_bench_json(path, TRUE, load, request_rate="inf", max_concurrency=clients,
+                              detailed=detailed)
+        paths.append(path)
+    n = 300
+    ins = tuple(int(x) for x in rng.integers(200, 3000, n))
+    outs = tuple(int(x) for x in rng.integers(20, 400, n))
+    arrivals = tuple(np.cumsum(rng.exponential(1 / 3.0, n)))
+    path = tmp / "vllm-rate3.json"
+    write_vllm_bench_json(path, TRUE, ReplayLoad(ins, outs, arrivals, None), request_rate=3.0,
+                          max_concurrency=None, detailed=True)
+    paths.append(path)
+    return paths
+
+
+def _perturbed_start() -> StepTerms:
+    return TRUE.with_parameters({"linear_scale": 1.3, "per_step_s": 1.4e-3,
+                                 "decode_attention_s_per_token": 4.5e-8, "pre_s": 0.014}, TRUE)
+
+
+def test_round_trip_recovers_known_terms(tmp_path):
+    """Tolerance: 3% on each fitted term (the replay is exact for these files, the rest is
+    the optimizer on a piecewise-smooth objective); post_s is not identified by means of
+    fixed-length runs, so it must be held at the start value, which here is the truth."""
+    records = [r for p in _synthetic_files(tmp_path, detailed=True) for r in read_bench(p)]
+    assert [r.format for r in records] == ["vllm-bench-serve"] * 5
+    start = _perturbed_start()
+    result = fit_profile(records, start)
+    assert "post_s" in result.held and result.terms.post_s == TRUE.post_s
+    t = result.terms
+    assert t.linear_s[-1] / TRUE.linear_s[-1] == pytest.approx(1.0, rel=0.03)
+    assert t.linear_s[0] / TRUE.linear_s[0] == pytest.approx(1.0, rel=0.03)
+    assert t.per_step_s == pytest.approx(TRUE.per_step_s, rel=0.03)
+    assert t.decode_attention_s_per_token == pytest.approx(TRUE.decode_attention_s_per_token,
+                                                           rel=0.03)
+    assert t.pre_s == pytest.approx(TRUE.pre_s, rel=0.03)
+    assert result.fitted["linear_scale"] == pytest.approx(1 / 1.3, rel=0.03)
+    # what the fit did not touch stays as in the start
+    assert t.per_seq_s == start.per_seq_s and t.max_num_seqs == start.max_num_seqs
+    # residuals: one per load point and metric, small after, large before
+    assert len(result.residuals) == 15
+    assert max(abs(r.rel_error) for r in result.residuals) < 0.01
+    assert max(abs(r.rel_error) for r in result.start_residuals) > 0.1
+    table = result.table()
+    assert table.count("\n") == 15 and "vllm-c32-800.json" in table and "tpot" in table
+    assert set(result.rel_std) == set(result.fitted)
+
+
+def test_round_trip_from_summaries_only(tmp_path):
+    """Without per-request lists the closed-loop runs are replayed with their mean lengths
+    (exact here: fixed lengths), so recovery is as good."""
+    records = [r for p in _synthetic_files(tmp_path, detailed=False) for r in read_bench(p)]
+    assert records[0].input_lens is None
+    result = fit_profile(records, _perturbed_start())
+    assert result.terms.per_step_s == pytest.approx(TRUE.per_step_s, rel=0.03)
+    assert result.fitted["linear_scale"] == pytest.approx(1 / 1.3, rel=0.03)
+
+
+def test_a_single_load_point_is_refused_naming_the_missing_measurement(tmp_path):
+    path = _synthetic_files(tmp_path, detailed=False)[1]
+    (record,) = read_bench(path)
+    with pytest.raises(ConfigError) as err:
+        fit_profile([record, record], _perturbed_start())
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: max_concurrency: a single load point (concurrency 8)")
+    assert "another request rate or concurrency" in msg and "\n" not in msg
+
+
+def test_unidentified_decode_attention_is_refused_on_real_llmperf_runs():
+    """TGI runs at concurrency 1..32, all 750-in/150-out: the slowdown with more clients
+    can come from the token table or from decode attention; with one context length the
+    two cannot be told apart. Fitting the other terms only is possible."""
+    records = read_bench(BENCH / "llmperf-bench_llama3-8b_tgi_results.json")[:6]
+    start = StepTerms(tokens=(1, 16, 64, 256, 1024, 4096, 16384),
+                      linear_s=(0.0274, 0.0510, 0.158, 0.158, 0.231, 0.934, 3.75),
+                      per_step_s=0.003, max_num_seqs=64, kv_capacity_tokens=35072)
+    with pytest.raises(ConfigError) as err:
+        fit_profile(records, start)
+    msg = str(err.value)
+    assert "(decode_attention_s_per_token) is not identified" in msg
+    assert "--fit-params" in msg
+    assert "llmperf-bench_llama3-8b_tgi_results.json" in msg and "\n" not in msg
+    result = fit_profile(records, start, parameters=("linear_scale", "per_step_s", "pre_s"))
+    # better than the start on the whole; the honest size of the remaining error is stated
+    # in the report, not asserted here
+    before = np.mean([abs(r.rel_error) for r in result.start_residuals])
+    after = np.mean([abs(r.rel_error) for r in result.residuals])
+    assert after < before
+
+
+def test_files_missing_what_the_fit_needs_are_refused():
+    records = read_bench(BENCH / "llmperf_llama3-8b_c8_summary.json")
+    with pytest.raises(ConfigError, match="no benchmark files"):
+        fit_profile([], TRUE)
+    with pytest.raises(ConfigError, match="unknown fit parameter 'per_step'"):
+        fit_profile(records, TRUE, parameters=("per_step",))
+    short = SHARED_DATA / "profiles" / "llmperf_bench_tgi" / \
+        "meta-llama_Meta-Llama-3-8B-Instruct_tp_1_summary.json"
+    if short.is_file():  # llmperf-bench's short summary: no usable decode measurement
+        with pytest.raises(ConfigError, match="1.latency_ms_per_token: latency_ms_per_token"):
+            fit_profile(read_bench(short), TRUE)
+
+
+def test_step_terms_read_and_written_in_the_agreed_profile_format():
+    doc = {"name": "x", "max_batch": 128, "kv_capacity_tokens": 100_000,
+           "scheduler": {"max_num_batched_tokens": 4096, "block_size": 16},
+           "step_time": {"per_step_s": 0.003, "tokens": [1, 64, 4096],
+                         "linear_s": [0.004, 0.005, 0.05],
+                         "decode_attention_s_per_token": 2e-8, "source": "derived"},
+           "overheads": {"pre_s": 0.01, "post_s": 0.002}}
+    terms = StepTerms.from_profile(doc, file="p.yaml")
+    assert terms.max_num_seqs == 128 and terms.max_num_batched_tokens == 4096
+    assert terms.linear(64) == 0.005 and terms.pre_s == 0.01
+    fitted = terms.with_parameters({"linear_scale": 2.0, "per_step_s": 0.001}, terms)
+    out = fitted.update_profile(doc)
+    assert out["step_time"]["linear_s"] == [0.008, 0.01, 0.1]
+    assert out["step_time"]["per_step_s"] == 0.001
+    assert out["step_time"]["source"] == "derived" and out["name"] == "x"
+    assert doc["step_time"]["per_step_s"] == 0.003  # the input is not modified
+    json.dumps(out)
+    bad = {**doc, "step_time": {**doc["step_time"], "per_step_s": -1}}
+    with pytest.raises(ConfigError, match=r"^p.yaml: step_time.per_step_s: expected a finite"):
+        StepTerms.from_profile(bad, file="p.yaml")
+    with pytest.raises(ConfigError, match="p.yaml: step_time: missing"):
+        StepTerms.from_profile({"name": "legacy"}, file="p.yaml")
+    assert math.isfinite(terms.linear(1e6))
