@@ -288,3 +288,29 @@ def test_vidur_linear_layer_timings():
         print(f"vidur {vg} {model}: {len(errs)} points, median |err| {med:.0%}, "
               f"bias {statistics.median(errs):+.0%}")
         assert len(errs) > 100 and med < 0.30
+
+
+PUBLISHED = SHARED_DATA / "profiles" / "published_throughput_tables.csv"
+
+
+@pytest.mark.skipif(not PUBLISHED.is_file(), reason="shared data not present")
+def test_published_vllm_inter_token_latency_at_low_concurrency():
+    """vLLM's inter-token latency at concurrency 1 and 4 (decode of 1 or 4 requests):
+    Llama-3.1-8B on H100 (vLLM 0.21, yobitel) and Llama-3-8B on A10G (vLLM 0.4.3, llmperf
+    write-up; ~550 + 150 tokens). Not used to build the derivation."""
+    rows = {(r["source_id"], r["concurrency_or_batch"], r["engine"]): r
+            for r in csv.DictReader(PUBLISHED.open())}
+    cases = [("yobitel_h100", "1", "vLLM 0.21.0", "h100", 1000),
+             ("yobitel_h100", "4", "vLLM 0.21.0", "h100", 1000),
+             ("llmperf_a10g_writeup", "1", "vLLM 0.4.3", "a10g", 625),
+             ("llmperf_a10g_writeup", "4", "vLLM 0.4.3", "a10g", 625)]
+    errs = []
+    for src, conc, engine, gpu, ctx in cases:
+        itl = float(rows[(src, conc, engine)]["itl_ms"]) / 1e3
+        p = derive("llama-3.1-8b", gpu, 1)
+        b = int(conc)
+        est = _step(p, b, b, b * ctx)
+        errs.append(est / itl - 1)
+        print(f"{src} c={conc}: ITL measured {itl * 1e3:.2f} ms, derived {est * 1e3:.2f} ms "
+              f"({est / itl - 1:+.0%})")
+    assert max(abs(e) for e in errs) < 0.35
