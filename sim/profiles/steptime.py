@@ -46,7 +46,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["Scheduler", "StepTime", "Overheads", "StepModel", "run_time_s", "steps_ending_by",
-           "prefill_pairs"]
+           "prefill_pairs", "from_curve"]
 
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
@@ -199,3 +199,47 @@ def steps_ending_by(x: float, first_s: float, growth_s: float) -> int:
     while run_time_s(n + 1, first_s, growth_s) <= x:
         n += 1
     return n
+
+
+def from_curve(decode_step_s: list[float], prefill_tokens_per_s: float, *, max_num_seqs: int,
+               kv_capacity_tokens: int, scheduler: Scheduler | None = None,
+               overheads: Overheads | None = None, source: str = "") -> StepModel:
+    """The step model of a legacy curve profile (converted once, when it is loaded).
+
+    ``decode_step_s[b - 1]`` is the time of a decode step with ``b`` sequences, i.e.
+    ``b / curve(b)`` for b = 1..max_num_seqs. The conversion keeps every decode step time
+    exact and makes prefill tokens cost ``1 / prefill_tokens_per_s`` each:
+
+    * ``per_seq_s`` = the secant slope of the decode step time over b, less one prefill
+      token's time (>= 0): what a sequence costs beyond its one token;
+    * ``linear(N)`` at knots N = 1..max_num_seqs is the decode step time less ``per_seq_s *
+      N`` (made non-decreasing), and grows by ``1 / prefill_tokens_per_s`` per token beyond;
+    * no attention terms (the legacy curve ignored context length), no overheads.
+
+    So a decode step of b sequences takes ``b / curve(b)`` as before; a prefill chunk of c
+    tokens beside b decoders adds about ``c / prefill_tokens_per_s`` (exactly, when the
+    decode step time is linear in b as for ``curve(b) = b r1 / (1 + alpha (b - 1))``); and
+    unlike the legacy model, prefill is chunked into steps beside decoding instead of
+    stalling it, and KV is allocated as tokens are computed instead of reserved up front.
+    """
+    n = len(decode_step_s)
+    if n != max_num_seqs:
+        raise ValueError(f"decode_step_s has {n} entries, expected max_num_seqs = "
+                         f"{max_num_seqs}")
+    per_prefill = 1.0 / prefill_tokens_per_s
+    slope = (decode_step_s[-1] - decode_step_s[0]) / (n - 1) if n > 1 else 0.0
+    per_seq = max(0.0, slope - per_prefill)
+    linear: list[float] = []
+    for b, t in enumerate(decode_step_s, start=1):
+        v = t - per_seq * b
+        linear.append(v if not linear or v > linear[-1] else linear[-1])
+    tokens = list(range(1, n + 1))
+    extra = 1 << 16  # a far knot: beyond the batch, each token is a prefill token
+    tokens.append(n + extra)
+    linear.append(linear[-1] + extra * per_prefill)
+    sched = scheduler if scheduler is not None else Scheduler(
+        max_num_batched_tokens=max(8192, max_num_seqs))
+    return StepModel(max_num_seqs=max_num_seqs, kv_capacity_tokens=kv_capacity_tokens,
+                     scheduler=sched, overheads=overheads or Overheads(),
+                     step_time=StepTime(tokens=tokens, linear_s=linear, per_seq_s=per_seq,
+                                        source=source or "converted from a decode curve"))

@@ -128,6 +128,7 @@ class StepReplica:
         self.segments = 0  # wake-ups that ended a segment
         self.preemptions = 0
         self.busy_s = 0.0  # time spent executing steps (closed segments)
+        self.track_first = False  # list first tokens as they come (in ``firsts``)
         self._reset(0.0)
 
     def _reset(self, t: float) -> None:
@@ -149,6 +150,7 @@ class StepReplica:
         # admits only where a prompt's blocks are free).
         self.promised = 0
         self.done: list[Seq] = []
+        self.firsts: list[Seq] = []  # first tokens since the last wake (if track_first)
         self._aborting: list[Seq] = []
         # The planned segment (valid while planned): n steps from (t, k).
         self.planned = False
@@ -460,6 +462,8 @@ class StepReplica:
             r.g += 1
             if r.first_s != r.first_s:  # NaN: its first token
                 r.first_s = t
+                if self.track_first:
+                    self.firsts.append(r)
             if r.g >= r.O:
                 del batch[r]
                 self.free += r.own + self._unregister(r)
