@@ -100,11 +100,7 @@ class StepPool:
         self.queue.clear()
         for rep in self.replicas:
             b = len(rep.running)
-            self.busy_s += rep.busy_time(t)
-            rep.busy_s = 0.0  # (counted above; evict adds the partial segment)
-            items.extend(entry[2] for entry in rep.evict(t))
-            self.busy_s += rep.busy_s
-            rep.busy_s = 0.0
+            items.extend(entry[2] for entry in rep.evict(t))  # (busy time is kept)
             self.router.moved(rep.idx, b, 0)
         self.where.clear()
         self.tokens.clear()
@@ -112,9 +108,7 @@ class StepPool:
 
     def finish(self) -> None:
         """Bring busy time up to now (call once at the end)."""
-        self.busy_s += sum(rep.busy_time(self.env.now) for rep in self.replicas)
-        for rep in self.replicas:
-            rep.busy_s = 0.0
+        self.busy_s = sum(rep.busy_time(self.env.now) for rep in self.replicas)
 
     # ----------------------------------------------------------------- internals
     def _admit(self, rep: StepServer, item: Any, t: float) -> None:
