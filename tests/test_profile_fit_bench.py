@@ -12,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from sim.cli.profile_fit import fit_command
 from sim.core.errors import ConfigError
 from sim.profiles.benchfiles import read_bench
 from sim.profiles.fit import (
@@ -252,3 +255,65 @@ def test_step_terms_read_and_written_in_the_agreed_profile_format():
     with pytest.raises(ConfigError, match="p.yaml: step_time: missing"):
         StepTerms.from_profile({"name": "legacy"}, file="p.yaml")
     assert math.isfinite(terms.linear(1e6))
+
+
+def _start_profile_file(tmp: Path) -> Path:
+    start = _perturbed_start()
+    doc = {"name": "start", "model": "synthetic", "gpu": "H100", "gpus_per_replica": 1,
+           "max_batch": start.max_num_seqs, "kv_capacity_tokens": start.kv_capacity_tokens,
+           "scheduler": {"max_num_batched_tokens": start.max_num_batched_tokens,
+                         "block_size": 16}}
+    path = tmp / "start.yaml"
+    path.write_text(yaml.safe_dump(start.update_profile(doc), sort_keys=False))
+    return path
+
+
+def test_cli_fits_and_writes_a_step_level_profile(tmp_path):
+    files = [str(p) for p in _synthetic_files(tmp_path, detailed=False)]
+    out = tmp_path / "fitted.yaml"
+    res = CliRunner().invoke(fit_command, [*files, "--from", str(_start_profile_file(tmp_path)),
+                                           "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "vllm-c8-800.json" in res.output and "ttft" in res.output
+    assert "post_s" in res.output and "held" in res.output
+    text = out.read_text()
+    assert text.startswith("# Fitted by `capsim profile fit`.")
+    doc = yaml.safe_load(text)
+    terms = StepTerms.from_profile(doc, file=str(out))
+    assert terms.per_step_s == pytest.approx(TRUE.per_step_s, rel=0.03)
+    assert terms.linear_s[-1] == pytest.approx(TRUE.linear_s[-1], rel=0.03)
+    assert doc["name"] == "start" and "capsim profile fit" in doc["step_time"]["source"]
+
+
+def test_cli_refusals_are_one_line_with_status_2(tmp_path):
+    files = [str(p) for p in _synthetic_files(tmp_path, detailed=False)]
+    start = str(_start_profile_file(tmp_path))
+    out = str(tmp_path / "o.yaml")
+    runner = CliRunner()
+    for args, expect in (
+            ([files[1], "--from", start, "-o", out], "a single load point (concurrency 8)"),
+            ([*files, "-o", out], "--from: missing: a start profile"),
+            ([*files, "--from", "no-such-profile", "-o", out], "--from"),
+            ([*files, "--from", start, "--gpu", "H100", "-o", out], "not both"),
+            ([*files, "--model", "m", "--gpu", "g", "--tp", "1", "-o", out], "derive"),
+            ([*files, "--from", start, "--fit-params", "speed", "-o", out],
+             "unknown fit parameter 'speed'"),
+            ([str(BENCH / "not_a_benchmark.json"), "--from", start, "-o", out],
+             "not a benchmark result")):
+        res = runner.invoke(fit_command, args)
+        assert res.exit_code == 2, (args, res.output)
+        lines = [line for line in res.output.splitlines() if line.startswith("capsim: error")]
+        assert len(lines) == 1 and expect in lines[0], res.output
+    assert not Path(out).exists()
+
+
+def test_cli_starts_from_a_shipped_legacy_profile(tmp_path):
+    files = [str(p) for p in _synthetic_files(tmp_path, detailed=False)]
+    out = tmp_path / "f.yaml"
+    res = CliRunner().invoke(fit_command, [*files, "--from", "llama-8b-1xh100",
+                                           "--fit-params", "linear_scale,per_step_s,pre_s",
+                                           "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(out.read_text())
+    assert "curve" not in doc and "step_time" in doc and doc["gpu"]
+    assert "legacy curve profile" in res.output

@@ -131,9 +131,9 @@ class StepTerms:
         changes: dict[str, Any] = {}
         for name, value in values.items():
             if name == "linear_scale":
-                changes["linear_s"] = tuple(value * x for x in start.linear_s)
+                changes["linear_s"] = tuple(float(value * x) for x in start.linear_s)
             else:
-                changes[name] = value
+                changes[name] = float(value)
         return replace(self, **changes)
 
     def parameter(self, name: str, start: StepTerms) -> float:
@@ -195,13 +195,14 @@ class StepTerms:
         out = json.loads(json.dumps(doc))  # deep copy of plain data
         st = out.setdefault("step_time", {})
         st.update(tokens=[int(x) if float(x).is_integer() else x for x in self.tokens],
-                  linear_s=[float(x) for x in self.linear_s], per_step_s=self.per_step_s,
-                  per_seq_s=self.per_seq_s,
-                  decode_attention_s_per_token=self.decode_attention_s_per_token,
-                  prefill_attention_s_per_token2=self.prefill_attention_s_per_token2)
+                  linear_s=[float(x) for x in self.linear_s], per_step_s=float(self.per_step_s),
+                  per_seq_s=float(self.per_seq_s),
+                  decode_attention_s_per_token=float(self.decode_attention_s_per_token),
+                  prefill_attention_s_per_token2=float(self.prefill_attention_s_per_token2))
         over = out.setdefault("overheads", {})
-        over.update(pre_s=self.pre_s, pre_s_per_input_token=self.pre_s_per_input_token,
-                    post_s=self.post_s)
+        over.update(pre_s=float(self.pre_s),
+                    pre_s_per_input_token=float(self.pre_s_per_input_token),
+                    post_s=float(self.post_s))
         return out
 
 
@@ -666,7 +667,7 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
     final_sims = simulate(fitted_terms)
     return FitResult(
         terms=fitted_terms, start=start,
-        fitted={p: fitted_terms.parameter(p, start) for p in names}, held=held,
+        fitted={p: float(fitted_terms.parameter(p, start)) for p in names}, held=held,
         residuals=residual_list(fitted_terms, final_sims), start_residuals=start_res,
         success=bool(sol.success), message=str(sol.message), evaluations=evaluations,
         rel_std=spread_at, notes=tuple(notes))
