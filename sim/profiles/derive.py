@@ -589,9 +589,7 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
     """
     m = model if isinstance(model, ModelSpec) else get_model(model)
     g = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    eng_key = ENGINE_ALIASES.get(str(engine_version).lower().removeprefix("vllm-")
-                                 if str(engine_version).lower() not in ENGINE_ALIASES
-                                 else str(engine_version).lower())
+    eng_key = ENGINE_ALIASES.get(str(engine_version).strip().lower())
     if eng_key is None:
         raise DeriveError(f"engine_version '{engine_version}' is not known; one of "
                           f"{', '.join(ENGINE_DEFAULTS)}")
@@ -628,13 +626,17 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
     min_tokens = max_model_len or min(m.max_position_embeddings, 4096)
     setup_txt = f"{m.name} ({dtype}) on {tp}x {g.key}"
     if kv_tokens < min_tokens:
-        need = mem["weights"] + mem["activations"] + mem["reserve"] + mem["sliding_kv"]
-        why = (f"weights {mem['weights'] / GIB:.1f} GiB + activations/reserves "
-               f"{(need - mem['weights']) / GIB:.1f} GiB per GPU leave "
-               f"{max(mem['kv'], 0) / GIB:.1f} GiB of {mem['budget'] / GIB:.1f} GiB "
-               f"({gpu_memory_utilization:g} x {g.memory_gib:.0f} GiB) for KV = "
-               f"{kv_tokens:,} tokens, below {min_tokens:,}")
+        others = mem["activations"] + mem["reserve"] + mem["sliding_kv"]
+        head = (f"weights {mem['weights'] / GIB:.1f} GiB + activations/reserves "
+                f"{others / GIB:.1f} GiB per GPU")
+        budget = (f"{mem['budget'] / GIB:.1f} GiB ({gpu_memory_utilization:g} x "
+                  f"{g.memory_gib:.0f} GiB)")
+        why = (f"{head} exceed the {budget} budget" if mem["kv"] <= 0 else
+               f"{head} leave {mem['kv'] / GIB:.1f} GiB of {budget} for KV = {kv_tokens:,} "
+               f"tokens, below {min_tokens:,}")
         sugg = _suggest(m, g, tp, dtype, kvd, mns, mnbt, gpu_memory_utilization, eng, min_tokens)
+        if kv_tokens >= 1024 and max_model_len:
+            sugg += f", --max-model-len {kv_tokens}"
         raise DeriveError(f"{setup_txt} does not fit: {why}{sugg}")
     mml = max_model_len or min(m.max_position_embeddings, kv_tokens)
     price = observed_price(g, tp)
