@@ -214,3 +214,22 @@ def test_real_files_under_validation_raw_are_read_or_refused_in_one_line():
         for r in recs:
             assert r.load_kind in ("rate", "concurrency")
             assert r.request_rate_per_s is not None or r.max_concurrency
+
+
+def test_vllm_append_result_file_gives_one_load_point_per_line(tmp_path):
+    a = (BENCH / "vllm-bench-serve_conc16_summary.json").read_text()
+    b = json.dumps({**json.loads(a), "max_concurrency": 4, "mean_ttft_ms": 90.0})
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(json.loads(a)) + "\n" + b)  # as --append-result writes
+    recs = read_bench(path)
+    assert [r.max_concurrency for r in recs] == [16, 4]
+    assert [r.point for r in recs] == ["line 1", "line 2"]
+    assert recs[1].ttft_mean_s == pytest.approx(0.09)
+    path.write_text(json.dumps(json.loads(a)) + "\n" + json.dumps({"x": 1}))
+    with pytest.raises(ConfigError, match=r"sweep.json: line 2: not a vllm bench serve"):
+        read_bench(path)
+    doc = json.loads(a)
+    del doc["mean_ttft_ms"]
+    path.write_text(a.strip() + "\n" + json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"sweep.json: line 2: mean_ttft_ms: missing"):
+        check_fit_inputs(read_bench(path)[1])

@@ -9,7 +9,8 @@ Turns the output of four common load generators into one normalized, frozen
   ``duration``, ``completed``, ``num_prompts``, ``total_input_tokens``,
   ``total_output_tokens``, ``{mean,median,p99}_{ttft,tpot,itl,e2el}_ms``; with
   ``--save-detailed`` also the per-request ``input_lens``, ``output_lens``, ``ttfts`` (s),
-  ``itls`` (lists, s), ``start_times``, ``latencies`` and ``errors``.
+  ``itls`` (lists, s), ``start_times``, ``latencies`` and ``errors``. A file written with
+  ``--append-result`` (one JSON document a line) gives one load point per line.
 * GuideLLM's JSON (or YAML) report (``benchmarks.json``): one load point per entry of
   ``benchmarks``; the strategy comes from ``config.strategy`` (report schema 2, GuideLLM
   >= 0.4) or ``args.strategy`` (0.2-0.3); the metrics from ``metrics.<name>.successful``.
@@ -38,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -197,8 +198,18 @@ def _read_document(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # `vllm bench serve --append-result`: one run a line
+            try:
+                return _JsonLines(json.loads(line) for line in text.splitlines()
+                                  if line.strip())
+            except json.JSONDecodeError:
+                pass
         raise _fail(file, None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
                                 f"{exc.msg}") from None
+
+
+class _JsonLines(list):  # type: ignore[type-arg]
+    """The documents of a JSON-lines file (several appended results)."""
 
 
 # ---------------------------------------------------------------------- detection
@@ -238,8 +249,17 @@ def read_bench(path: str | Path) -> list[BenchRecord]:
     """The load points of one benchmark file (format detected from its fields)."""
     p = Path(path)
     doc = _read_document(p)
-    kind = detect_format(doc)
     file = str(path)
+    if isinstance(doc, _JsonLines):
+        out = []
+        for i, one in enumerate(doc, start=1):
+            if detect_format(one) not in ("vllm-bench-serve", "vllm-benchmark-serving"):
+                raise _fail(file, f"line {i}", "not a vllm bench serve result (a file of "
+                            "several JSON documents is read as --append-result output)")
+            out.append(replace(_read_vllm(one, file, str(detect_format(one))),
+                               point=f"line {i}"))
+        return out
+    kind = detect_format(doc)
     if kind is None:
         what = type(doc).__name__ if not isinstance(doc, dict) else "its fields"
         raise _fail(file, None, f"not a benchmark result capsim can read ({what} match none "
@@ -596,6 +616,8 @@ def native_field(record: BenchRecord, name: str) -> str:
     native = _NATIVE.get(family, {}).get(name, name)
     if record.format == "guidellm" and record.point:
         native = f"benchmarks[{record.point.split(':')[0]}].{native}"
+    elif record.format.startswith("vllm") and record.point:
+        native = f"{record.point}: {native}"
     elif record.format in ("llmperf", "llmperf-bench") and record.point:
         native = f"{record.point.split('=')[-1]}.{native}"
     return native
