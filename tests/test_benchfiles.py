@@ -230,6 +230,6 @@ def test_vllm_append_result_file_gives_one_load_point_per_line(tmp_path):
         read_bench(path)
     doc = json.loads(a)
     del doc["mean_ttft_ms"]
-    path.write_text(a.strip() + "\n" + json.dumps(doc))
+    path.write_text(json.dumps(json.loads(a)) + "\n" + json.dumps(doc))
     with pytest.raises(ConfigError, match=r"sweep.json: line 2: mean_ttft_ms: missing"):
         check_fit_inputs(read_bench(path)[1])
