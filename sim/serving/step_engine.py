@@ -167,6 +167,9 @@ class StepServing:
                 callback(rep.idx, t)
         if self.queued:
             self._dispatch(t)  # type: ignore[attr-defined]
+        if rep.planned:
+            rep.settle()  # nothing else joins it at t now: run a silent first step at once
+            rep.sync_kv()
         # Re-arm in place: this wake-up's entry is still the calendar's head, unless an
         # urgent SimPy event came in front of it at this very time (then it stays, stale).
         entry = rep.entry

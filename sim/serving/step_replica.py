@@ -125,7 +125,8 @@ class StepReplica:
         self.holders = [0] * len(self.pb)
         self._order = 0
         self.steps = 0  # engine steps executed
-        self.segments = 0  # wake-ups that ended a segment
+        self.segments = 0  # segments executed
+        self.wakes = 0  # wake-ups (the events this replica costs)
         self.preemptions = 0
         self.busy_s = 0.0  # time spent executing steps (closed segments)
         self.track_first = False  # list first tokens as they come (in ``firsts``)
@@ -163,6 +164,7 @@ class StepReplica:
         self._free1 = 0  # free blocks after the segment's first step
         self._chunk = 0  # the partial prefill's tokens per step (0: none scheduled)
         self._dec_s = 0  # decoders scheduled in the first step
+        self._silent = False  # the planned segment is one step in which nobody completes
 
     # ------------------------------------------------------------------ requests
     def fits(self, input_tokens: int, output_tokens: int) -> bool:
@@ -286,9 +288,37 @@ class StepReplica:
                 n = 1 + self._kv_steps(n - 1, free, chunk)
             if pending and n > 1:
                 n = min(n, _steps_until(pending[0][0] - t, first, growth))
+            self._silent = False
+        else:
+            self._silent = self._first_step_silent(pf, chunk, admits)
         self.seg_n = n
         self.seg_first, self.seg_growth = first, growth
         self.wake_t = t + run_time_s(n, first, growth)
+
+    def _first_step_silent(self, pf: Seq | None, chunk: int,
+                           admits: list[tuple[Seq, int, int, int]]) -> bool:
+        """Does no request complete at the end of the planned first step?"""
+        if self.D:
+            fk = self.finish
+            while fk[0][2] != fk[0][3].gen:
+                heappop(fk)
+            if fk[0][0] == self.k + 1:
+                return False
+        if pf is not None and chunk and pf.comp + chunk == pf.P + pf.g and pf.g + 1 >= pf.O:
+            return False
+        # An admission that completes its prompt in this step and needs one token only.
+        return not any(cached + n == r.P + r.g and r.g + 1 >= r.O for r, cached, n, _ in admits)
+
+    def settle(self) -> None:
+        """Nothing else joins at this instant: if the planned segment is a single step in
+        which no request completes, run it now and plan from its end (one wake-up for the
+        step that admits a request and the run of identical steps after it). Only at a real
+        boundary (the caller's time is ``self.t``): a request that joins later during that
+        step is ready after its start, so it could not have joined it anyway."""
+        if self.planned and self.seg_n == 1 and self._silent and not self.track_first:
+            self._execute()
+            self._plan()
+            self._silent = False  # (never twice from one boundary)
 
     def _plan_preemption(self):
         """The first step when a running request's blocks do not fit: vLLM's loop over
@@ -378,6 +408,7 @@ class StepReplica:
     def wake(self) -> None:
         """Handle the event at ``wake_t``: end the planned segment (or, idle, start work
         that became ready), then plan the next one."""
+        self.wakes += 1
         if self.planned:
             self._execute()
         else:
@@ -577,6 +608,8 @@ class StepReplica:
         them (running in admission order, then waiting, then pending) and empties it."""
         if self.planned:
             self.busy_s += min(t, self.wake_t) - self.t
+        if t < self.t:  # a settled step had not ended yet
+            self.busy_s -= self.t - t
         out = list(self.batch) + list(self.waiting)
         out += [x[2] for x in sorted(self.pending)]
         self._reset(t)
@@ -586,7 +619,7 @@ class StepReplica:
         """Seconds spent executing steps up to ``t``."""
         if self.planned and t > self.t:
             return self.busy_s + min(t, self.wake_t) - self.t
-        return self.busy_s
+        return self.busy_s - max(0.0, self.t - t)
 
     # ------------------------------------------------------------------ queries
     @property
