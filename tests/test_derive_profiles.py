@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import statistics
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -314,3 +315,45 @@ def test_published_vllm_inter_token_latency_at_low_concurrency():
         print(f"{src} c={conc}: ITL measured {itl * 1e3:.2f} ms, derived {est * 1e3:.2f} ms "
               f"({est / itl - 1:+.0%})")
     assert max(abs(e) for e in errs) < 0.35
+
+
+VALIDATION = Path(__file__).resolve().parents[1] / "validation" / "measurements.csv"
+
+
+def _steady_tpot_s(p: dict, c: int, isl: float, osl: float) -> float:
+    """Mean TPOT of ``c`` closed-loop clients with fixed ISL/OSL, by a steady-state step:
+    every step decodes ``c`` sequences at mean context ``isl + osl/2`` and carries, on
+    average, ``c x isl / osl`` prefill tokens (each request's prompt once per ``osl``
+    steps) with their attention pairs. An approximation, not a simulation."""
+    return _step(p, c * (1 + isl / osl), c, c * (isl + osl / 2), c / osl * isl * isl / 2)
+
+
+@pytest.mark.skipif(not VALIDATION.is_file(), reason="validation/measurements.csv not present")
+def test_inferencex_tpot_at_fixed_concurrency():
+    """SemiAnalysis InferenceX vLLM runs (validation/measurements.csv): Llama-3.1-70B FP8 on
+    H100/H200 at TP1-8 and gpt-oss-120b (MXFP4) on H100 at TP2-8, concurrency 4-64, 1k/1k,
+    1k/8k, 8k/1k. Not used to build the derivation."""
+    rows = [r for r in csv.DictReader(VALIDATION.open()) if r["set_id"].startswith("inferencex")]
+    profiles: dict[tuple, dict] = {}
+    errs: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        oss = "gptoss" in r["set_id"]
+        model, dtype = ("gpt-oss-120b", None) if oss else ("llama-3.1-70b", "fp8")
+        gpu = "h100" if "H100" in r["gpu"] else "h200"
+        key = (model, gpu, int(r["tp"]))
+        if key not in profiles:
+            profiles[key] = derive(model, gpu, int(r["tp"]), dtype=dtype, usd_per_gpu_hour=1.0)
+        isl = float(r["input_len_fixed"] or r["input_len_mean"])
+        osl = float(r["output_len_fixed"] or r["output_len_mean"])
+        est = _steady_tpot_s(profiles[key], int(float(r["max_concurrency"])), isl, osl)
+        errs[model].append(est / (float(r["mean_tpot_ms"]) / 1e3) - 1)
+    for model, e in errs.items():
+        med = statistics.median(abs(x) for x in e)
+        print(f"InferenceX {model}: {len(e)} load points, TPOT median |err| {med:.0%}, "
+              f"bias {statistics.median(e):+.0%}, worst {max(e, key=abs):+.0%}")
+    assert len(errs["llama-3.1-70b"]) >= 100 and len(errs["gpt-oss-120b"]) >= 40
+    assert statistics.median(abs(x) for x in errs["llama-3.1-70b"]) < 0.15
+    # gpt-oss: the measured fused-MoE kernel (AIConfigurator, MXFP4) is ~2x the weight
+    # roofline at a few tokens, and the derived steps come out slower than InferenceX's
+    # runs: a known weakness, bounded loosely so that a regression still fails.
+    assert 0.0 < statistics.median(errs["gpt-oss-120b"]) < 0.8
