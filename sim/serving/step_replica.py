@@ -174,7 +174,9 @@ class StepReplica:
     def add(self, handle: Any, t: float, input_tokens: int, output_tokens: int,
             grp: int = -1) -> Seq:
         """Request ``handle`` joins at time ``t`` (>= the last event handled)."""
-        p, o = int(input_tokens), int(output_tokens)
+        # Whole tokens; a prompt has at least one (vLLM computes the last prompt token to
+        # sample the first output token).
+        p, o = max(int(input_tokens), 1), max(int(output_tokens), 1)
         if grp >= 0:
             pb = self.pb[grp]
             if not (self.caching and pb >= 1 and pb * self.bs <= p - 1):
