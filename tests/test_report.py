@@ -11,8 +11,9 @@ import pytest
 from rich.console import Console
 
 from sim.core.stats import summarize
+from sim.report.formats import format_count, format_seconds, format_usd
 from sim.report.plots import plot_cost_breakdown, plot_day_profile, plot_latency_cdfs
-from sim.report.summary import format_count, format_seconds, format_usd, render_summary
+from sim.report.summary import render_summary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import sim.study.sweep
 from sim.cli import main
 from sim.core.errors import ConfigError
 from sim.core.executors import SerialExecutor, bounded_map, open_executor
@@ -253,24 +254,22 @@ def test_a_ctrl_c_after_the_last_wait_is_raised_on_leaving_the_block():
 
 
 def test_failed_runs_are_recorded_and_retried(tmp_path, monkeypatch):
-    import sim.experiment.replication
-
     exp = write_tiny(tmp_path)
-    real = sim.experiment.replication.run_replication
+    real = sim.study.sweep.run_replication  # (sweep's own name for it: the seam to patch)
 
     def flaky(e, index, **kw):
         if e.config.fleet.replicas == 2 and index == 1:
             raise RuntimeError("GPU on fire\nsecond line")
         return real(e, index, **kw)
 
-    monkeypatch.setattr(sim.experiment.replication, "run_replication", flaky)
+    monkeypatch.setattr(sim.study.sweep, "run_replication", flaky)
     outcome = sweep_into(exp, tmp_path / "out", ["fleet.replicas=1..2"], workers=1,
                          plots=False, progress=RunProgress("t", enabled=False))
     assert outcome.ran == 4
     assert outcome.failures == [("fleet.replicas=2", 1, "RuntimeError: GPU on fire second line")]
     summary = {r["grid.fleet.replicas"]: r for r in outcome.summary.to_pylist()}
     assert summary[2]["n_failed"] == 1 and summary[2]["n_ok"] == 1
-    monkeypatch.setattr(sim.experiment.replication, "run_replication", real)
+    monkeypatch.setattr(sim.study.sweep, "run_replication", real)
     again = sweep_into(exp, tmp_path / "out", ["fleet.replicas=1..2"], workers=1,
                        plots=False)
     assert again.ran == 0 and again.failures  # plain resume keeps the failure

@@ -27,6 +27,7 @@ from rich.table import Table
 from sim.cli.common import handle_errors
 from sim.core.errors import ConfigError
 from sim.core.files import write_json
+from sim.report.formats import format_count, format_percent, format_usd
 
 if TYPE_CHECKING:  # the modules themselves load lazily, when a command runs
     from sim.experiment.config import Experiment
@@ -81,10 +82,6 @@ def _out_folder(out_dir: str | None, command: str, name: str, identity: Any) -> 
     return Path("results") / f"{command}-{name}-{digest.hexdigest()[:8]}"
 
 
-def _usd(value: float) -> str:
-    return f"${value:,.0f}" if math.isfinite(value) else "-"
-
-
 def _ci(stats: PointStats, key: str, fmt: Callable[[float], str]) -> str:
     mean, low, high = (stats.stat(key, p) for p in ("mean", "ci95_low", "ci95_high"))
     if not math.isfinite(mean):
@@ -96,16 +93,6 @@ def _ci(stats: PointStats, key: str, fmt: Callable[[float], str]) -> str:
 
 def _num(value: float) -> str:
     return f"{value:.3g}" if math.isfinite(value) else "-"
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%" if math.isfinite(value) else "-"
-
-
-def _tokens(volume: float) -> str:
-    from sim.report.capacity_plots import format_tokens
-
-    return format_tokens(volume) if math.isfinite(volume) else "-"
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -178,13 +165,14 @@ def _sweep_columns(row: dict) -> list[tuple[str, str, Any]]:
     """(title, metric, format) of the metric columns: a LiteLLM router sweep shows what
     the router did; a fleet sweep its latency, overflow and utilization."""
     if "fallback_rate.mean" in row:
-        return [("failed", "failure_share", _pct), ("retried", "retry_rate", _pct),
-                ("fell back", "fallback_rate", _pct), ("p95 e2e", "e2e_s_p95", _num),
-                ("overflow", "overflow_share", _pct)]
+        return [("failed", "failure_share", format_percent),
+                ("retried", "retry_rate", format_percent),
+                ("fell back", "fallback_rate", format_percent), ("p95 e2e", "e2e_s_p95", _num),
+                ("overflow", "overflow_share", format_percent)]
     ttft = next((k.removesuffix(".mean") for k in row
                  if k.endswith(".ttft_p99_s.mean") and k.count(".") == 2), None)
-    return [(ttft or "p99 TTFT", ttft, _num), ("overflow", "overflow_share", _pct),
-            ("utilization", "gpu_utilization", _pct)]
+    return [(ttft or "p99 TTFT", ttft, _num), ("overflow", "overflow_share", format_percent),
+            ("utilization", "gpu_utilization", format_percent)]
 
 
 def _sweep_cells(row: dict, grid_keys: Sequence[str],
@@ -196,8 +184,8 @@ def _sweep_cells(row: dict, grid_keys: Sequence[str],
     cells = [str(row.get(f"grid.{k}")) for k in grid_keys]
     n = row["n_ok"] + row["n_failed"]
     cost, low = get("cost.total_usd.mean"), get("cost.total_usd.ci95_low")
-    half = f" ± {_usd(cost - low)}" if math.isfinite(low) else ""
-    cells += [f"{row['n_ok']}/{n}", _usd(cost) + half,
+    half = f" ± {format_usd(cost - low)}" if math.isfinite(low) else ""
+    cells += [f"{row['n_ok']}/{n}", format_usd(cost) + half,
               f"${get('cost.usd_per_1m_tokens.mean'):.2f}"]
     cells += [fmt(get(f"{metric}.mean")) if metric else "-" for _, metric, fmt in columns]
     return cells
@@ -290,7 +278,7 @@ def _report_plan(result: PlanResult, names: Sequence[str], folder: Path, svg: bo
         _print_config(console, "Recommended", best, result.slos)
         if result.gpu_only is not None and result.gpu_only is not best:
             _print_config(console, "GPU-only (no overflow)", result.gpu_only, result.slos)
-        console.print(f"API-only: {_usd(best.stat('cost.api_only_usd'))}/month")
+        console.print(f"API-only: {format_usd(best.stat('cost.api_only_usd'))}/month")
         _print_runners_up(console, result)
     write_json(folder / "plan.json", _plan_json(result))
     figure = _plan_figure(result, names, folder, svg)
@@ -302,8 +290,8 @@ def _print_config(console: Console, title: str, stats: PointStats, slos: Sequenc
                   ) -> None:
     p5, p50, p95 = (stats.stat("cost.total_usd", p) for p in ("p5", "p50", "p95"))
     console.print(f"[bold]{title}:[/bold] {_config_label(stats)}: "
-                  f"[bold]{_usd(stats.stat('cost.total_usd'))}/month[/bold] mean "
-                  f"(p5 {_usd(p5)}, p50 {_usd(p50)}, p95 {_usd(p95)})")
+                  f"[bold]{format_usd(stats.stat('cost.total_usd'))}/month[/bold] mean "
+                  f"(p5 {format_usd(p5)}, p50 {format_usd(p50)}, p95 {format_usd(p95)})")
     for slo in slos:
         mark = "[green]met[/green]" if slo.met(stats) else "[red]missed[/red]"
         console.print(f"  {slo}: {_ci(stats, slo.metric, _num)} {mark}")
@@ -316,10 +304,10 @@ def _print_runners_up(console: Console, result: PlanResult) -> None:
     for title in ("configuration", "cost / month", "p5", "p95", "overflow"):
         table.add_column(title, justify="right")
     for stats in result.runners_up:
-        table.add_row(_config_label(stats), _usd(stats.stat("cost.total_usd")),
-                      _usd(stats.stat("cost.total_usd", "p5")),
-                      _usd(stats.stat("cost.total_usd", "p95")),
-                      _pct(stats.stat("overflow_share")))
+        table.add_row(_config_label(stats), format_usd(stats.stat("cost.total_usd")),
+                      format_usd(stats.stat("cost.total_usd", "p5")),
+                      format_usd(stats.stat("cost.total_usd", "p95")),
+                      format_percent(stats.stat("overflow_share")))
     console.print(table)
 
 
@@ -427,12 +415,12 @@ def _print_static(s: StaticBreakeven) -> None:
                   "blended API price per token)")
     console.print(f"  fleet: {s.replicas} replica(s), {s.gpus} GPUs, billed all month")
     console.print(f"  fixed monthly cost (compute + engineering + infra): "
-                  f"{_usd(s.fixed_usd_low)} (low inputs) to {_usd(s.fixed_usd_high)} "
+                  f"{format_usd(s.fixed_usd_low)} (low inputs) to {format_usd(s.fixed_usd_high)} "
                   "(high inputs)")
     console.print(f"  API price: ${s.usd_per_1m_blended:.2f} per 1M tokens blended "
                   f"({s.api_model})")
-    console.print(f"  break-even: [bold]{_tokens(s.breakeven_low)}[/bold] to "
-                  f"[bold]{_tokens(s.breakeven_high)}[/bold] tokens/month")
+    console.print(f"  break-even: [bold]{format_count(s.breakeven_low)}[/bold] to "
+                  f"[bold]{format_count(s.breakeven_high)}[/bold] tokens/month")
 
 
 def _simulated_breakeven(experiment: str | None, overrides: Sequence[str],
@@ -491,13 +479,13 @@ def _report_breakeven(result: BreakevenResult, exp: Experiment, folder: Path, sv
                   "hybrid fleet", "hybrid overflow"):
         table.add_column(title, justify="right")
     for v in result.volumes:
-        table.add_row(_tokens(v.volume), _usd(v.any.stat("cost.api_only_usd") if v.any
+        table.add_row(format_count(v.volume), format_usd(v.any.stat("cost.api_only_usd") if v.any
                                               else math.nan),
-                      _usd(v.gpu_only.stat("cost.total_usd") if v.gpu_only else math.nan),
+                      format_usd(v.gpu_only.stat("cost.total_usd") if v.gpu_only else math.nan),
                       _fleet(v.gpu_only),
-                      _usd(v.hybrid.stat("cost.total_usd") if v.hybrid else math.nan),
+                      format_usd(v.hybrid.stat("cost.total_usd") if v.hybrid else math.nan),
                       _fleet(v.hybrid),
-                      _pct(v.hybrid.stat("overflow_share") if v.hybrid else math.nan))
+                      format_percent(v.hybrid.stat("overflow_share") if v.hybrid else math.nan))
     console.print(table)
     for c in result.crossings:
         console.print(_crossing_line(c))
@@ -516,9 +504,9 @@ def _fleet(stats: PointStats | None) -> str:
 
 def _crossing_line(c: Crossing) -> str:
     if math.isfinite(c.volume):
-        ci = (f" (95% CI {_tokens(c.low)} to {_tokens(c.high)}, "
+        ci = (f" (95% CI {format_count(c.low)} to {format_count(c.high)}, "
               f"{c.replications_crossing} replications)" if math.isfinite(c.low) else "")
-        return f"[bold]{c.name} break-even: {_tokens(c.volume)} tokens/month[/bold]{ci}"
+        return f"[bold]{c.name} break-even: {format_count(c.volume)} tokens/month[/bold]{ci}"
     where = {"below": "cheaper than the API at every volume in range",
              "above": "never cheaper than the API in range",
              "none": "no clean crossing in range"}[c.side]

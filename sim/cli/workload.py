@@ -25,11 +25,14 @@ from typing import Any
 import click
 import yaml
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from sim.core.errors import ConfigError
 from sim.core.loader import read_yaml
 from sim.core.units import format_duration, parse_duration_s
+from sim.report.formats import format_count
+from sim.report.progress import progress_columns
 from sim.workload.fitting import fit_trace
 from sim.workload.streams import (
     WorkloadConfig,
@@ -39,7 +42,7 @@ from sim.workload.streams import (
     parse_workload,
 )
 
-__all__ = ["workload_group", "load_spec", "print_summary", "write_plot"]
+__all__ = ["workload_group", "load_spec", "print_summary"]
 
 _DEFAULT_HORIZON = "7d"
 _BAR_WIDTH = 32
@@ -82,17 +85,15 @@ def show_command(spec: str, horizon: str | None, seed: int | None, plot: str | N
         wl, horizon_s, seed_value = load_spec(spec, horizon=horizon, seed=seed)
         stats = _describe_with_progress(wl, horizon_s, seed_value)
         if plot:
-            write_plot(stats, Path(plot))
+            from sim.report.plots import plot_workload  # matplotlib: ~0.35 s; see sim.cli
+
+            plot_workload(stats, Path(plot))
     except ConfigError as exc:
         _fail(exc)
     print_summary(stats, Console())
 
 
 def _describe_with_progress(wl: WorkloadConfig, horizon_s: float, seed: int) -> dict:
-    from rich.progress import Progress
-
-    from sim.report.progress import progress_columns
-
     with Progress(*progress_columns(), console=Console(stderr=True), transient=True,
                   disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task(f"{wl.name or 'workload'}: days generated",
@@ -178,14 +179,6 @@ def _seed(option: int | None, from_file: Any, file: str | None) -> int:
 
 # -- output ------------------------------------------------------------------------------
 
-def _si(value: float) -> str:
-    """A compact number: 950, 12.3k, 4.56M, 7.89B."""
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
 def print_summary(stats: dict[str, Any], console: Console) -> None:
     """Text report of :func:`sim.workload.streams.describe` output."""
     console.print(f"[bold]workload {stats['name'] or '(unnamed)'}[/bold]: "
@@ -194,9 +187,10 @@ def print_summary(stats: dict[str, Any], console: Console) -> None:
     console.print(_hour_table(stats["hour_of_day"]))
     console.print(_length_table(stats))
     console.print(_class_table(stats["classes"]))
-    console.print(f"tokens per 30-day month: [bold]{_si(stats['tokens_per_month'])}[/bold] "
-                  f"(input {_si(stats['input_tokens_per_month'])}, "
-                  f"output {_si(stats['output_tokens_per_month'])})")
+    tokens = format_count(stats["tokens_per_month"])
+    console.print(f"tokens per 30-day month: [bold]{tokens}[/bold] "
+                  f"(input {format_count(stats['input_tokens_per_month'])}, "
+                  f"output {format_count(stats['output_tokens_per_month'])})")
 
 
 def _hour_table(hod: dict[str, list[float]]) -> Table:
@@ -207,7 +201,7 @@ def _hour_table(hod: dict[str, list[float]]) -> Table:
     for h, (req, tok) in enumerate(zip(hod["requests_per_hour"], hod["tokens_per_hour"],
                                        strict=True)):
         bar = "█" * round(_BAR_WIDTH * req / top)
-        table.add_row(f"{h:02d}:00", _si(req), f"[cyan]{bar}[/cyan]", _si(tok))
+        table.add_row(f"{h:02d}:00", format_count(req), f"[cyan]{bar}[/cyan]", format_count(tok))
     return table
 
 
@@ -227,31 +221,5 @@ def _class_table(classes: dict[str, dict[str, float]]) -> Table:
     for name in ("class", "requests", "share", "tokens"):
         table.add_column(name, justify="left" if name == "class" else "right")
     for name, c in classes.items():
-        table.add_row(name, f"{c['requests']:,}", f"{c['share']:.1%}", _si(c["tokens"]))
+        table.add_row(name, f"{c['requests']:,}", f"{c['share']:.1%}", format_count(c["tokens"]))
     return table
-
-
-def write_plot(stats: dict[str, Any], path: Path) -> None:
-    """A PNG of requests and tokens per hour over the horizon."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    edges_d = np.arange(len(stats["requests_per_hour"]) + 1) / 24.0
-    fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for ax, key, color in zip(axes, ("requests_per_hour", "tokens_per_hour"),
-                              ("tab:blue", "tab:orange"), strict=True):
-        ax.stairs(stats[key], edges_d, color=color)
-        ax.set_ylim(bottom=0)
-        ax.set_ylabel(key.replace("_per_", " / "))
-    axes[1].set_xlabel("day (from Monday 00:00)")
-    fig.suptitle(f"workload {stats['name']}")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise ConfigError(f"cannot write plot: {exc.strerror}", file=str(path)) from None
-    finally:
-        plt.close(fig)

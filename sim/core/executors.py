@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import multiprocessing as mp
 import os
 import signal
@@ -201,9 +202,7 @@ def check_executor_options(kind: str, scheduler: str | None) -> None:
 
 @contextlib.contextmanager
 def _dask_executor(workers: int, scheduler: str | None) -> Iterator[Executor]:
-    try:
-        import logging
-
+    try:  # an optional dependency: imported only when asked for
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError(DASK_HINT, field="--executor") from None

@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, model_validator
 
-from sim.core.errors import ConfigError, closest
-from sim.core.schema import Model, NonNegFloat, Probability
+from sim.core.errors import ConfigError
+from sim.core.schema import Model, Probability
+from sim.core.uncertain import Range, Uncertain, mean_of, parse_uncertain, quantile, sample
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -70,103 +70,6 @@ SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
 
 COST_LAYERS = ("compute", "engineering", "infra", "reliability", "api")
 """The layers that add up to ``cost.total_usd`` (keys ``cost.<layer>_usd``)."""
-
-
-class Range(Model):
-    """An uncertain non-negative quantity: uniform on [low, high], or triangular with a mode."""
-
-    low: NonNegFloat
-    high: NonNegFloat
-    mode: NonNegFloat | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low:g}) must not exceed high ({self.high:g})")
-        if self.mode is not None and not self.low <= self.mode <= self.high:
-            raise ValueError(f"mode ({self.mode:g}) must lie between low ({self.low:g}) "
-                             f"and high ({self.high:g})")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return "uniform" if self.mode is None else "triangular"
-
-
-_RANGE_KEYS = ("low", "high", "mode")
-
-
-def _uncertain(value: Any) -> float | Range:
-    """Parse a number, ``{low, high}`` or ``{mode, low, high}`` into a float or a Range."""
-    if isinstance(value, Range):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number or {{low, high}}, got {value!r}")
-    if isinstance(value, str):  # e.g. from a --set override
-        try:
-            value = float(value.replace("_", "").replace(",", ""))
-        except ValueError:
-            raise ValueError(f"expected a number, {{low, high}} or {{mode, low, high}}, "
-                             f"got {value!r}") from None
-    if isinstance(value, int | float | np.integer | np.floating):
-        number = float(value)
-        if not math.isfinite(number) or number < 0:
-            raise ValueError(f"must be a finite, non-negative number, got {value!r}")
-        return number
-    if isinstance(value, Mapping):
-        for key in value:
-            if key not in _RANGE_KEYS:
-                raise ValueError(f"unknown field '{key}'{closest(str(key), _RANGE_KEYS)}; "
-                                 "a range is {low, high} or {mode, low, high}")
-        for key in ("low", "high"):
-            if key not in value:
-                raise ValueError(f"a range needs '{key}' (write {{low, high}} or "
-                                 "{mode, low, high})")
-        for key, item in value.items():
-            if isinstance(item, bool) or not isinstance(
-                    item, int | float | np.integer | np.floating):
-                raise ValueError(f"'{key}' must be a number, got {item!r}")
-            if not math.isfinite(float(item)) or float(item) < 0:
-                raise ValueError(f"'{key}' must be a finite, non-negative number, got {item!r}")
-        return Range(**{k: float(v) for k, v in value.items()})
-    raise ValueError(f"expected a number, {{low, high}} or {{mode, low, high}}, got {value!r}")
-
-
-Uncertain = Annotated[float | Range, BeforeValidator(_uncertain)]
-"""A non-negative number, ``{low, high}`` (uniform) or ``{mode, low, high}`` (triangular)."""
-
-
-def quantile(value: float | Range, u: float) -> float:
-    """The ``u``-quantile (0 <= u < 1) of ``value``; a plain number is its own quantile."""
-    if not isinstance(value, Range):
-        return float(value)
-    low, high = value.low, value.high
-    width = high - low
-    if width == 0:
-        return low
-    if value.mode is None:
-        return low + u * width
-    mode = value.mode
-    split = (mode - low) / width
-    if u < split:
-        return low + math.sqrt(u * width * (mode - low))
-    return high - math.sqrt((1.0 - u) * width * (high - mode))
-
-
-def sample(value: float | Range, rng: np.random.Generator) -> float:
-    """One draw of ``value``; a plain number returns itself and consumes no randomness."""
-    if not isinstance(value, Range):
-        return float(value)
-    return quantile(value, float(rng.random()))
-
-
-def mean_of(value: float | Range) -> float:
-    """The expected value of ``value`` (uniform: midpoint; triangular: (low+mode+high)/3)."""
-    if not isinstance(value, Range):
-        return float(value)
-    if value.mode is None:
-        return (value.low + value.high) / 2.0
-    return (value.low + value.mode + value.high) / 3.0
 
 
 class ReliabilityCosts(Model):
@@ -222,7 +125,7 @@ def resolve_usd_per_gpu_hour(cfg: CostConfig, gpu_prices: Mapping[str, Any]) -> 
 
 def _as_uncertain(value: Any, field: str) -> float | Range:
     try:
-        return _uncertain(value)
+        return parse_uncertain(value)
     except ValueError as exc:
         raise ConfigError(f"bad GPU price in the profile: {exc}", field=field) from None
 

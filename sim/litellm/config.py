@@ -23,7 +23,7 @@ Defaults follow LiteLLM's Router: ``simple-shuffle``, no retries, ``allowed_fail
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -237,8 +237,6 @@ def _known(raw: dict, known: set[str], where: str, ignored: set[str]) -> dict:
 def _named(deps: list[Deployment], file: str) -> list[Deployment]:
     """Give every deployment a unique readable name: its id, else its api_base or model
     (when unique), else ``group[i]``."""
-    from dataclasses import replace
-
     def unique(attr: str, d: Deployment) -> bool:
         value = getattr(d, attr)
         return value is not None and sum(getattr(o, attr) == value for o in deps) == 1

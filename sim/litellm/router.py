@@ -55,7 +55,7 @@ import simpy
 from sim.core.rng import stream
 from sim.litellm.config import RouterSettings
 from sim.litellm.strategies import has_headroom, pick, shuffle_weights
-from sim.serving.api import ApiModel
+from sim.serving.api import WINDOW_S, ApiModel, RateLimiter
 from sim.serving.replica import INF, ReplicaSpec
 from sim.serving.server import Server
 from sim.workload.requests import RequestBlock
@@ -63,7 +63,6 @@ from sim.workload.requests import RequestBlock
 __all__ = ["DeploymentModel", "LitellmRouterSim", "RouterResult", "FAIL_KINDS", "REASONS",
            "WINDOW_S"]
 
-WINDOW_S = 60.0
 FAIL_KINDS = ("rate_limit", "unavailable", "timeout")
 _RATE_LIMIT, _UNAVAILABLE, _TIMEOUT = 0, 1, 2
 REASONS = ("", "rate_limit", "unavailable", "timeout", "no_deployment", "context_window")
@@ -115,7 +114,8 @@ class _Dep:
         args = settings.routing_strategy_args
         self.latencies: deque = deque(maxlen=args.max_latency_list_size)  # (t, s per token)
         self.latency_ttl_s = args.ttl if args.ttl is not None else INF
-        self.limiter_window, self.limiter_rpm, self.limiter_tpm = -1, 0, 0.0
+        # The provider's own per-minute limits (an API deployment's rpm/tpm)
+        self.limiter = RateLimiter(m.api) if m.api is not None else None
         self.server: Server | None = None
         self.deadlines: list[_Deadlines] = []
         self.outages = sorted(m.outages)
@@ -403,7 +403,8 @@ class LitellmRouterSim:
 
     def _send_api(self, att: _Attempt, t: float) -> None:
         dep, req = att.dep, att.req
-        if not self._provider_admits(dep, t, req.inp + req.out):
+        assert dep.limiter is not None  # every API deployment has one
+        if not dep.limiter.try_acquire(t, req.inp + req.out):
             self._at(t + self.error_latency_s, lambda: self._failed(att, _RATE_LIMIT))
             return
         ttft, e2e = dep.m.api.sample_latency(self._api_rng[dep.idx], req.out)
@@ -414,19 +415,6 @@ class LitellmRouterSim:
             return
         att.first_s = t + ttft
         self._at(t + e2e, lambda: self._succeeded(att))
-
-    def _provider_admits(self, dep: _Dep, t: float, tokens: float) -> bool:
-        """The provider's own per-minute limits (the API model's rpm/tpm)."""
-        api = dep.m.api
-        window = int(t // WINDOW_S)
-        if window != dep.limiter_window:
-            dep.limiter_window, dep.limiter_rpm, dep.limiter_tpm = window, 0, 0.0
-        if (api.rpm is not None and dep.limiter_rpm >= api.rpm) or \
-                (api.tpm is not None and dep.limiter_tpm + tokens > api.tpm):
-            return False
-        dep.limiter_rpm += 1
-        dep.limiter_tpm += tokens
-        return True
 
     def _send_gpu(self, att: _Attempt, t: float) -> None:
         dep, req = att.dep, att.req

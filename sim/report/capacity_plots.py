@@ -33,11 +33,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from sim.core.files import atomic_write
 from sim.costs.model import COST_LAYERS
-from sim.report.plots import save_figure
+from sim.report.formats import format_count, format_usd_short
+from sim.report.plots import count_axis, save_figure, usd_axis
 
 __all__ = [
     "write_figure",
@@ -47,7 +48,6 @@ __all__ = [
     "plot_utilization_vs_gpus",
     "plot_pareto",
     "plot_breakeven",
-    "format_tokens",
 ]
 
 Row = Mapping[str, Any]
@@ -68,14 +68,6 @@ def write_figure(fig: Figure, path: str | os.PathLike[str], *, svg: bool = False
     FigureCanvasAgg(fig)
     atomic_write(target, lambda p: fig.savefig(p, format="svg"))
     return target
-
-
-def _usd(value: float, _pos: Any = None) -> str:
-    size = abs(value)
-    for scale, suffix in ((1e6, "M"), (1e3, "k")):
-        if size >= scale:
-            return f"${value / scale:,.3g}{suffix}"
-    return f"${value:,.0f}" if size >= 10 else f"${value:,.2g}"
 
 
 def _num(row: Row, key: str) -> float:
@@ -179,10 +171,10 @@ def _cost_panel(ax: Axes, rows: Sequence[Row], *, label: str, labels: bool) -> N
     _dodged_labels(ax, ends)
     best = int(np.nanargmin(total)) if np.isfinite(total).any() else None
     if best is not None:
-        ax.annotate(f"min {_usd(total[best])}", (x[best], total[best]), xytext=(0, 10),
+        ax.annotate(f"min {format_usd_short(total[best])}", (x[best], total[best]), xytext=(0, 10),
                     textcoords="offset points", ha="center", fontsize=8)
     ax.set_title(label or "all configurations", fontsize=10)
-    ax.yaxis.set_major_formatter(FuncFormatter(_usd))
+    ax.yaxis.set_major_formatter(usd_axis())
     ax.set_ylabel("USD per month")
     _gpu_axis(ax)
 
@@ -368,7 +360,8 @@ def plot_pareto(points: Sequence[Row], path: str | os.PathLike[str], *,
     if recommended is not None:
         ax.plot(recommended["latency"], recommended["cost"], marker="*", markersize=18,
                 color="#2ca02c", markeredgecolor="black", linestyle="none")
-        ax.annotate(f"recommended: {recommended['label']}\n{_usd(recommended['cost'])}/month",
+        ax.annotate(f"recommended: {recommended['label']}\n"
+                    f"{format_usd_short(recommended['cost'])}/month",
                     (recommended["latency"], recommended["cost"]), xytext=(12, 12),
                     textcoords="offset points", fontsize=9, color="#2ca02c",
                     fontweight="bold")
@@ -376,12 +369,12 @@ def plot_pareto(points: Sequence[Row], path: str | os.PathLike[str], *,
             recommended is None or gpu_only["label"] != recommended["label"]):
         ax.plot(gpu_only["latency"], gpu_only["cost"], marker="s", markersize=9,
                 color="#8c564b", linestyle="none")
-        ax.annotate(f"GPU-only: {gpu_only['label']}\n{_usd(gpu_only['cost'])}/month",
+        ax.annotate(f"GPU-only: {gpu_only['label']}\n{format_usd_short(gpu_only['cost'])}/month",
                     (gpu_only["latency"], gpu_only["cost"]), xytext=(10, -22),
                     textcoords="offset points", fontsize=8.5, color="#8c564b")
     if math.isfinite(api_only_usd):
         ax.axhline(api_only_usd, color="#f58518", linestyle="--", linewidth=1.3)
-        ax.text(0.01, api_only_usd, f" API-only {_usd(api_only_usd)}/month",
+        ax.text(0.01, api_only_usd, f" API-only {format_usd_short(api_only_usd)}/month",
                 transform=ax.get_yaxis_transform(), va="bottom", fontsize=9, color="#f58518")
     if slo_latency_s is not None:
         ax.axvline(slo_latency_s, color="#d62728", linestyle=":", linewidth=1.2)
@@ -389,7 +382,7 @@ def plot_pareto(points: Sequence[Row], path: str | os.PathLike[str], *,
                 transform=ax.get_xaxis_transform(), va="top", fontsize=9)
     _log_if_wide(ax, [p["latency"] for p in points], axis="x")
     ax.set_xlim(left=0 if ax.get_xscale() != "log" else None)
-    ax.yaxis.set_major_formatter(FuncFormatter(_usd))
+    ax.yaxis.set_major_formatter(usd_axis())
     ax.set_xlabel(f"{latency_key} (seconds; mean and 95% CI)")
     ax.set_ylabel("Monthly cost (USD; mean and 95% CI)")
     ax.set_title("Cost vs latency of every configuration evaluated\n"
@@ -435,22 +428,15 @@ def plot_breakeven(curves: Mapping[str, Sequence[Row]], crossings: Sequence[Row]
         ax.axvspan(c.get("low", c["volume"]), c.get("high", c["volume"]), color=color,
                    alpha=0.08)
         ax.axvline(c["volume"], color=color, linestyle="--", linewidth=1)
-        low, high = (format_tokens(c.get(end, c["volume"])) for end in ("low", "high"))
+        low, high = (format_count(c.get(end, c["volume"])) for end in ("low", "high"))
         ax.text(c["volume"], 0.97 - 0.06 * k,
-                f" {c['name']} break-even {format_tokens(c['volume'])} (CI {low}-{high})",
+                f" {c['name']} break-even {format_count(c['volume'])} (CI {low}-{high})",
                 transform=ax.get_xaxis_transform(), color=color, fontsize=9, va="top")
     _dodged_labels(ax, ends)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: format_tokens(v)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"${v:,.3g}"))
+    ax.xaxis.set_major_formatter(count_axis())
+    ax.yaxis.set_major_formatter(usd_axis())
     ax.set_xlabel("Monthly token volume (input + output)")
     ax.set_ylabel("Fully loaded cost per 1M tokens (USD)")
     ax.set_title("Cost per token vs volume (bands: p5-p95 across replications)")
     ax.grid(alpha=0.3, which="both")
     return write_figure(fig, path, svg=svg)
-
-
-def format_tokens(volume: float) -> str:
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(volume) >= scale:
-            return f"{volume / scale:.3g} {suffix}"
-    return f"{volume:.3g}"

@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
+from sim.report.formats import format_count, format_percent, format_seconds, format_usd
 from sim.report.plots import COLORS, save_figure
-from sim.report.summary import format_count, format_percent, format_seconds, format_usd
 
 __all__ = ["render_litellm_summary", "plot_incident", "incident_window"]
 

@@ -25,10 +25,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from sim.core.errors import ConfigError
 from sim.costs.model import COST_LAYERS
+from sim.report.formats import format_count, format_usd_short
 
 __all__ = ["plot_day_profile", "plot_latency_cdfs", "plot_cost_breakdown", "plot_fleet_day",
-           "plot_fleet_comparison", "save_figure", "COLORS"]
+           "plot_fleet_comparison", "plot_workload", "save_figure", "usd_axis", "count_axis",
+           "COLORS"]
 
 _DAY_S = 86400.0
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -37,6 +40,16 @@ _LAYER_COLORS = {"compute": "#1f77b4", "engineering": "#9467bd", "infra": "#8c56
                  "reliability": "#d62728", "api": "#ff7f0e"}
 _LAYER_LABELS = {"compute": "Compute", "engineering": "Engineering", "infra": "Infra",
                  "reliability": "Reliability", "api": "API spend"}
+
+
+def usd_axis() -> FuncFormatter:
+    """A tick formatter writing :func:`~sim.report.formats.format_usd_short` (one per axis)."""
+    return FuncFormatter(lambda x, _pos: format_usd_short(x))
+
+
+def count_axis() -> FuncFormatter:
+    """A tick formatter writing :func:`~sim.report.formats.format_count` (one per axis)."""
+    return FuncFormatter(lambda x, _pos: format_count(x))
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
@@ -51,17 +64,6 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) ->
         if tmp.exists():
             tmp.unlink()
     return target
-
-
-def _usd(x: float, _pos: Any = None) -> str:
-    a = abs(x)
-    if a >= 1e6:
-        return f"${x / 1e6:.1f}M"
-    if a >= 1e4:
-        return f"${x / 1e3:.0f}k"
-    if a >= 1e3:
-        return f"${x / 1e3:.1f}".removesuffix(".0") + "k"
-    return f"${x:.0f}"
 
 
 # ----------------------------------------------------------------------- day profile
@@ -355,7 +357,8 @@ def plot_cost_breakdown(rows: Sequence[Mapping[str, Any]], path: str | os.PathLi
             continue
         ax_stack.bar(0, height, bottom=bottom, width=0.6, color=_LAYER_COLORS[layer])
         if height / total >= 0.06:
-            ax_stack.text(0, bottom + height / 2, f"{_LAYER_LABELS[layer]}\n{_usd(height)}",
+            label = f"{_LAYER_LABELS[layer]}\n{format_usd_short(height)}"
+            ax_stack.text(0, bottom + height / 2, label,
                           ha="center", va="center", fontsize=9, color="white",
                           fontweight="bold")
         else:
@@ -364,12 +367,13 @@ def plot_cost_breakdown(rows: Sequence[Mapping[str, Any]], path: str | os.PathLi
     # Thin layers: labels stacked beside the bar, top-down, each pointing at its segment.
     step = 0.07 * total
     for k, (layer, height, middle) in enumerate(reversed(small)):
-        ax_stack.annotate(f"{_LAYER_LABELS[layer]} {_usd(height)}", (0.3, middle),
+        ax_stack.annotate(f"{_LAYER_LABELS[layer]} {format_usd_short(height)}", (0.3, middle),
                           xytext=(0.38, total - k * step), textcoords="data", va="center",
                           fontsize=8.5, color=_LAYER_COLORS[layer],
                           arrowprops={"arrowstyle": "-", "color": _LAYER_COLORS[layer],
                                       "linewidth": 0.8})
-    ax_stack.text(0, total, f"total {_usd(total)}", ha="center", va="bottom", fontsize=10,
+    ax_stack.text(0, total, f"total {format_usd_short(total)}", ha="center", va="bottom",
+                  fontsize=10,
                   fontweight="bold")
     api_only = _column(rows, "cost.api_only_usd")
     ticks, labels = [0], ["Hybrid (mean)"]
@@ -377,14 +381,14 @@ def plot_cost_breakdown(rows: Sequence[Mapping[str, Any]], path: str | os.PathLi
         api_only_mean = float(np.mean(api_only))
         ax_stack.bar(1, api_only_mean, width=0.6, color="#bbbbbb", hatch="//",
                      edgecolor="#777777")
-        ax_stack.text(1, api_only_mean, f"API-only {_usd(api_only_mean)}", ha="center",
+        ax_stack.text(1, api_only_mean, f"API-only {format_usd_short(api_only_mean)}", ha="center",
                       va="bottom", fontsize=10)
         ticks.append(1)
         labels.append("API-only (mean)")
     ax_stack.set_xticks(ticks, labels)
     ax_stack.set_xlim(-0.6, len(ticks) - 0.4 + (0.4 if len(ticks) == 1 else 0))
     ax_stack.set_ylabel("USD per month")
-    ax_stack.yaxis.set_major_formatter(FuncFormatter(_usd))
+    ax_stack.yaxis.set_major_formatter(usd_axis())
     ax_stack.set_title("Mean monthly cost by layer", fontsize=11)
     ax_stack.grid(axis="y", alpha=0.3)
     ax_stack.margins(y=0.12)
@@ -399,14 +403,14 @@ def plot_cost_breakdown(rows: Sequence[Mapping[str, Any]], path: str | os.PathLi
     if api_only.size:
         level = float(np.mean(api_only))
         ax_dist.axhline(level, color="#555555", linestyle="--", linewidth=1.2)
-        ax_dist.annotate(f"API-only mean {_usd(level)}", (0.98, level), xytext=(0, -4),
+        ax_dist.annotate(f"API-only mean {format_usd_short(level)}", (0.98, level), xytext=(0, -4),
                          textcoords="offset points", ha="right", va="top",
                          xycoords=ax_dist.get_yaxis_transform(), fontsize=9,
                          color="#555555")
     ax_dist.set_xticks([0], [f"Hybrid total\n({totals.size} replications)"])
     ax_dist.set_xlim(-0.5, 0.5)
     ax_dist.set_ylabel("USD per month")
-    ax_dist.yaxis.set_major_formatter(FuncFormatter(_usd))
+    ax_dist.yaxis.set_major_formatter(usd_axis())
     ax_dist.set_title("Total monthly cost across replications\n(box: quartiles, whiskers: "
                       "p5–p95, ▲ mean)", fontsize=11)
     ax_dist.grid(axis="y", alpha=0.3)
@@ -414,3 +418,28 @@ def plot_cost_breakdown(rows: Sequence[Mapping[str, Any]], path: str | os.PathLi
     fig.suptitle("Monthly cost of the hybrid plan vs serving everything from the API "
                  "(30-day month)", fontsize=12)
     return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------- a workload
+
+
+def plot_workload(stats: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Requests and tokens per hour over the horizon (``capsim workload --plot``); the
+    format follows the file's extension. A file that cannot be written is a ConfigError."""
+    edges_d = np.arange(len(stats["requests_per_hour"]) + 1) / 24.0
+    fig = Figure(figsize=(10, 6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 1, sharex=True)
+    for ax, key, color in zip(axes, ("requests_per_hour", "tokens_per_hour"),
+                              ("tab:blue", "tab:orange"), strict=True):
+        ax.stairs(stats[key], edges_d, color=color)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel(key.replace("_per_", " / "))
+    axes[1].set_xlabel("day (from Monday 00:00)")
+    fig.suptitle(f"workload {stats['name']}")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise ConfigError(f"cannot write plot: {exc.strerror}", file=str(path)) from None
+    return Path(os.fspath(path))

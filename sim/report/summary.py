@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rich import box
@@ -31,118 +30,29 @@ from rich.text import Text
 
 from sim.core.units import format_duration
 from sim.costs.model import SECONDS_PER_MONTH
+from sim.report.formats import (
+    DASH,
+    STYLES,
+    finite,
+    format_count,
+    format_percent,
+    format_seconds,
+    format_usd,
+)
 
-__all__ = [
-    "render_summary",
-    "format_usd",
-    "format_seconds",
-    "format_percent",
-    "format_count",
-]
-
-DASH = "-"
+__all__ = ["render_summary"]
 
 Summary = Mapping[str, Mapping[str, float]]
 
 
-# ----------------------------------------------------------------------- formatting
-
-
-def _finite(x: Any) -> bool:
-    return (isinstance(x, int | float) and not isinstance(x, bool)
-            and math.isfinite(float(x)))
-
-
-@dataclass(frozen=True)
-class _Style:
-    """How to print one quantity: value x scale, with decimals, a prefix and a suffix."""
-
-    scale: float
-    decimals: int
-    prefix: str = ""
-    suffix: str = ""
-    commas: bool = False
-
-    def number(self, x: float) -> str:
-        v = abs(x) * self.scale
-        return f"{v:,.{self.decimals}f}" if self.commas else f"{v:.{self.decimals}f}"
-
-    def half(self, h: float) -> str:
-        text = self.number(h)
-        if h > 0 and float(text.replace(",", "")) == 0:
-            text = f"{h * self.scale:.1g}"  # tiny interval: one significant digit
-        return text
-
-
-def _usd_style(x: float) -> _Style:
-    return _Style(1.0, 0 if abs(x) >= 100 else 2, prefix="$", commas=True)
-
-
-def _seconds_style(x: float) -> _Style:
-    a = abs(x)
-    if a < 0.01:
-        return _Style(1e3, 1, suffix=" ms")
-    if a < 1:
-        return _Style(1e3, 0, suffix=" ms")
-    if a < 10:
-        return _Style(1.0, 2, suffix=" s")
-    if a < 100:
-        return _Style(1.0, 1, suffix=" s")
-    return _Style(1 / 60, 1, suffix=" min")
-
-
-def _percent_style(x: float) -> _Style:
-    return _Style(100.0, 1, suffix="%")
-
-
-def _count_style(x: float) -> _Style:
-    a = abs(x)
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if a >= size:
-            v = a / size
-            return _Style(1 / size, 2 if v < 10 else 1 if v < 100 else 0, suffix=f" {suffix}")
-    return _Style(1.0, 0 if a >= 10 or float(x).is_integer() else 2)
-
-
-def _format(x: float, style_of) -> str:
-    if not _finite(x):
-        return DASH
-    style = style_of(x)
-    return f"{'-' if x < 0 else ''}{style.prefix}{style.number(x)}{style.suffix}"
-
-
-def format_usd(x: float) -> str:
-    """``$13,225``, ``$412``, ``$2.15``; ``-`` when undefined."""
-    return _format(x, _usd_style)
-
-
-def format_seconds(x: float) -> str:
-    """``4.2 ms``, ``85 ms``, ``1.24 s``, ``3.5 min``; ``-`` when undefined."""
-    return _format(x, _seconds_style)
-
-
-def format_percent(x: float) -> str:
-    """A fraction as ``95.2%``; ``-`` when undefined."""
-    return _format(x, _percent_style)
-
-
-def format_count(x: float) -> str:
-    """``812``, ``12.3 K``, ``4.21 M``, ``3.01 B``; ``-`` when undefined."""
-    return _format(x, _count_style)
-
-
-_STYLES = {format_usd: _usd_style, format_seconds: _seconds_style,
-           format_percent: _percent_style, format_count: _count_style}
-
-
 def _half(entry: Mapping[str, float]) -> float:
     low, high = entry.get("ci95_low", math.nan), entry.get("ci95_high", math.nan)
-    return (high - low) / 2.0 if _finite(low) and _finite(high) else math.nan
+    return (high - low) / 2.0 if finite(low) and finite(high) else math.nan
 
 
 def _entry(summary: Summary, key: str) -> Mapping[str, float] | None:
     entry = summary.get(key)
-    if not entry or not _finite(entry.get("mean", math.nan)):
+    if not entry or not finite(entry.get("mean", math.nan)):
         return None
     return entry
 
@@ -158,9 +68,9 @@ def _with_ci(summary: Summary, key: str, fmt, *, scale: float = 1.0,
         return DASH
     mean = entry["mean"] * scale
     half = _half(entry) * scale
-    if not (_finite(half) and half > 0):
+    if not (finite(half) and half > 0):
         return fmt(mean)
-    style = _STYLES[fmt](mean)
+    style = STYLES[fmt](mean)
     pm = "±" if compact else " ± "
     return (f"{'-' if mean < 0 else ''}{style.prefix}{style.number(mean)}{pm}"
             f"{style.half(half)}{style.suffix}")
@@ -377,7 +287,7 @@ def _verdict(summary: Summary, meta: Mapping[str, Any]) -> Text | None:
     if tokens is not None and breakeven is not None:
         volume = (f" Traffic is {format_count(tokens['mean'])} tokens/month against a "
                   f"break-even of {format_count(breakeven['mean'])}.")
-    if _finite(low) and _finite(high) and low <= 0 <= high:
+    if finite(low) and finite(high) and low <= 0 <= high:
         return Text(f"Hybrid vs API-only ({model}): no clear difference; savings "
                     f"{format_usd(mean)}/month, 95% CI {format_usd(low)} to "
                     f"{format_usd(high)}.{volume}", style="yellow")

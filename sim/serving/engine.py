@@ -33,12 +33,12 @@ from heapq import heappop, heappush, heapreplace
 
 import numpy as np
 import simpy
-from simpy.core import NORMAL
 from simpy.events import Event
 
 from sim.core.rng import stream
 from sim.serving.replica import INF, Replica, ReplicaSpec
 from sim.serving.router import Router
+from sim.serving.simclock import NORMAL, calendar, triggered_event
 from sim.workload.requests import RequestBlock
 
 __all__ = [
@@ -57,7 +57,6 @@ OUTCOME_GPU, OUTCOME_API, OUTCOME_FAILED = 1, 2, 3
 FAIL_REASONS = ("", "queue_full", "deadline", "too_large", "api_unavailable", "no_capacity")
 _QUEUE_FULL, _DEADLINE, _TOO_LARGE, _API_UNAVAILABLE, _NO_CAPACITY = 1, 2, 3, 4, 5
 MODES = ("always", "never", "queue_full", "wait_exceeds")
-_new_event = object.__new__
 
 
 @dataclass(frozen=True)
@@ -212,8 +211,7 @@ class Engine:
         """``replicas`` copies of ``spec``, or one replica per entry of ``specs`` (with its
         ``pools`` id and whether it is ``up`` at time zero, for fleets that change)."""
         self.env = simpy.Environment()
-        self._queue = self.env._queue  # see the calendar in run()
-        self._eid = self.env._eid
+        self._queue, self._eid = calendar(self.env)  # see the calendar in run()
         specs = list(specs) if specs is not None else [spec] * replicas
         self.replicas = [Replica(i, s, up=True if up is None else bool(up[i]),
                                  pool=0 if pools is None else pools[i])
@@ -289,7 +287,7 @@ class Engine:
             elif arrival_t < INF:
                 # Route this arrival and every later one that comes before the calendar's
                 # next entry (one event in all). Inlined here: a call per run cost ~3%.
-                env._now = arrival_t
+                env._now = arrival_t  # (simclock.set_now, inlined; see there)
                 runs += 1
                 while True:
                     route(blk, j, arrival_t)
@@ -317,18 +315,10 @@ class Engine:
                     x.entry = entry = (t, NORMAL, next(eid), x)
                     heapreplace(queue, entry)
                     continue
-                env._now = t
+                env._now = t  # (simclock.set_now, inlined)
                 wake(x, t)  # (which replaces or drops this entry)
-            else:  # a SimPy event: what Environment.step does
-                heappop(queue)
-                env._now = entry[0]
-                callbacks, x.callbacks = x.callbacks, None
-                for callback in callbacks:
-                    callback(x)
-                if not x._ok and not hasattr(x, "_defused"):
-                    exc = type(x._value)(*x._value.args)
-                    exc.__cause__ = x._value
-                    raise exc
+            else:  # a SimPy event (it is the calendar's head)
+                env.step()
         tot = self.totals
         tot.events += runs + next(eid) - first_id - 1
         tot.end_s = self.env.now
@@ -357,12 +347,8 @@ class Engine:
     def _schedule(self, t: float, callback: Callable[[Event], None], data: object) -> None:
         """A triggered bare SimPy event at absolute time ``t`` with one callback (for the
         rarer timers: API retries and queue expiry)."""
-        ev = _new_event(Event)
-        ev.env = self.env
-        ev.callbacks = [callback]
-        ev._ok = True
-        ev._value = data
-        heappush(self._queue, (t, NORMAL, next(self._eid), ev))
+        heappush(self._queue, (t, NORMAL, next(self._eid),
+                               triggered_event(self.env, callback, data)))
 
     # ---------------------------------------------------------------- arrivals
     def _route(self, blk: _Block, j: int, t: float) -> None:
@@ -649,7 +635,7 @@ class Engine:
             blk.start[j] = t  # it waited: it starts now, not on arrival
 
     def _on_expiry(self, ev: Event) -> None:
-        s, version = ev._value
+        s, version = ev.value
         if version != self.timer_version[s]:
             return  # superseded by an earlier timer
         self.timer_t[s] = INF
@@ -689,7 +675,7 @@ class Engine:
             self._fail(blk, j, _API_UNAVAILABLE)
 
     def _on_retry(self, ev: Event) -> None:
-        blk, j, api_index, attempt = ev._value
+        blk, j, api_index, attempt = ev.value
         self._to_api(blk, j, self.env.now, api_index, attempt)
 
     def _fail(self, blk: _Block, j: int, reason: int) -> None:

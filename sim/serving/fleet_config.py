@@ -43,8 +43,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from sim.core.schema import DurationS, Model, PositiveFloat, ReplicaCount
-from sim.costs.model import Uncertain
+from sim.core.errors import ConfigError
+from sim.core.schema import DurationS, Model, PositiveFloat, ReplicaCount, validate
+from sim.core.uncertain import Uncertain
+from sim.profiles.schema import ColdStart
 from sim.serving.autoscale import FixedScaling, Scaling
 
 __all__ = [
@@ -123,13 +125,10 @@ class PoolConfig(Model):
         return self.tier == "spot" or self.highest > self.initial or self.scaling.policy != "fixed"
 
 
-def _cold_start(value: Any) -> Any:
-    """A sim.profiles.schema.ColdStart (imported here: the profile module loads scipy)."""
+def _cold_start(value: Any) -> ColdStart | None:
+    """A cold start given as {median, p95} or as one duration for both."""
     if value is None:
         return None
-    from sim.core.errors import ConfigError
-    from sim.core.schema import validate
-    from sim.profiles.schema import ColdStart
 
     if isinstance(value, int | float | str):
         value = {"median": value, "p95": value}
@@ -148,7 +147,7 @@ class FleetConfig(Model):
     pools: list[PoolConfig] | None = Field(default=None, min_length=1)
     failures: FailureConfig | None = None
     billing: Literal["per_second", "per_hour"] = "per_second"
-    cold_start_s: Annotated[Any, BeforeValidator(_cold_start)] = None
+    cold_start_s: Annotated[ColdStart | None, BeforeValidator(_cold_start)] = None
     """Overrides the profile's cold start: {median, p95} or one duration for both."""
 
     @model_validator(mode="after")

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from sim.core.errors import ConfigError
+from sim.core.rng import replication_seeds
 from sim.core.stats import summarize_values
 from sim.costs.model import (
     SECONDS_PER_MONTH,
@@ -54,8 +55,10 @@ from sim.costs.model import (
     resolve_usd_per_gpu_hour,
 )
 from sim.experiment.config import Experiment
+from sim.profiles.schema import gpu_prices
 from sim.study.plan import Search, Slo, drive, feasible, smallest_feasible
 from sim.study.sweep import Evaluator, Point, PointStats
+from sim.workload.streams import describe
 
 __all__ = [
     "DEFAULT_UTIL_CAP",
@@ -125,9 +128,6 @@ def scale_for(target: float, base_tokens: float, base_scale: float) -> float:
 
 def base_volume(exp: Experiment) -> float:
     """Monthly tokens of the experiment's workload (replication 0, as simulated)."""
-    from sim.core.rng import replication_seeds
-    from sim.workload.streams import describe
-
     seed = replication_seeds(exp.config.seed, exp.config.replications)[0]
     volume = float(describe(exp.workload, exp.config.horizon, seed)["tokens_per_month"])
     if not volume > 0:
@@ -159,8 +159,6 @@ def _end(value: float | Range, end: str) -> float:
 
 
 def _fixed_inputs(exp: Experiment, end: str) -> dict[str, float]:
-    from sim.profiles.schema import gpu_prices
-
     costs = exp.costs
     return {
         "input.usd_per_gpu_hour": _end(resolve_usd_per_gpu_hour(costs, gpu_prices(exp.profile)),

@@ -36,8 +36,8 @@ from sim.core.stats import summarize_values
 from sim.costs.model import SECONDS_PER_MONTH
 from sim.experiment.config import Experiment, load_experiment, load_variant
 from sim.experiment.run import run_and_write
+from sim.report.formats import format_count, format_percent, format_seconds, format_usd
 from sim.report.plots import plot_fleet_comparison
-from sim.report.summary import format_count, format_percent, format_seconds, format_usd
 
 __all__ = ["load_variants", "run_comparison", "render", "COMPARED"]
 

@@ -38,6 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 from sim.core.errors import ConfigError, closest
+from sim.experiment.replication import run_replication
 from sim.study.sweep import Base, Evaluator, Point, PointStats, grid_points, parse_grid
 
 __all__ = [
@@ -115,8 +116,6 @@ def parse_slo(text: str) -> Slo:
 
 def probe_metric_names(base: Base, point: Point) -> list[str]:
     """The numeric metric keys of a run of ``point`` (a one-hour probe run in-process)."""
-    from sim.experiment.replication import run_replication
-
     exp = base.load([*point.overrides, "horizon=1h"])
     row = run_replication(exp, 0, keep_requests=False).row
     return [k for k, v in row.items()

@@ -50,12 +50,17 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import yaml
+from rich.console import Console
+from rich.progress import Progress
 
 from sim.core.errors import ConfigError
 from sim.core.executors import bounded_map
 from sim.core.files import write_json, write_parquet
 from sim.core.stats import summarize, summarize_values
 from sim.experiment.config import Experiment, load_experiment
+from sim.experiment.replication import run_replication
+from sim.report.capacity_plots import plot_capacity
+from sim.report.progress import progress_columns
 
 __all__ = [
     "GRID_PREFIX",
@@ -285,8 +290,6 @@ class Base:
 
 def run_one(exp: Experiment, index: int) -> tuple[dict | None, str | None]:
     """Replication ``index`` of ``exp``: ``(row, None)``, or ``(None, one-line error)``."""
-    from sim.experiment.replication import run_replication
-
     try:
         return run_replication(exp, index, keep_requests=False).row, None
     except Exception as exc:  # a failed run is recorded and the sweep goes on
@@ -414,11 +417,6 @@ class RunProgress:
 
     def __enter__(self) -> RunProgress:
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            from sim.report.progress import progress_columns
-
             self._progress = Progress(
                 *progress_columns("runs, [red]{task.fields[failed]} failed"),
                 console=Console(stderr=True),
@@ -641,8 +639,6 @@ def run_sweep(sweep: Sweep, folder: str | Path, executor: Executor, *,
     failures = _failures(runs, sweep.points)
     figures: list[Path] = []
     if plots:
-        from sim.report.capacity_plots import plot_capacity
-
         figures = plot_capacity(summary.to_pylist(), store.folder,
                                 grid_keys=list(sweep.grid), svg=svg)
     return SweepOutcome(store.folder, evaluator.ran, evaluator.skipped, failures,
