@@ -71,6 +71,7 @@ __all__ = ["StepReplica", "Seq", "INF"]
 
 INF = float("inf")
 _NEVER = 1 << 62  # a step count no bound reaches
+_NONE: list = []  # shared empty plan list (never appended to)
 
 
 class Seq:
@@ -214,8 +215,8 @@ class StepReplica:
         while pending and pending[0][0] <= t:
             waiting.append(heappop(pending)[2])
         self.planned = True
-        victims: list[Seq] = []
-        admits: list[tuple[Seq, int, int, int]] = []
+        victims: list[Seq] = _NONE
+        admits: list[tuple[Seq, int, int, int]] = _NONE
         budget = self.budget
         D = self.D
         pf = self.prefill
@@ -249,6 +250,8 @@ class StepReplica:
                 need = -(-(cached + n) // bs) - (self.pb[g] if hit else 0)
                 if need + (self.wm if seqs else 0) > free:
                     break
+                if admits is _NONE:
+                    admits = []
                 admits.append((r, cached, n, need))
                 if hit:
                     holders_hit[g] = holders_hit.get(g, 0) + 1
@@ -422,18 +425,22 @@ class StepReplica:
         bs, n = self.bs, self.seg_n
         k = self.k
         batch, hist = self.batch, self.hist
+        admits = self._admits
         # 1. Preemptions decided at the first step (from the back of the running order).
-        for v in self._victims:
-            self._preempt(v)
+        if self._victims:
+            for v in self._victims:
+                self._preempt(v)
         # 2. Admissions: they head the waiting queue, in order.
-        for r, cached, _, need in self._admits:
-            self.waiting.popleft()
-            self.promised -= -(-(r.P + r.g) // bs)
-            r.comp, r.own = cached, need
-            if cached:
-                r.reg = True
-                self.holders[r.grp] += 1
-            batch[r] = None
+        if admits:
+            waiting = self.waiting
+            for r, cached, tokens, need in admits:
+                waiting.popleft()
+                self.promised -= -(-(r.P + r.g) // bs)
+                r.comp, r.own = cached + tokens, need
+                if cached:
+                    r.reg = True
+                    self.holders[r.grp] += 1
+                batch[r] = None
         free = self._free1  # (the plan counted the victims' blocks as freed)
         # 3. The steps after the first: decoders' and the prefill's new blocks.
         pf = self.prefill
@@ -451,8 +458,6 @@ class StepReplica:
             new = pf.comp + n * chunk
             pf.own += -(-new // bs) - (-(-pf.comp // bs))
             pf.comp = new
-        for r, _, tokens, _ in self._admits:
-            r.comp += tokens
         self.free = free
         self.ksum += self._dec_s * n
         self.k = k = k + n
@@ -478,9 +483,14 @@ class StepReplica:
             self._finished(s, t)
         # 5. Prefilling requests scheduled in this segment.
         self.prefill = None
-        touched = [r for r, _, _, _ in self._admits]
-        if pf is not None and chunk and pf in batch:
-            touched.insert(0, pf)
+        if admits:
+            touched = [r for r, _, _, _ in admits]
+            if pf is not None and chunk:
+                touched.insert(0, pf)
+        elif pf is not None and chunk:
+            touched = (pf,)
+        else:
+            touched = ()
         for r in touched:
             g = r.grp
             if g >= 0 and not r.reg and r.comp >= self.pb[g] * bs:
@@ -512,7 +522,7 @@ class StepReplica:
             self.D += 1
             self.ksum += r.comp
             heappush(fk, (r.finish_k, r.order, r.gen, r))
-        self._victims, self._admits = [], []
+        self._victims = self._admits = _NONE
         if self._aborting:
             for s in self._aborting:
                 if s in batch:
