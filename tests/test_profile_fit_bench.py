@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,12 @@ from sim.profiles.fit import (
     StepTerms,
     fit_profile,
     load_for,
-    replay_steps,
+    replay_step_replica,
     simulate_metrics,
     write_vllm_bench_json,
 )
 from tests.shared_data import SHARED_DATA
+from tests.stepkit import run_fast
 
 BENCH = Path(__file__).resolve().parent / "data" / "bench"
 
@@ -42,7 +44,7 @@ TRUE = StepTerms(
 def test_one_request_alone_matches_the_step_formula():
     """One 3000-token prompt (two chunks of the 2048-token budget), 5 output tokens."""
     t = TRUE
-    out = replay_steps(t, ReplayLoad((3000,), (5,), (0.0,), None))
+    out = replay_step_replica(t, ReplayLoad((3000,), (5,), (0.0,), None))
     pre = t.pre_s + t.pre_s_per_input_token * 3000
     chunk1 = (t.per_step_s + t.linear(2048) + t.per_seq_s
               + t.prefill_attention_s_per_token2 * (2048 * 2049 / 2))
@@ -65,41 +67,49 @@ def test_linear_table_interpolates_and_extrapolates_as_the_spec_says():
     assert t.linear(32768) == pytest.approx(300e-3 + 225e-3 / 12288 * 16384)
 
 
-@pytest.mark.parametrize("case", ["closed", "poisson", "capped", "kv-bound"])
-def test_runs_of_decode_steps_summed_in_closed_form_equal_step_by_step(case):
+@pytest.mark.parametrize("case", ["all-at-once", "poisson", "kv-bound"])
+def test_open_loop_replay_is_the_step_replica_on_those_joins(case):
+    """Without client slots the replay is StepReplica driven at the arrival times: the
+    same first-token and end times as the step-replica tests' own driver."""
     rng = np.random.default_rng(11)
-    n = 60
+    n = 80
     ins = tuple(int(x) for x in rng.integers(50, 3000, n))
     outs = tuple(int(x) for x in rng.integers(1, 300, n))
-    terms = TRUE
-    if case == "closed":
-        load = ReplayLoad(ins, outs, (0.0,) * n, 12)
-    elif case == "poisson":
-        load = ReplayLoad(ins, outs, tuple(np.cumsum(rng.exponential(0.15, n))), None)
-    elif case == "capped":
-        load = ReplayLoad(ins, outs, tuple(np.cumsum(rng.exponential(0.05, n))), 6)
-    else:
-        load = ReplayLoad(ins, outs, (0.0,) * n, None)
-        terms = StepTerms(**{**TRUE.__dict__, "kv_capacity_tokens": 8000})
-    fast = replay_steps(terms, load)
-    slow = replay_steps(terms, load, skip_runs=False)
-    np.testing.assert_allclose(fast.ttft_s, slow.ttft_s, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(fast.e2e_s, slow.e2e_s, rtol=1e-9, atol=1e-12)
-    assert np.all(fast.ttft_s > 0) and np.all(fast.e2e_s >= fast.ttft_s)
+    arrivals = (0.0,) * n if case != "poisson" else tuple(np.cumsum(rng.exponential(0.1, n)))
+    terms = TRUE if case != "kv-bound" else replace(TRUE, kv_capacity_tokens=8000)
+    out = replay_step_replica(terms, ReplayLoad(ins, outs, arrivals, None))
+    first, end, _, _ = run_fast(terms.to_step_model(), arrivals, ins, outs)
+    np.testing.assert_allclose(out.ttft_s, first - np.array(arrivals), rtol=1e-12)
+    np.testing.assert_allclose(out.e2e_s, end - np.array(arrivals), rtol=1e-12)
 
 
-def test_closed_loop_keeps_n_requests_in_flight():
-    """N clients without think time: by Little's law the mean number in flight over the
-    run is N (up to the drain at the end), so it is N x makespan / sum of latencies."""
-    n, clients = 400, 8
-    load = ReplayLoad((500,) * n, (100,) * n, (0.0,) * n, clients)
-    out = replay_steps(TRUE, load)
-    # each client's requests run back to back: its latencies add up to its last end
-    makespan = out.e2e_s.sum() / clients
-    in_flight = out.e2e_s.sum() / makespan
-    assert in_flight == pytest.approx(clients)
-    # and all at once without a cap queues everyone: the last TTFT is the largest
-    burst = replay_steps(TRUE, ReplayLoad((500,) * 100, (100,) * 100, (0.0,) * 100, None))
+@pytest.mark.parametrize("think", ["closed", "capped"])
+def test_client_slots_keep_at_most_n_in_flight_and_refill_at_once(think):
+    """N slots: a request is sent when it has arrived and a slot is free, at once; so the
+    number in flight never exceeds N, and a request that waited for a slot is sent exactly
+    when an earlier one ends."""
+    rng = np.random.default_rng(5)
+    n, slots = 150, 6
+    ins = tuple(int(x) for x in rng.integers(100, 1500, n))
+    outs = tuple(int(x) for x in rng.integers(5, 200, n))
+    arrivals = (0.0,) * n if think == "closed" else tuple(np.cumsum(rng.exponential(0.02, n)))
+    out = replay_step_replica(TRUE, ReplayLoad(ins, outs, arrivals, slots))
+    sent, end = out.sent_s, out.sent_s + out.e2e_s
+    assert np.all(sent >= np.array(arrivals) - 1e-12)
+    events = sorted([(t, 1) for t in sent] + [(t, -1) for t in end], key=lambda e: (e[0], e[1]))
+    level, peak = 0, 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    assert peak == slots
+    waited = [i for i in range(n) if sent[i] > arrivals[i] + 1e-12]
+    assert waited and all(np.min(np.abs(end - sent[i])) < 1e-9 for i in waited)
+    np.testing.assert_allclose(sent[:slots], arrivals[:slots])
+
+
+def test_all_at_once_queues_everyone():
+    burst = replay_step_replica(TRUE, ReplayLoad((500,) * 100, (100,) * 100, (0.0,) * 100,
+                                                 None))
     assert burst.ttft_s.max() > 5 * burst.ttft_s.min()
 
 
@@ -250,8 +260,11 @@ def test_step_terms_read_and_written_in_the_agreed_profile_format():
     assert doc["step_time"]["per_step_s"] == 0.003  # the input is not modified
     json.dumps(out)
     bad = {**doc, "step_time": {**doc["step_time"], "per_step_s": -1}}
-    with pytest.raises(ConfigError, match=r"^p.yaml: step_time.per_step_s: expected a finite"):
+    with pytest.raises(ConfigError, match=r"^p.yaml: step_time.per_step_s: Input should be "
+                                          r"greater than or equal to 0 \(got -1\)$"):
         StepTerms.from_profile(bad, file="p.yaml")
+    with pytest.raises(ConfigError, match=r"^p.yaml: max_batch: "):
+        StepTerms.from_profile({**doc, "max_batch": 0}, file="p.yaml")
     with pytest.raises(ConfigError, match="p.yaml: step_time: missing"):
         StepTerms.from_profile({"name": "legacy"}, file="p.yaml")
     assert math.isfinite(terms.linear(1e6))

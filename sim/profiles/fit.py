@@ -17,13 +17,17 @@ What is fitted: few, physical parameters --
 Everything else (scheduler limits, KV capacity, the per-sequence and prefill-attention
 terms) stays as in the start. The objective is least squares on relative errors
 (``scipy.optimize.least_squares``, bounded, parameters scaled by their start values), one
-residual per load point and metric present. Before fitting, the Jacobian at the start is
-checked: an overhead whose effect cannot be told apart from the others (e.g. ``post_s``
-when every request has the same output length, since vLLM's TPOT already contains
-``post_s / (output - 1)``) is held at its start value and reported; step-time
-coefficients that cannot be identified are refused in one line saying which measurement
-is missing (one load point cannot separate ``per_step_s`` from the token-proportional
-cost).
+residual per load point and metric present. Identifiability is checked from the Jacobian
+(finite differences, parameters scaled by their start values): each parameter's spread if
+every measurement were off by ``noise_rel`` (2%). Before the fit, an overhead spread more
+than ``hold_rel_std`` (30%) -- e.g. ``post_s`` when every request has the same output
+length, since vLLM's TPOT already contains ``post_s / (output - 1)`` -- is held at its
+start value and reported, and a step-time term spread more than ``max_rel_std`` (100%) is
+refused in one line saying which measurement is missing (and one load point is refused
+outright: it cannot separate ``per_step_s`` from the token-proportional cost); after the
+fit the same check at the solution may hold one more overhead and refit. The result
+carries each fitted value's relative spread (``rel_std``, from the final Jacobian and the
+larger of ``noise_rel`` and the residuals' size).
 
 Replay (assumptions): each load point is replayed as it was run -- a request rate as
 gamma inter-arrivals with the file's burstiness (1 = Poisson; the vLLM client rescales
@@ -34,13 +38,12 @@ Latencies are measured from the moment a request is sent, as the clients do. Len
 the file's per-request lengths when saved, else its mean lengths for every request. At
 most ``max_requests`` requests are replayed per load point (the file's first ones).
 
-The replay engine is a parameter (:class:`Replay`). Until the step-level replica of issue
-#19 (``sim/serving/step_replica.py``) is usable, :func:`replay_steps` stands in: a compact
-vLLM-V1-like step model -- FCFS, running requests first (one decode token each, or the
-next prefill chunk), then waiting ones while the step's token budget, ``max_num_seqs``
-and the KV cache allow; a request reserves ``input + output`` tokens of KV on admission
-(no preemption, no prefix caching); a prefill's last chunk yields the first token at the
-end of its step; runs of identical decode steps are summed in closed form.
+The replay engine is a parameter (:class:`Replay`); the default,
+:func:`replay_step_replica`, drives the step-level replica of issue #19
+(:class:`sim.serving.step_replica.StepReplica`: vLLM V1 scheduling, chunked prefill, paged
+KV with watermark and preemption), with the client side (arrivals, slots) around it.
+Shared prompt prefixes are not replayed (prefix caching off): benchmark files do not say
+which prompts share one.
 """
 
 from __future__ import annotations
@@ -49,7 +52,6 @@ import bisect
 import heapq
 import json
 import math
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -59,14 +61,16 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from sim.core.errors import ConfigError
+from sim.core.schema import validate
 from sim.profiles.benchfiles import BenchRecord, check_fit_inputs, native_field
+from sim.profiles.steptime import Overheads, Scheduler, StepModel, StepTime, from_curve
 
 __all__ = [
     "StepTerms",
     "ReplayLoad",
     "ReplayOutcome",
     "Replay",
-    "replay_steps",
+    "replay_step_replica",
     "load_for",
     "simulate_metrics",
     "FIT_PARAMETERS",
@@ -103,6 +107,9 @@ class StepTerms:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     kv_capacity_tokens: int = 1 << 40
+    block_size: int = 16
+    watermark: float = 0.01
+    max_model_len: int = 1 << 30
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.linear_s) or not self.tokens:
@@ -144,51 +151,51 @@ class StepTerms:
 
     @classmethod
     def from_profile(cls, doc: Mapping[str, Any], *, file: str = "profile") -> StepTerms:
-        """Terms from a step-level profile mapping (the spec's YAML blocks)."""
-        st = doc.get("step_time")
-        if not isinstance(st, Mapping):
+        """Terms from a step-level profile mapping (the spec's YAML blocks), validated as
+        :class:`~sim.profiles.steptime.StepModel` (one-line errors)."""
+        if not isinstance(doc.get("step_time"), Mapping):
             raise ConfigError("missing: a step-level profile has a step_time block",
                               file=file, field="step_time")
-        sched = doc.get("scheduler") or {}
-        over = doc.get("overheads") or {}
-
-        def num(block: Mapping[str, Any], key: str, where: str, default: float | None = None
-                ) -> float:
-            value = block.get(key, default)
-            if value is None:
-                raise ConfigError("missing", file=file, field=f"{where}.{key}")
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
-                    or not math.isfinite(value):
-                raise ConfigError(f"expected a finite non-negative number, got {value!r}",
-                                  file=file, field=f"{where}.{key}")
-            return float(value)
-
-        tokens, lin = st.get("tokens"), st.get("linear_s")
-        if not isinstance(tokens, list) or not isinstance(lin, list):
-            raise ConfigError("expected lists tokens and linear_s", file=file,
-                              field="step_time.linear_s")
+        data = {"max_num_seqs": doc.get("max_batch", 256),
+                "kv_capacity_tokens": doc.get("kv_capacity_tokens"),
+                "scheduler": doc.get("scheduler") or {}, "step_time": doc["step_time"],
+                "overheads": doc.get("overheads") or {}}
         try:
-            return cls(
-                tokens=tuple(num({"v": x}, "v", f"step_time.tokens[{i}]")
-                             for i, x in enumerate(tokens)),
-                linear_s=tuple(num({"v": x}, "v", f"step_time.linear_s[{i}]")
-                               for i, x in enumerate(lin)),
-                per_step_s=num(st, "per_step_s", "step_time"),
-                per_seq_s=num(st, "per_seq_s", "step_time", 0.0),
-                decode_attention_s_per_token=num(st, "decode_attention_s_per_token",
-                                                 "step_time", 0.0),
-                prefill_attention_s_per_token2=num(st, "prefill_attention_s_per_token2",
-                                                   "step_time", 0.0),
-                pre_s=num(over, "pre_s", "overheads", 0.0),
-                pre_s_per_input_token=num(over, "pre_s_per_input_token", "overheads", 0.0),
-                post_s=num(over, "post_s", "overheads", 0.0),
-                max_num_seqs=int(num(doc, "max_batch", "", 256)),
-                max_num_batched_tokens=int(num(sched, "max_num_batched_tokens", "scheduler",
-                                               8192)),
-                kv_capacity_tokens=int(num(doc, "kv_capacity_tokens", "", 1 << 40)),
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc), file=file, field="step_time") from None
+            model = validate(StepModel, data, file=file)
+        except ConfigError as exc:
+            fld = (exc.field or "").replace("max_num_seqs", "max_batch")
+            raise ConfigError(exc.message, file=file, field=fld or None) from None
+        return cls.from_step_model(model)
+
+    @classmethod
+    def from_step_model(cls, m: StepModel) -> StepTerms:
+        st, sch, ov = m.step_time, m.scheduler, m.overheads
+        return cls(tokens=tuple(float(x) for x in st.tokens), linear_s=tuple(st.linear_s),
+                   per_step_s=st.per_step_s, per_seq_s=st.per_seq_s,
+                   decode_attention_s_per_token=st.decode_attention_s_per_token,
+                   prefill_attention_s_per_token2=st.prefill_attention_s_per_token2,
+                   pre_s=ov.pre_s, pre_s_per_input_token=ov.pre_s_per_input_token,
+                   post_s=ov.post_s, max_num_seqs=m.max_num_seqs,
+                   max_num_batched_tokens=sch.max_num_batched_tokens,
+                   kv_capacity_tokens=m.kv_capacity_tokens, block_size=sch.block_size,
+                   watermark=sch.watermark, max_model_len=sch.max_model_len)
+
+    def to_step_model(self) -> StepModel:
+        """These terms as the step replica's model (no prefix caching: benchmark prompts
+        are replayed without shared prefixes)."""
+        return StepModel(
+            max_num_seqs=self.max_num_seqs, kv_capacity_tokens=self.kv_capacity_tokens,
+            scheduler=Scheduler(max_num_batched_tokens=self.max_num_batched_tokens,
+                                block_size=self.block_size, watermark=self.watermark,
+                                max_model_len=self.max_model_len, prefix_caching=False),
+            step_time=StepTime(tokens=[round(x) for x in self.tokens],
+                               linear_s=list(self.linear_s), per_step_s=self.per_step_s,
+                               per_seq_s=self.per_seq_s,
+                               decode_attention_s_per_token=self.decode_attention_s_per_token,
+                               prefill_attention_s_per_token2=(
+                                   self.prefill_attention_s_per_token2)),
+            overheads=Overheads(pre_s=self.pre_s, pre_s_per_input_token=self.pre_s_per_input_token,
+                                post_s=self.post_s))
 
     def update_profile(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of profile ``doc`` with these terms written into its blocks."""
@@ -209,27 +216,20 @@ class StepTerms:
 def start_terms(profile: Mapping[str, Any] | Any, *, file: str = "profile") -> StepTerms:
     """Start terms from a step-level profile mapping, or a legacy curve profile.
 
-    A legacy profile (``curve`` + ``prefill_tokens_per_s``, e.g. a shipped one before the
-    step-level conversion exists) is converted roughly: a decode step of ``b`` requests
-    takes ``b / curve(b)``; a tenth of the single-request step is ``per_step_s``, the rest
-    the token-proportional table, which for long steps follows ``prefill_tokens_per_s``.
+    A legacy profile (``curve`` + ``prefill_tokens_per_s``, e.g. a shipped one) is
+    converted by :func:`sim.profiles.steptime.from_curve` (decode steps of ``b`` requests
+    take ``b / curve(b)``, prefill tokens cost ``1 / prefill_tokens_per_s``; no
+    ``per_step_s``, attention terms or overheads, which the fit then starts from zero).
     """
     if isinstance(profile, Mapping) and "step_time" in profile:
         return StepTerms.from_profile(profile, file=file)
     from sim.profiles.schema import load_profile  # legacy profiles
 
     prof = load_profile(profile, file=file)
-    step1 = 1.0 / float(prof.decode_tokens_per_s(1.0))
-    per_step = 0.1 * step1
-    knots = [1, 16, 64, 256, 1024, 4096, 16384]
-    lin: list[float] = []
-    for n in knots:
-        decode = n / float(prof.decode_tokens_per_s(float(min(n, prof.max_batch))))
-        value = max(decode if n <= prof.max_batch else 0.0, n / prof.prefill_tokens_per_s)
-        lin.append(max(value - per_step, lin[-1] if lin else 0.0))
-    return StepTerms(tokens=tuple(float(k) for k in knots), linear_s=tuple(lin),
-                     per_step_s=per_step, max_num_seqs=prof.max_batch,
-                     kv_capacity_tokens=prof.kv_capacity_tokens)
+    steps = [b / float(prof.decode_tokens_per_s(float(b))) for b in range(1, prof.max_batch + 1)]
+    return StepTerms.from_step_model(from_curve(
+        steps, prof.prefill_tokens_per_s, max_num_seqs=prof.max_batch,
+        kv_capacity_tokens=prof.kv_capacity_tokens, source=f"converted from {prof.name}"))
 
 
 # ------------------------------------------------------------------------ the replay
@@ -246,15 +246,16 @@ class ReplayLoad:
 
 @dataclass(frozen=True)
 class ReplayOutcome:
-    """Per-request client-side latencies of one replay (seconds)."""
+    """Per-request client-side send times and latencies of one replay (seconds)."""
 
     ttft_s: np.ndarray
     e2e_s: np.ndarray
     output_lens: np.ndarray
+    sent_s: np.ndarray | None = None
 
 
 class Replay(Protocol):
-    """A single-replica replay engine: the step replica, or the interim one here."""
+    """A single-replica replay engine (default: :func:`replay_step_replica`)."""
 
     def __call__(self, terms: StepTerms, load: ReplayLoad) -> ReplayOutcome: ...
 
@@ -289,157 +290,44 @@ def load_for(record: BenchRecord, *, max_requests: int = 1000, seed: int = 0) ->
                       record.max_concurrency)
 
 
-class _Req:
-    __slots__ = ("idx", "inp", "out", "done_in", "gen", "sent", "first", "end")
+def replay_step_replica(terms: StepTerms, load: ReplayLoad) -> ReplayOutcome:
+    """Replay one load point on :class:`sim.serving.step_replica.StepReplica` (the step
+    model of issue #19: paged KV with watermark and preemption, chunked prefill, runs of
+    steps in closed form). A request the replica can never hold is refused."""
+    from sim.serving.step_replica import INF, StepReplica
 
-    def __init__(self, idx: int, inp: int, out: int, sent: float) -> None:
-        self.idx, self.inp, self.out = idx, inp, out
-        self.done_in = 0
-        self.gen = 0
-        self.sent = sent
-        self.first = math.nan
-        self.end = math.nan
-
-
-def replay_steps(terms: StepTerms, load: ReplayLoad, *, skip_runs: bool = True
-                 ) -> ReplayOutcome:
-    """The interim step-level replay of one load point on one replica (module doc).
-
-    ``skip_runs=False`` simulates every decode step one by one (for tests: the closed-form
-    sums over runs of decode steps must give the same times).
-    """
+    rep = StepReplica(terms.to_step_model())
     n = len(load.input_lens)
-    reqs: list[_Req | None] = [None] * n
-    ready: list[tuple[float, int]] = []  # (time at the server, index)
-    next_send = 0
+    for i, (p, o) in enumerate(zip(load.input_lens, load.output_lens, strict=True)):
+        if not rep.fits(p, max(o, 1)):
+            raise ConfigError(f"request {i} ({p} + {o} tokens) is longer than the profile's "
+                              f"max_model_len or KV cache ({rep.max_len} tokens): this "
+                              "profile cannot have served the benchmark")
     slots = load.max_in_flight if load.max_in_flight else n
-    pre, pre_tok, post = terms.pre_s, terms.pre_s_per_input_token, terms.post_s
-
-    def send(i: int, at: float) -> None:
-        reqs[i] = r = _Req(i, load.input_lens[i], load.output_lens[i], at)
-        heapq.heappush(ready, (at + pre + pre_tok * r.inp, i))
-
-    while next_send < min(slots, n):
-        send(next_send, load.arrival_s[next_send])
-        next_send += 1
-
-    waiting: deque[_Req] = deque()
-    running: list[_Req] = []
-    kv_used = 0
-    t = 0.0
-    finished = 0
-    budget = terms.max_num_batched_tokens
-    per_step, per_seq = terms.per_step_s, terms.per_seq_s
-    dec, pfa = terms.decode_attention_s_per_token, terms.prefill_attention_s_per_token2
-
-    def complete(r: _Req, at: float) -> None:
-        nonlocal next_send, finished, kv_used
-        r.end = at
-        finished += 1
-        kv_used -= r.inp + r.out
-        if next_send < n:  # the freed client slot sends the next request
-            send(next_send, max(at + post, load.arrival_s[next_send]))
-            next_send += 1
-
-    while finished < n:
-        while ready and ready[0][0] <= t:
-            waiting.append(reqs[heapq.heappop(ready)[1]])  # type: ignore[arg-type]
-        if not running and not waiting:
-            t = ready[0][0]
+    joins: list[tuple[float, int]] = [(load.arrival_s[i], i) for i in range(min(slots, n))]
+    heapq.heapify(joins)
+    next_send = len(joins)
+    sent = np.full(n, math.nan)
+    seqs: list[Any] = [None] * n
+    seen = 0
+    while joins or rep.wake_t < INF:
+        if joins and joins[0][0] <= rep.wake_t:
+            t, i = heapq.heappop(joins)
+            sent[i] = t
+            seqs[i] = rep.add(i, t, load.input_lens[i], load.output_lens[i])
             continue
-        # compose one step: running first, then admit waiting FCFS
-        left = budget
-        decoders: list[_Req] = []
-        ctx = 0
-        chunks: list[tuple[_Req, int]] = []
-        for r in running:
-            if left <= 0:
-                break
-            if r.done_in >= r.inp:
-                decoders.append(r)
-                ctx += r.inp + r.gen
-                left -= 1
-            else:
-                c = min(r.inp - r.done_in, left)
-                chunks.append((r, c))
-                left -= c
-        while waiting and left > 0 and len(running) < terms.max_num_seqs:
-            r = waiting[0]
-            need = r.inp + r.out
-            if running and kv_used + need > terms.kv_capacity_tokens:
-                break
-            waiting.popleft()
-            running.append(r)
-            kv_used += need
-            c = min(r.inp, left)
-            chunks.append((r, c))
-            left -= c
-        d = len(decoders)
-        if skip_runs and not chunks and d == len(running):
-            # a run of identical decode steps: until a request finishes, or until a request
-            # arrives that could be admitted (a blocked queue head waits for completions)
-            m = min(r.out - r.gen for r in running)
-            c0 = per_step + terms.linear(d) + per_seq * d
-            if (not waiting and ready and len(running) < terms.max_num_seqs
-                    and kv_used + _need(reqs, ready[0][1]) <= terms.kv_capacity_tokens):
-                m = min(m, _steps_to_reach(ready[0][0] - t, c0, dec * ctx, dec * d))
-            t += m * c0 + dec * (m * ctx + d * m * (m - 1) / 2)
-            done = []
-            for r in running:
-                r.gen += m
-                if r.gen >= r.out:
-                    done.append(r)
-        else:
-            ntok = budget - left
-            pairs = sum(c * r.done_in + c * (c + 1) / 2 for r, c in chunks)
-            t += (per_step + terms.linear(ntok) + per_seq * (d + len(chunks)) + dec * ctx
-                  + pfa * pairs)
-            done = []
-            for r in decoders:
-                r.gen += 1
-                if r.gen >= r.out:
-                    done.append(r)
-            for r, c in chunks:
-                r.done_in += c
-                if r.done_in >= r.inp:
-                    r.gen = 1
-                    r.first = t
-                    if r.gen >= r.out:
-                        done.append(r)
-        for r in done:
-            running.remove(r)
-            complete(r, t)
-    sent = np.array([r.sent for r in reqs])  # type: ignore[union-attr]
-    first = np.array([r.first for r in reqs])  # type: ignore[union-attr]
-    end = np.array([r.end for r in reqs])  # type: ignore[union-attr]
-    return ReplayOutcome(ttft_s=first - sent, e2e_s=end + post - sent,
-                         output_lens=np.array(load.output_lens[:n]))
-
-
-def _need(reqs: Sequence[_Req | None], i: int) -> int:
-    r = reqs[i]
-    return 0 if r is None else r.inp + r.out
-
-
-def _steps_to_reach(gap: float, c0: float, a0: float, da: float) -> int:
-    """Fewest steps (>= 1) of durations ``c0 + a0 + j*da`` (j = 0, 1, ...) lasting >= gap."""
-    if gap <= 0:
-        return 1
-
-    def total(m: int) -> float:
-        return m * (c0 + a0) + da * m * (m - 1) / 2
-
-    b = c0 + a0 - da / 2
-    if da > 0:
-        m = math.ceil((-b + math.sqrt(b * b + 2 * da * gap)) / da)
-    else:
-        m = math.ceil(gap / b) if b > 0 else 1
-    m = max(1, m)
-    while m > 1 and total(m - 1) >= gap:
-        m -= 1
-    while total(m) < gap:
-        m += 1
-    return m
+        rep.wake()
+        for s in rep.done[seen:]:  # each completion frees a client slot
+            if next_send < n:
+                heapq.heappush(joins, (max(s.end_s, load.arrival_s[next_send]), next_send))
+                next_send += 1
+        seen = len(rep.done)
+        if not joins or joins[0][0] > rep.t:
+            rep.settle()
+    first = np.array([s.first_s for s in seqs])
+    end = np.array([s.end_s for s in seqs])
+    return ReplayOutcome(ttft_s=first - sent, e2e_s=end - sent,
+                         output_lens=np.maximum(np.array(load.output_lens), 1), sent_s=sent)
 
 
 def simulate_metrics(outcome: ReplayOutcome) -> dict[str, float]:
@@ -516,7 +404,7 @@ def _point_key(r: BenchRecord) -> tuple[Any, ...]:
 
 
 def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
-                parameters: Sequence[str] = FIT_PARAMETERS, replay: Replay = replay_steps,
+                parameters: Sequence[str] = FIT_PARAMETERS, replay: Replay = replay_step_replica,
                 max_requests: int = 1000, seed: int = 0, noise_rel: float = 0.02,
                 hold_rel_std: float = 0.3, max_rel_std: float = 1.0,
                 max_evaluations: int = 200,
@@ -697,12 +585,12 @@ def _unidentified(name: str, records: Sequence[BenchRecord], too_few: bool) -> C
 def write_vllm_bench_json(path: str | Path, terms: StepTerms, load: ReplayLoad, *,
                           request_rate: float | str, max_concurrency: int | None,
                           model: str = "synthetic/model", detailed: bool = False,
-                          replay: Replay = replay_steps) -> dict[str, Any]:
+                          replay: Replay = replay_step_replica) -> dict[str, Any]:
     """Replay ``load`` with ``terms`` and write what ``vllm bench serve`` would save.
 
     The summary fields follow ``vllm/benchmarks/serve.py`` (ms, mean/median/std/p99 of
-    TTFT, TPOT, ITL -- here the per-request TPOT, as every gap of a decode run is equal
-    in the interim replay -- and E2EL); ``detailed`` adds ``input_lens``, ``output_lens``,
+    TTFT, TPOT, ITL -- here the per-request TPOT, a stand-in, as the replay keeps no
+    per-token times -- and E2EL); ``detailed`` adds ``input_lens``, ``output_lens``,
     ``ttfts``, ``latencies`` and ``start_times``.
     """
     out = replay(terms, load)
