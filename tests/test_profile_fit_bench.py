@@ -308,7 +308,10 @@ def test_cli_refusals_are_one_line_with_status_2(tmp_path):
             ([*files, "-o", out], "--from: missing: a start profile"),
             ([*files, "--from", "no-such-profile", "-o", out], "--from"),
             ([*files, "--from", start, "--gpu", "H100", "-o", out], "not both"),
-            ([*files, "--model", "m", "--gpu", "g", "--tp", "1", "-o", out], "derive"),
+            ([*files, "--model", "no-such-model", "--gpu", "h100_sxm", "--tp", "1", "-o", out],
+             "--model: "),
+            ([*files, "--model", "llama-3.1-8b", "--gpu", "h100_sxm", "-o", out],
+             "--tp: missing"),
             ([*files, "--from", start, "--fit-params", "speed", "-o", out],
              "unknown fit parameter 'speed'"),
             ([str(BENCH / "not_a_benchmark.json"), "--from", start, "-o", out],
@@ -330,3 +333,15 @@ def test_cli_starts_from_a_shipped_legacy_profile(tmp_path):
     doc = yaml.safe_load(out.read_text())
     assert "curve" not in doc and "step_time" in doc and doc["gpu"]
     assert "legacy curve profile" in res.output
+
+
+def test_cli_starts_from_a_derived_profile(tmp_path):
+    files = [str(p) for p in _synthetic_files(tmp_path, detailed=False)]
+    out = tmp_path / "d.yaml"
+    res = CliRunner().invoke(fit_command, [*files, "--model", "llama-3.1-8b", "--gpu",
+                                           "h100_sxm", "--tp", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "derived for llama-3.1-8b on 1 x h100_sxm" in res.output
+    doc = yaml.safe_load(out.read_text())
+    assert doc["gpu"] and doc["kv_capacity_tokens"] > 0
+    StepTerms.from_profile(doc, file=str(out))

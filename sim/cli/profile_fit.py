@@ -7,8 +7,8 @@ fits the step-time terms of the start profile (:mod:`sim.profiles.fit`); it prin
 residuals per file and metric and writes the fitted step-level profile (YAML, the agreed
 format of notes/steptime-spec.md) with the fit's provenance in a header and in
 ``step_time.source``. The start is a step-level profile file, a shipped profile name
-(a legacy curve profile is converted roughly first), or a profile derived for
-``--model/--gpu/--tp`` when the derivation module is available. Files that cannot identify
+(a legacy curve profile is converted first), or a profile derived for
+``--model/--gpu/--tp`` (:func:`sim.profiles.derive.derive`). Files that cannot identify
 the coefficients are refused in one line saying which measurement is missing; bad input
 is one line and exit status 2 (:func:`sim.cli.common.handle_errors`). The library is
 imported inside the command, so ``capsim --help`` stays fast.
@@ -105,19 +105,27 @@ def _start_from(spec: str) -> tuple[dict[str, Any], Any, str]:
     out = {k: v for k, v in doc.items() if k not in ("curve", "prefill_tokens_per_s")}
     out["scheduler"] = {"max_num_batched_tokens": terms.max_num_batched_tokens,
                         "block_size": 16}
-    return out, terms, f"{path} (legacy curve profile, converted roughly)"
+    return out, terms, f"{path} (legacy curve profile, converted)"
 
 
 def _derived(model: str | None, gpu: str | None, tp: int | None
              ) -> tuple[dict[str, Any], Any, str]:
+    """(profile mapping, StepTerms, description) derived for ``--model/--gpu/--tp``."""
     from sim.core.errors import ConfigError
+    from sim.profiles.catalog import DeriveError
+    from sim.profiles.derive import derive
+    from sim.profiles.fit import StepTerms
 
     missing = [n for n, v in (("--model", model), ("--gpu", gpu), ("--tp", tp)) if v is None]
     if missing:
         raise ConfigError("missing: deriving a start profile needs --model, --gpu and --tp",
                           field=missing[0])
-    raise ConfigError("deriving a start profile (sim/profiles/derive.py, issue #20) is not "
-                      "available in this build; start --from a profile", field="--model")
+    try:
+        doc = derive(str(model), str(gpu), int(tp or 1))
+    except DeriveError as exc:
+        raise ConfigError(str(exc), field="--model") from None
+    origin = f"derived for {model} on {tp} x {gpu}"
+    return doc, StepTerms.from_profile(doc, file=origin), origin
 
 
 def _write(path: Path, doc: dict[str, Any], result: Any, records: Any, origin: str) -> None:
