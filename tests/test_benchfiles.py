@@ -239,3 +239,28 @@ def test_vllm_append_result_file_gives_one_load_point_per_line(tmp_path):
     path.write_text(json.dumps(json.loads(a)) + "\n" + json.dumps(doc))
     with pytest.raises(ConfigError, match=r"sweep.json: line 2: mean_ttft_ms: missing"):
         check_fit_inputs(read_bench(path)[1])
+
+
+def test_read_measurements_rows_of_one_set(tmp_path):
+    from sim.profiles.benchfiles import read_measurements
+
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "set_id,engine,model,load_kind,request_rate_per_s,max_concurrency,input_len_mean,"
+        "output_len_mean,input_len_fixed,output_len_fixed,num_prompts,mean_ttft_ms,"
+        "median_ttft_ms,mean_tpot_ms,mean_e2e_ms\n"
+        "a,vllm,m,concurrency,inf,8,,,1024,128,,120.5,110,14.2,\n"
+        "a,vllm,m,rate,4,,600,150,,,1200,80,,12,1900\n"
+        "b,vllm,m,rate,2,,600,150,,,100,10,,1,\n")
+    recs = read_measurements(path, "a")
+    assert [r.load for r in recs] == ["concurrency 8", "rate 4 req/s"]
+    assert recs[0].input_tokens_mean == 1024 and recs[0].ttft_mean_s == pytest.approx(0.1205)
+    assert recs[0].e2e_mean_s is None and recs[1].e2e_mean_s == pytest.approx(1.9)
+    assert recs[1].burstiness == 1.0 and recs[1].num_prompts == 1200
+    for r in recs:
+        check_fit_inputs(r)
+    with pytest.raises(ConfigError, match="m.csv: set_id: no rows of set 'zz'"):
+        read_measurements(path, "zz")
+    path.write_text("set_id,load_kind,max_concurrency\na,closed,4\n")
+    with pytest.raises(ConfigError, match=r"a\[0\].load_kind: expected rate or concurrency"):
+        read_measurements(path, "a")

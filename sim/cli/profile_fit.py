@@ -35,19 +35,23 @@ __all__ = ["fit_command"]
 @click.option("--gpu", default=None, help="... on this GPU ...")
 @click.option("--tp", type=click.IntRange(min=1), default=None, help="... with this "
               "tensor-parallel degree.")
+@click.option("--usd-per-gpu-hour", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="GPU price for a derived start where the catalog has none (the fit does "
+                   "not use it).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Write the fitted profile (YAML) here.")
 @click.option("--fit-params", default=None, metavar="A,B,...",
               help="Terms to fit (default: linear_scale, per_step_s, "
-                   "decode_attention_s_per_token, pre_s, post_s); the others keep the start "
-                   "value.")
+                   "decode_attention_s_per_token, pre_s, post_s; also per_seq_s, "
+                   "prefill_attention_s_per_token2); the others keep the start value.")
 @click.option("--max-requests", type=click.IntRange(min=10), default=1000, show_default=True,
               help="Replay at most this many requests of each load point.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the replayed arrivals where a file saved no send times.")
 @handle_errors
 def fit_command(bench: tuple[str, ...], start_from: str | None, model: str | None,
-                gpu: str | None, tp: int | None, output: str, fit_params: str | None,
+                gpu: str | None, tp: int | None, usd_per_gpu_hour: float | None, output: str,
+                fit_params: str | None,
                 max_requests: int, seed: int) -> None:
     """Fit the step-time terms of a profile to benchmark files BENCH... of one server."""
     from sim.core.errors import ConfigError
@@ -68,7 +72,7 @@ def fit_command(bench: tuple[str, ...], start_from: str | None, model: str | Non
             raise ConfigError("empty list", field="--fit-params")
     records = read_benches(bench)
     doc, terms, origin = (_start_from(start_from) if start_from is not None
-                          else _derived(model, gpu, tp))
+                          else _derived(model, gpu, tp, usd_per_gpu_hour))
     result = fit_profile(records, terms, parameters=params, max_requests=max_requests,
                          seed=seed)
     click.echo(f"{len(records)} load points from {len(bench)} file(s); start: {origin}")
@@ -108,7 +112,7 @@ def _start_from(spec: str) -> tuple[dict[str, Any], Any, str]:
     return out, terms, f"{path} (legacy curve profile, converted)"
 
 
-def _derived(model: str | None, gpu: str | None, tp: int | None
+def _derived(model: str | None, gpu: str | None, tp: int | None, usd: float | None
              ) -> tuple[dict[str, Any], Any, str]:
     """(profile mapping, StepTerms, description) derived for ``--model/--gpu/--tp``."""
     from sim.core.errors import ConfigError
@@ -121,7 +125,7 @@ def _derived(model: str | None, gpu: str | None, tp: int | None
         raise ConfigError("missing: deriving a start profile needs --model, --gpu and --tp",
                           field=missing[0])
     try:
-        doc = derive(str(model), str(gpu), int(tp or 1))
+        doc = derive(str(model), str(gpu), int(tp or 1), usd_per_gpu_hour=usd)
     except DeriveError as exc:
         raise ConfigError(str(exc), field="--model") from None
     origin = f"derived for {model} on {tp} x {gpu}"

@@ -19,6 +19,10 @@ Turns the output of four common load generators into one normalized, frozen
   keyed by concurrency (llmperf-bench's ``*_results.json``), or llmperf-bench's short
   per-concurrency summary (``first-time-to-token_mean_in_ms``, ``latency_ms_per_token``).
 
+Also :func:`read_measurements`: the load points of one set of capsim's own validation
+table (``validation/measurements.csv``: one published load point a row, same units as
+the columns say), for fits checked against held-back points.
+
 Conventions (assumptions): ``tpot`` is vLLM's time per output token *excluding* the first,
 ``(e2e - ttft) / (output_tokens - 1)`` averaged over requests; ``itl`` is vLLM's pooled
 inter-token gap. GuideLLM's ``inter_token_latency_ms`` is exactly that TPOT and is read as
@@ -54,6 +58,7 @@ __all__ = [
     "detect_format",
     "check_fit_inputs",
     "native_field",
+    "read_measurements",
     "FORMATS",
 ]
 
@@ -654,3 +659,57 @@ def check_fit_inputs(record: BenchRecord) -> None:
         raise missing("tpot_mean_s" if record.format != "llmperf" else "e2e_mean_s",
                       "mean time per output token or mean end-to-end latency (a decode-speed "
                       "measurement)")
+
+
+# ------------------------------------------------------- capsim's validation table
+
+def read_measurements(path: str | Path, set_id: str) -> list[BenchRecord]:
+    """The load points of ``set_id`` in a ``validation/measurements.csv``-style table."""
+    import csv
+
+    file = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise _fail(file, None, "file not found")
+    with p.open(encoding="utf-8", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("set_id") == set_id]
+    if not rows:
+        raise _fail(file, "set_id", f"no rows of set '{set_id}'")
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{set_id}[{i}]."
+        d: dict[str, Any] = {}
+        for key, value in row.items():
+            text = (value or "").strip()
+            if not text:
+                continue
+            try:
+                d[key] = float(text) if text.lower() != "inf" else math.inf
+            except ValueError:
+                d[key] = text
+        kind = row.get("load_kind")
+        if kind not in ("rate", "concurrency"):
+            raise _fail(file, where + "load_kind", f"expected rate or concurrency, got {kind!r}")
+        rate = _num(d, "request_rate_per_s", file, prefix=where, allow_inf=True)
+        conc = _int(d, "max_concurrency", file, prefix=where)
+        summary = {f"{ours}_{stat}_s": _num(d, f"{stat}_{theirs}_ms", file, prefix=where,
+                                            scale=1e-3)
+                   for ours, theirs in (("ttft", "ttft"), ("tpot", "tpot"), ("itl", "itl"),
+                                        ("e2e", "e2e"))
+                   for stat in ("mean", "median", "p99")
+                   if f"{stat}_{theirs}_ms" in row}
+        load = f"concurrency={conc}" if kind == "concurrency" else f"rate={rate:g}"
+        out.append(BenchRecord(
+            file=file, format="capsim-validation", point=f"{set_id}:{load}",
+            engine=str(row.get("engine") or "unknown"), model=str(row.get("model") or "unknown"),
+            load_kind=kind, request_rate_per_s=rate if kind == "rate" else math.inf,
+            burstiness=1.0 if kind == "rate" else None, max_concurrency=conc,
+            duration_s=_num(d, "duration_s", file, prefix=where),
+            completed=_int(d, "completed", file, prefix=where),
+            num_prompts=_int(d, "num_prompts", file, prefix=where),
+            input_tokens_mean=_num(d, "input_len_fixed", file, prefix=where)
+            or _num(d, "input_len_mean", file, prefix=where),
+            output_tokens_mean=_num(d, "output_len_fixed", file, prefix=where)
+            or _num(d, "output_len_mean", file, prefix=where),
+            **summary))
+    return out

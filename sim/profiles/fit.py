@@ -35,8 +35,9 @@ them to last ``n / rate``, so do we), or all at once for ``inf``; a concurrency 
 closed-loop clients without think time (vLLM's ``--max-concurrency`` semaphore, llmperf,
 GuideLLM ``concurrent``); both, as arrivals waiting client-side for one of ``N`` slots.
 Latencies are measured from the moment a request is sent, as the clients do. Lengths are
-the file's per-request lengths when saved, else its mean lengths for every request. At
-most ``max_requests`` requests are replayed per load point (the file's first ones).
+the file's per-request lengths when saved, else its mean lengths for every request; the
+number of requests is the file's (else 200, or 10 per client if more). At most
+``max_requests`` requests are replayed per load point (the file's first ones).
 
 The replay engine is a parameter (:class:`Replay`); the default,
 :func:`replay_step_replica`, drives the step-level replica of issue #19
@@ -74,6 +75,7 @@ __all__ = [
     "load_for",
     "simulate_metrics",
     "FIT_PARAMETERS",
+    "KNOWN_PARAMETERS",
     "Residual",
     "FitResult",
     "fit_profile",
@@ -82,10 +84,13 @@ __all__ = [
 ]
 
 METRICS = ("ttft", "tpot", "e2e")
+KNOWN_PARAMETERS = ("linear_scale", "per_step_s", "decode_attention_s_per_token", "pre_s",
+                    "post_s", "per_seq_s", "prefill_attention_s_per_token2")
 FIT_PARAMETERS = ("linear_scale", "per_step_s", "decode_attention_s_per_token", "pre_s",
                   "post_s")
 _OVERHEADS = ("post_s", "pre_s")  # held (in this order) when not identifiable
 _FLOORS = {"linear_scale": 1.0, "per_step_s": 1e-3, "decode_attention_s_per_token": 2e-8,
+           "per_seq_s": 1e-5, "prefill_attention_s_per_token2": 1e-11,
            "pre_s": 1e-3, "post_s": 1e-3}
 
 
@@ -266,7 +271,8 @@ def load_for(record: BenchRecord, *, max_requests: int = 1000, seed: int = 0) ->
         ins = [max(1, int(x)) for x in record.input_lens]
         outs = [max(1, int(x)) for x in record.output_lens]
     else:
-        n = record.completed or record.num_prompts or 200
+        clients = record.max_concurrency if record.load_kind == "concurrency" else None
+        n = record.completed or record.num_prompts or max(200, 10 * (clients or 0))
         ins = [max(1, round(record.input_tokens_mean or 1))] * n
         outs = [max(1, round(record.output_tokens_mean or 1))] * n
     n = min(len(ins), max_requests)
@@ -412,10 +418,10 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
     """Fit ``parameters`` of ``start`` to ``records`` (module doc); refusals are one line."""
     if not records:
         raise ConfigError("no benchmark files given")
-    unknown = [p for p in parameters if p not in FIT_PARAMETERS]
+    unknown = [p for p in parameters if p not in KNOWN_PARAMETERS]
     if unknown:
         raise ConfigError(f"unknown fit parameter '{unknown[0]}' (known: "
-                          f"{', '.join(FIT_PARAMETERS)})")
+                          f"{', '.join(KNOWN_PARAMETERS)})")
     for r in records:
         check_fit_inputs(r)
     if len({_point_key(r) for r in records}) < 2:
@@ -433,13 +439,13 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
     loads = [load_for(r, max_requests=max_requests, seed=seed + i)
              for i, r in enumerate(records)]
     targets = [_targets(r) for r in records]
-    scales = np.array([max(start.parameter(p, start), _FLOORS[p]) for p in FIT_PARAMETERS])
+    scales = np.array([max(start.parameter(p, start), _FLOORS[p]) for p in KNOWN_PARAMETERS])
     evaluations = 0
 
     def terms_at(x: np.ndarray, names: Sequence[str]) -> StepTerms:
-        full = {p: start.parameter(p, start) for p in FIT_PARAMETERS}
+        full = {p: start.parameter(p, start) for p in KNOWN_PARAMETERS}
         for name, value in zip(names, x, strict=True):
-            full[name] = float(value) * scales[FIT_PARAMETERS.index(name)]
+            full[name] = float(value) * scales[KNOWN_PARAMETERS.index(name)]
         return start.with_parameters(full, start)
 
     def simulate(terms: StepTerms) -> list[dict[str, float]]:
@@ -468,7 +474,7 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
 
     # identifiability: Jacobian at the start, parameters scaled by their start values
     names = list(parameters)
-    x0 = np.array([start.parameter(p, start) / scales[FIT_PARAMETERS.index(p)]
+    x0 = np.array([start.parameter(p, start) / scales[KNOWN_PARAMETERS.index(p)]
                    for p in names])
     cols = {}
     for j, name in enumerate(names):
@@ -507,7 +513,7 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
         raise _unidentified("per_step_s", records, True)
 
     def solve(active: list[str]) -> Any:
-        x_start = np.array([start.parameter(p, start) / scales[FIT_PARAMETERS.index(p)]
+        x_start = np.array([start.parameter(p, start) / scales[KNOWN_PARAMETERS.index(p)]
                             for p in active])
         cache: dict[bytes, np.ndarray] = {}
 
