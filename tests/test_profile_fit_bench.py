@@ -380,3 +380,13 @@ def test_fit_reproduces_held_back_load_points_of_a_real_server():
         errors["tpot"].append(abs(sim["tpot"] / r.tpot_mean_s - 1))
     assert np.median(errors["ttft"]) <= 0.10, errors
     assert np.median(errors["tpot"]) <= 0.10, errors
+
+
+def test_requests_longer_than_the_start_profile_holds_are_refused(tmp_path):
+    records = [r for p in _synthetic_files(tmp_path, detailed=False) for r in read_bench(p)]
+    small = replace(_perturbed_start(), kv_capacity_tokens=3000)
+    with pytest.raises(ConfigError) as err:
+        fit_profile(records, small)
+    msg = str(err.value)
+    assert "vllm-c12-3500.json: total_input_tokens: a request of 3800 tokens" in msg
+    assert "(2992 tokens" in msg and "\n" not in msg

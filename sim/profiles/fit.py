@@ -438,6 +438,16 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
                      "fitted as one server")
     loads = [load_for(r, max_requests=max_requests, seed=seed + i)
              for i, r in enumerate(records)]
+    longest_ok = min(start.max_model_len, start.kv_capacity_tokens // start.block_size
+                     * start.block_size)
+    for r, load in zip(records, loads, strict=True):
+        longest = max(i + o for i, o in zip(load.input_lens, load.output_lens, strict=True))
+        if longest > longest_ok:
+            raise ConfigError(
+                f"a request of {longest} tokens (input + output) is longer than the start "
+                f"profile holds ({longest_ok} tokens: max_model_len or KV cache); this "
+                "profile cannot be the server that ran the benchmark", file=r.file,
+                field=native_field(r, "input_tokens_mean"))
     targets = [_targets(r) for r in records]
     scales = np.array([max(start.parameter(p, start), _FLOORS[p]) for p in KNOWN_PARAMETERS])
     evaluations = 0
