@@ -390,3 +390,55 @@ def test_requests_longer_than_the_start_profile_holds_are_refused(tmp_path):
     msg = str(err.value)
     assert "vllm-c12-3500.json: total_input_tokens: a request of 3800 tokens" in msg
     assert "(2992 tokens" in msg and "\n" not in msg
+
+
+def _guidellm_report(path: Path, runs: list[tuple[dict, ReplayLoad]]) -> None:
+    """A GuideLLM report (schema 2) of capsim replays of TRUE: per benchmark its strategy
+    and the successful requests' distribution summaries (what the reader uses)."""
+    benches = []
+    for i, (strategy, load) in enumerate(runs):
+        out = replay_step_replica(TRUE, load)
+        lens = out.output_lens.astype(float)
+        itl_ms = (out.e2e_s - out.ttft_s) / (lens - 1) * 1e3
+
+        def dist(values) -> dict:
+            v = np.asarray(values, float)
+            return {"successful": {"mean": float(v.mean()), "median": float(np.median(v)),
+                                   "count": int(v.size),
+                                   "percentiles": {"p99": float(np.percentile(v, 99))}}}
+
+        n = len(load.input_lens)
+        benches.append({
+            "type_": "generative_benchmark", "duration": 60.0,
+            "config": {"run_index": i, "strategy": strategy},
+            "metrics": {"request_totals": {"successful": n, "errored": 0, "incomplete": 0,
+                                           "total": n},
+                        "time_to_first_token_ms": dist(out.ttft_s * 1e3),
+                        "inter_token_latency_ms": dist(itl_ms),
+                        "request_latency": dist(out.e2e_s),
+                        "prompt_token_count": dist(load.input_lens),
+                        "output_token_count": dist(load.output_lens)},
+            "requests": {"successful": [], "errored": [], "incomplete": []}})
+    path.write_text(json.dumps({"metadata": {"version": 2}, "benchmarks": benches}))
+
+
+def test_round_trip_through_a_guidellm_report(tmp_path):
+    n = 120
+    runs = [({"type_": "synchronous"}, ReplayLoad((800,) * n, (160,) * n, (0.0,) * n, 1)),
+            ({"type_": "concurrent", "streams": 8},
+             ReplayLoad((800,) * n, (160,) * n, (0.0,) * n, 8)),
+            ({"type_": "concurrent", "streams": 32},
+             ReplayLoad((800,) * n, (160,) * n, (0.0,) * n, 32)),
+            ({"type_": "concurrent", "streams": 12},
+             ReplayLoad((3500,) * n, (300,) * n, (0.0,) * n, 12))]
+    path = tmp_path / "benchmarks.json"
+    _guidellm_report(path, runs)
+    records = read_bench(path)
+    assert [r.load for r in records] == ["concurrency 1", "concurrency 8", "concurrency 32",
+                                         "concurrency 12"]
+    result = fit_profile(records, _perturbed_start())
+    assert result.fitted["linear_scale"] == pytest.approx(1 / 1.3, rel=0.03)
+    assert result.terms.per_step_s == pytest.approx(TRUE.per_step_s, rel=0.03)
+    assert result.terms.decode_attention_s_per_token == pytest.approx(
+        TRUE.decode_attention_s_per_token, rel=0.05)
+    assert max(abs(r.rel_error) for r in result.residuals) < 0.01
