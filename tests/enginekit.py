@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.profiles.steptime import StepModel
 from sim.serving.engine import ApiEndpoint, Engine, FinishedBlock, StreamPolicy
 from sim.serving.replica import ReplicaSpec
 from sim.workload.requests import RequestBlock, concat_blocks
@@ -16,7 +17,7 @@ def unlimited_api(name: str = "api", ttft_s: float = 0.5, tokens_per_s: float = 
     return ApiEndpoint(name, lambda t, tok: True, 0, lambda k: 1.0, latency)
 
 
-def run_engine(arrival_s, output_tokens, *, spec: ReplicaSpec, replicas: int = 1,
+def run_engine(arrival_s, output_tokens, *, spec: ReplicaSpec | StepModel, replicas: int = 1,
                input_tokens=None, policy: StreamPolicy | None = None, apis=None,
                queue_limit=None, router="least_loaded", seed=0, block_size=None):
     """Run the engine on one stream; returns (FinishedBlock of all requests, totals, engine)."""
@@ -41,8 +42,7 @@ def run_engine(arrival_s, output_tokens, *, spec: ReplicaSpec, replicas: int = 1
         0, concat_blocks([g.requests for g in got]),
         *(np.concatenate([getattr(g, f) for g in got]) for f in
           ("outcome", "reason", "replica", "api", "attempts", "restarts", "start_s",
-           "first_token_s",
-           "end_s")))
+           "first_token_s", "end_s", "preemptions")))
     return fb, totals, eng
 
 

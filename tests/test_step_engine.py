@@ -21,9 +21,6 @@ from sim.serving.step_server import StepPool
 from tests.enginekit import run_engine
 from tests.stepkit import run_fast
 
-if not hasattr(__import__("sim.serving.engine").serving.engine.EngineTotals(), "preemptions"):
-    pytest.skip("the engine does not drive step replicas yet", allow_module_level=True)
-
 
 def _model(kv_tokens: int = 4000, seqs: int = 8, pre_s: float = 0.01) -> StepModel:
     return StepModel(
@@ -43,11 +40,11 @@ def _traffic(seed: int, n: int, mean_gap_s: float):
     return arr, inp, out
 
 
-@pytest.mark.parametrize("n_rep,router,kv", [(1, "least_loaded", 4000), (3, "least_loaded", 2000),
-                                             (3, "round_robin", 4000), (3, "power_of_two", 2000)])
+@pytest.mark.parametrize("n_rep,router,kv", [(1, "least_loaded", 20000), (3, "least_loaded", 2000),
+                                             (3, "round_robin", 20000), (3, "power_of_two", 2000)])
 def test_engine_records_equal_standalone_replicas(n_rep, router, kv):
     model = _model(kv)
-    arr, inp, out = _traffic(n_rep, 2000, 0.04 / n_rep)
+    arr, inp, out = _traffic(n_rep, 2000, 0.12 / n_rep)
     fb, tot, _ = run_engine(arr, out, input_tokens=inp, spec=model, replicas=n_rep,
                             router=router, block_size=700)
     assert np.all(fb.outcome == OUTCOME_GPU)

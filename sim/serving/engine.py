@@ -36,9 +36,11 @@ import simpy
 from simpy.events import Event
 
 from sim.core.rng import stream
+from sim.profiles.steptime import StepModel
 from sim.serving.replica import INF, Replica, ReplicaSpec
 from sim.serving.router import Router
 from sim.serving.simclock import NORMAL, calendar, triggered_event
+from sim.serving.step_engine import StepServer, StepServing, prefix_offsets, step_need
 from sim.workload.requests import RequestBlock
 
 __all__ = [
@@ -68,6 +70,10 @@ class StreamPolicy:
     threshold_s: float = INF
     deadline_s: float = INF
     priority: int = 0  # lower goes first out of the waiting room; FCFS within a level
+    # Prefix caching on step replicas: the stream's prompts start with one of
+    # ``prefix_groups`` shared prefixes of ``prefix_tokens`` tokens (groups spread evenly).
+    prefix_tokens: int = 0
+    prefix_groups: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -119,6 +125,8 @@ class FinishedBlock:
     start_s: np.ndarray
     first_token_s: np.ndarray
     end_s: np.ndarray
+    # int16: times a step replica preempted it for KV (recompute); zeros on fluid replicas
+    preemptions: np.ndarray | None = None
 
 
 @dataclass
@@ -135,6 +143,7 @@ class EngineTotals:
     gpu_area: float = 0.0  # integral over time of the number of requests in the GPU system
     gpu_sojourn_s: float = 0.0  # summed time requests spent in the GPU system
     max_queue: int = 0
+    preemptions: int = 0  # KV preemptions on step replicas (each recomputes a prefill)
 
 
 class _Block:
@@ -148,9 +157,10 @@ class _Block:
 
     __slots__ = ("index", "block", "n", "arrival", "need", "inp", "out", "stream",
                  "outcome", "reason", "replica", "api", "attempts", "restarts", "start", "first",
-                 "end", "records", "outstanding", "all_arrived")
+                 "end", "preempted", "records", "outstanding", "all_arrived")
 
-    def __init__(self, index: int, block: RequestBlock):
+    def __init__(self, index: int, block: RequestBlock,
+                 need: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
         n = len(block)
         self.index = index
         self.block = block
@@ -159,7 +169,9 @@ class _Block:
         inp = np.ascontiguousarray(block.input_tokens, f64)
         out = np.ascontiguousarray(block.output_tokens, f64)
         self.arrival = memoryview(np.ascontiguousarray(block.arrival_s, f64))
-        self.need = memoryview(inp + out)  # KV tokens reserved from admission to completion
+        # KV tokens a replica must have free to take it: input + output on a fluid replica
+        # (reserved from admission to completion), the prompt's blocks on a step replica.
+        self.need = memoryview(inp + out if need is None else need(inp, out))
         self.inp = memoryview(inp)
         self.out = memoryview(out)
         self.stream = memoryview(np.ascontiguousarray(block.stream_id, np.int16))
@@ -171,7 +183,7 @@ class _Block:
                "replica": np.full(n, -1, np.int32), "api": np.full(n, -1, np.int16),
                "attempts": np.zeros(n, np.int16), "restarts": np.zeros(n, np.int16),
                "start": np.array(block.arrival_s, f64), "first": np.full(n, np.nan),
-               "end": np.full(n, np.nan)}
+               "end": np.full(n, np.nan), "preempted": np.zeros(n, np.int16)}
         self.records = rec
         for name, arr in rec.items():
             setattr(self, name, memoryview(arr))
@@ -199,32 +211,64 @@ class _Block:
             getattr(self, name).release()
 
 
-class Engine:
+class Engine(StepServing):
     """One replication of the fleet; call :meth:`run` once."""
 
-    def __init__(self, *, replicas: int = 0, spec: ReplicaSpec | None = None,
+    def __init__(self, *, replicas: int = 0, spec: ReplicaSpec | StepModel | None = None,
                  streams: Sequence[StreamPolicy], apis: Sequence[ApiEndpoint] = (),
                  router: str = "least_loaded", queue_limit: int | None = None,
                  seed: np.random.SeedSequence | int = 0,
-                 specs: Sequence[ReplicaSpec] | None = None,
+                 specs: Sequence[ReplicaSpec | StepModel] | None = None,
                  pools: Sequence[int] | None = None, up: Sequence[bool] | None = None):
         """``replicas`` copies of ``spec``, or one replica per entry of ``specs`` (with its
-        ``pools`` id and whether it is ``up`` at time zero, for fleets that change)."""
+        ``pools`` id and whether it is ``up`` at time zero, for fleets that change).
+
+        A :class:`~sim.profiles.steptime.StepModel` spec gives step-level replicas (every
+        GPU profile: :mod:`sim.serving.step_engine`); a :class:`ReplicaSpec` the fluid
+        processor-sharing replica (its continuous-time limit, for queueing theory). One
+        engine holds one kind; step replicas of one engine share block size and
+        ``max_model_len``."""
         self.env = simpy.Environment()
         self._queue, self._eid = calendar(self.env)  # see the calendar in run()
         specs = list(specs) if specs is not None else [spec] * replicas
-        self.replicas = [Replica(i, s, up=True if up is None else bool(up[i]),
-                                 pool=0 if pools is None else pools[i])
-                         for i, s in enumerate(specs)]
-        # Replicas of one spec share one rate list (read-only; grow_rates replaces it):
-        # on a large fleet, per-replica copies of the same table were a cache miss each.
-        shared: dict[int, list[float]] = {}
-        for rep in self.replicas:
-            rep.rates = shared.setdefault(id(rep.spec), rep.rates)
+        self.streams = list(streams)
+        self._step = bool(specs) and isinstance(specs[0], StepModel)
+        if self._step:
+            if not all(isinstance(s, StepModel) for s in specs):
+                raise ValueError("an engine's replicas are all step models or all fluid")
+            first = specs[0]
+            bs, max_len = first.scheduler.block_size, first.max_len_tokens
+            if any(s.scheduler.block_size != bs or s.max_len_tokens != max_len
+                   for s in specs):
+                raise ValueError("step replicas of one engine must share block_size and "
+                                 "max_model_len")
+            groups = [p.prefix_groups if p.prefix_tokens > 0 else 0 for p in self.streams]
+            self._prefix_groups = groups
+            self._prefix_offset = prefix_offsets(groups)
+            prefix = [p.prefix_tokens for p, g in zip(self.streams, groups, strict=True)
+                      for _ in range(g)]
+            self.replicas = [StepServer(i, s, up=True if up is None else bool(up[i]),
+                                        pool=0 if pools is None else pools[i],
+                                        prefix_tokens=prefix)
+                             for i, s in enumerate(specs)]
+            self._rep_cls = StepServer
+            self._need = lambda inp, out: step_need(inp, out, bs, max_len)
+            self._admit = self._admit_step  # type: ignore[method-assign]
+            self._wake = self._wake_step  # type: ignore[method-assign]
+        else:
+            self.replicas = [Replica(i, s, up=True if up is None else bool(up[i]),
+                                     pool=0 if pools is None else pools[i])
+                             for i, s in enumerate(specs)]
+            # Replicas of one spec share one rate list (read-only; grow_rates replaces it):
+            # on a large fleet, per-replica copies of the same table were a cache miss each.
+            shared: dict[int, list[float]] = {}
+            for rep in self.replicas:
+                rep.rates = shared.setdefault(id(rep.spec), rep.rates)
+            self._rep_cls = Replica
+            self._need = None
         max_kv = max((r.kv_cap for r in self.replicas), default=0.0)
         self.router = Router(self.replicas, router, stream(seed, "router"))
         self._least_loaded = router == "least_loaded"
-        self.streams = list(streams)
         self.apis = list(apis)
         self.queue_limit = INF if queue_limit is None else queue_limit
         self.seed = seed
@@ -271,7 +315,7 @@ class Engine:
         self._blocks = iter(blocks)
         self._on_block = on_block
         env, queue, wake, route = self.env, self._queue, self._wake, self._route
-        eid = self._eid
+        eid, rep_cls = self._eid, self._rep_cls
         first_id = next(eid)  # ids taken from here on count the calendar's entries
         # The next arrival is not a calendar entry: the workload is already sorted, so the
         # loop compares its time with the calendar's head (a calendar entry at the same
@@ -305,7 +349,7 @@ class Engine:
             else:
                 break
             x = entry[3]
-            if x.__class__ is Replica:
+            if x.__class__ is rep_cls:
                 if entry is not x.entry:
                     heappop(queue)  # superseded by an earlier wake-up
                     continue
@@ -334,7 +378,7 @@ class Engine:
             if self._cur is not None:
                 self._cur.close()
                 self._maybe_finish(self._cur)
-            self._cur = _Block(self._seq, block)
+            self._cur = _Block(self._seq, block, self._need)
             self.totals.arrived += len(block)  # all of them are routed before the run ends
             self._seq += 1
             if len(block):
@@ -725,8 +769,11 @@ class Engine:
                 ttft, e2e = endpoint.sample_latency(rng, block.output_tokens[sel])
                 first[sel] = start[sel] + ttft
                 end[sel] = start[sel] + e2e
+        preempted = r["preempted"]
+        if self._step:
+            self.totals.preemptions += int(preempted.sum())
         return FinishedBlock(blk.index, block, outcome, r["reason"], replica, api,
-                             r["attempts"], r["restarts"], start, first, end)
+                             r["attempts"], r["restarts"], start, first, end, preempted)
 
 
 # The run loop allocates calendar and running-list entries (tuples) by the million. Those still
