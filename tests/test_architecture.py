@@ -12,6 +12,7 @@ import ast
 import fnmatch
 import subprocess
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,25 @@ def test_import_linter_contracts_are_kept(monkeypatch):
     monkeypatch.chdir(ROOT)
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True,
                         no_logo=True) == 0
+
+
+def _known_back_edges() -> set[tuple[str, str]]:
+    """``ignore_imports`` of the layers contract: known back-edges, each with an owner."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    layers = next(c for c in config["tool"]["importlinter"]["contracts"]
+                  if c["type"] == "layers")
+    return {tuple(x.strip() for x in item.split("->"))  # type: ignore[misc]
+            for item in layers.get("ignore_imports", [])}
+
+
+def _edges(graph: grimp.ImportGraph) -> dict[str, set[str]]:
+    known = _known_back_edges()
+    return {m: {i for i in graph.find_modules_directly_imported_by(m) if (m, i) not in known}
+            for m in graph.modules}
+
+
+def test_known_back_edges_are_few():
+    assert len(_known_back_edges()) <= 1  # a new one needs a reason in pyproject.toml
 
 
 def _package(module: str) -> str:
@@ -95,15 +115,14 @@ def graph() -> grimp.ImportGraph:
 
 
 def test_no_module_imports_itself_back(graph):
-    edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
-    assert _cycles(edges) == []
+    assert _cycles(_edges(graph)) == []
 
 
 def test_at_most_seven_layers_of_packages(graph):
     edges: dict[str, set[str]] = {p: set() for p in PACKAGES}
-    for module in graph.modules:
+    for module, imports in _edges(graph).items():
         src = _package(module)
-        for imported in graph.find_modules_directly_imported_by(module):
+        for imported in imports:
             dst = _package(imported)
             if src in edges and dst in edges and dst != src:
                 edges[src].add(dst)

@@ -49,7 +49,7 @@ def test_one_fixed_pool_gives_the_same_run_as_replicas():
 def test_preemptions_and_failures_lose_nothing_and_serve_nothing_twice():
     """A day of the seed's traffic on a base replica plus a spot pool scaled on queue
     length, with frequent preemptions and failures: every request ends exactly once
-    (the runner's invariants), and every eviction shows as one restart."""
+    (the replication's invariants), and every eviction shows as one restart."""
     fleet = {"profile": PROFILE, "billing": "per_hour",
              "failures": {"mtbf_h": 6, "mttr_h": 0.5},
              "pools": [{"name": "base", "replicas": 1},

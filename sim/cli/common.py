@@ -14,7 +14,8 @@ import click
 
 from sim.core.errors import ConfigError
 
-__all__ = ["handle_errors", "json_default"]
+__all__ = ["handle_errors", "json_default", "set_option", "replications_option",
+           "workers_option", "out_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,3 +39,28 @@ def handle_errors(fn: F) -> F:
 def json_default(x: Any) -> Any:
     """``json.dumps``'s fallback for numpy scalars (and anything else: its text)."""
     return x.item() if hasattr(x, "item") else str(x)
+
+
+# The options that several commands share (each with its own help text).
+
+def set_option(help: str) -> Callable[[F], F]:
+    """``--set PATH=VALUE`` (repeatable): experiment overrides, as ``overrides``."""
+    return click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=help)
+
+
+def replications_option(help: str) -> Callable[[F], F]:
+    """``--replications/-n N``: Monte Carlo replications (None: the experiment's)."""
+    return click.option("--replications", "-n", type=click.IntRange(min=1), default=None,
+                        help=help)
+
+
+def workers_option(help: str) -> Callable[[F], F]:
+    """``--workers/-j N``: worker processes (None: all cores)."""
+    return click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+                        help=help)
+
+
+def out_option(help: str) -> Callable[[F], F]:
+    """``--out DIR``: the output folder, as ``out_dir``."""
+    return click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+                        help=help)

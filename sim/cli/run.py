@@ -1,6 +1,7 @@
 """``capsim run``: one experiment, N replications, a results folder and a summary.
 
-A thin layer over :func:`sim.load_experiment` and :func:`sim.experiment.run.run_and_write`.
+A thin layer over :func:`sim.load_experiment` and :func:`sim.experiment.run.run_and_write`
+(:func:`sim.run`, then :meth:`sim.RunResult.write` and the printed summary).
 The library is imported when the command runs, not when ``capsim`` starts (see
 :mod:`sim.cli`).
 """
@@ -13,21 +14,24 @@ from pathlib import Path
 
 import click
 
-from sim.cli.common import handle_errors, json_default
+from sim.cli.common import (
+    handle_errors,
+    json_default,
+    out_option,
+    replications_option,
+    set_option,
+    workers_option,
+)
 
 __all__ = ["run_command"]
 
 
 @click.command("run")
 @click.argument("experiment", required=False)
-@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
-              help="Override any experiment field, e.g. --set fleet.replicas=6")
-@click.option("--replications", "-n", type=click.IntRange(min=1), default=None,
-              help="Number of Monte Carlo replications (default: the experiment's).")
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: all cores). Results do not depend on it.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default: results/<name>-<timestamp>/).")
+@set_option("Override any experiment field, e.g. --set fleet.replicas=6")
+@replications_option("Number of Monte Carlo replications (default: the experiment's).")
+@workers_option("Worker processes (default: all cores). Results do not depend on it.")
+@out_option("Output folder (default: results/<name>-<timestamp>/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
 @click.option("--requests/--no-requests", "keep_requests", default=None,
               help="Also write requests.parquet (one row per request; small runs).")

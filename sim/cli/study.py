@@ -13,8 +13,6 @@ with failed runs, or a plan that finds no configuration meeting every SLO, exits
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,16 +22,20 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sim.cli.common import handle_errors
-from sim.core.errors import ConfigError
+from sim.cli.common import (
+    handle_errors,
+    out_option,
+    replications_option,
+    set_option,
+    workers_option,
+)
 from sim.core.files import write_json
 from sim.report.formats import format_count, format_percent, format_usd
 
 if TYPE_CHECKING:  # the modules themselves load lazily, when a command runs
-    from sim.experiment.config import Experiment
     from sim.study.breakeven import BreakevenResult, Crossing, StaticBreakeven
     from sim.study.plan import PlanResult, Slo
-    from sim.study.sweep import Base, PointStats, RunStore, SweepOutcome
+    from sim.study.sweep import PointStats, SweepOutcome
 
 __all__ = ["sweep_command", "plan_command", "breakeven_command"]
 
@@ -46,40 +48,21 @@ _MAX_TABLE_ROWS = 40
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("experiment", required=False),
-        click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
-                     help="Override a field of the base experiment (repeatable)."),
-        click.option("--replications", "-n", type=click.IntRange(min=1), default=None,
-                     help="Replications per configuration (default: the experiment's)."),
-        click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-                     help="Output folder; rerunning into it resumes (default: "
-                          "results/<command>-<name>-<hash>/)."),
+        set_option("Override a field of the base experiment (repeatable)."),
+        replications_option("Replications per configuration (default: the experiment's)."),
+        out_option("Output folder; rerunning into it resumes (default: "
+                   "results/<command>-<name>-<hash>/)."),
         click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
                      show_default=True, help="Where runs execute."),
         click.option("--scheduler", default=None, metavar="ADDRESS",
                      help="Dask scheduler, e.g. tcp://127.0.0.1:8786 (default: "
                           "$DASK_SCHEDULER_ADDRESS, else a local cluster)."),
-        click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
-                     help="Worker processes (default: all cores; 1: in-process)."),
+        workers_option("Worker processes (default: all cores; 1: in-process)."),
         click.option("--svg", is_flag=True, help="Write plots as SVG instead of PNG."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
-
-
-def _workers(workers: int | None) -> int:
-    from sim.core.executors import default_workers
-
-    return workers or default_workers()
-
-
-def _out_folder(out_dir: str | None, command: str, name: str, identity: Any) -> Path:
-    if out_dir:
-        return Path(out_dir)
-    from sim.study.sweep import canonical
-
-    digest = hashlib.sha256(json.dumps(canonical(identity), sort_keys=True).encode())
-    return Path("results") / f"{command}-{name}-{digest.hexdigest()[:8]}"
 
 
 def _ci(stats: PointStats, key: str, fmt: Callable[[float], str]) -> str:
@@ -117,23 +100,14 @@ def sweep_command(experiment: str | None, overrides: tuple[str, ...],
       capsim sweep exp.yaml --grid fleet.replicas=2..16 \\
         --grid overflow.interactive.threshold_s=0.5,1,2
     """
-    from sim.core.executors import check_executor_options, open_executor
-    from sim.study.sweep import RunProgress, RunStore, prepare_sweep, run_sweep
+    from sim.study.sweep import sweep  # (startup speed: see sim.cli)
 
-    check_executor_options(executor, scheduler)
-    sweep = prepare_sweep(experiment, grid=grid, overrides=overrides,
-                          replications=replications)
-    folder = _out_folder(out_dir, "sweep", sweep.experiment.name, sweep.identity)
-    RunStore(folder, manifest="sweep.json", identity=sweep.identity).open()  # fail fast
-    n = _workers(workers)
     console = Console(stderr=True)
-    console.print(f"[dim]sweep: {len(sweep.points)} points x {sweep.replications} "
-                  f"replications -> {folder}/[/dim]")
-    with open_executor(executor, workers=n, scheduler=scheduler) as pool, \
-            RunProgress(f"{sweep.experiment.name}: sweep") as progress:
-        outcome = run_sweep(sweep, folder, pool, max_in_flight=2 * n, progress=progress,
-                            retry_failed=retry_failed, plots=not no_plots, svg=svg)
-    _print_sweep(outcome, list(sweep.grid))
+    outcome = sweep(experiment, grid, overrides=overrides, replications=replications,
+                    out=out_dir, executor=executor, scheduler=scheduler, workers=workers,
+                    retry_failed=retry_failed, plots=not no_plots, svg=svg, progress=None,
+                    log=lambda line: console.print(f"[dim]{line}[/dim]"))
+    _print_sweep(outcome, outcome.grid)
     if outcome.failures:
         raise click.exceptions.Exit(1)
 
@@ -215,46 +189,14 @@ def plan_command(experiment: str | None, overrides: tuple[str, ...],
       capsim plan exp.yaml --slo interactive.ttft_p99_s=2 \\
         --slo batch.slo_attainment>=0.999 --over fleet.replicas=1..32
     """
-    from sim.core.executors import check_executor_options, open_executor
-    from sim.study.plan import check_metrics, make_plan, parse_slo, probe_metric_names, search_space
-    from sim.study.sweep import Evaluator, RunProgress
+    from sim.study.plan import plan  # (startup speed: see sim.cli)
 
-    check_executor_options(executor, scheduler)
-    slos = [parse_slo(s) for s in slo_items]
-    space = search_space(over)
-    base, store = _study(experiment, overrides, replications, out_dir, "plan")
-    experiments = {p.id: base.load(p.overrides) for c in space.combos  # validate all first
-                   for p in (space.point(c, space.replicas[0]),
-                             space.point(c, space.replicas[-1]))}
-    names = probe_metric_names(base, space.point(space.combos[0], space.replicas[-1]))
-    check_metrics(slos, names)
-    store.open()
-    n = _workers(workers)
-    with open_executor(executor, workers=n, scheduler=scheduler) as pool, \
-            RunProgress(f"{base.load().name}: plan") as progress:
-        evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=progress,
-                              experiments=experiments)
-        result = make_plan(evaluator, slos, space)
-    _report_plan(result, names, store.folder, svg)
+    result = plan(experiment, slo_items, over=over, overrides=overrides,
+                  replications=replications, out=out_dir, executor=executor,
+                  scheduler=scheduler, workers=workers, progress=None)
+    _report_plan(result, svg)
     if result.recommended is None:
         raise click.exceptions.Exit(1)
-
-
-def _study(experiment: str | None, overrides: Sequence[str], replications: int | None,
-           out_dir: str | None, command: str) -> tuple[Base, RunStore]:
-    """The base experiment and its run store, not opened yet (manifest ``study.json``:
-    runs are shared by every plan or break-even study of the same base and replications).
-    """
-    from sim.study.sweep import Base, RunStore
-
-    base = Base(experiment, tuple(overrides), replications)
-    exp = base.load()
-    if exp.config.replications < 2:
-        raise ConfigError(f"{command} needs at least 2 replications for confidence "
-                          "intervals", field="-n")
-    identity = {"kind": "study", "base": exp.raw, "replications": exp.config.replications}
-    folder = _out_folder(out_dir, command, exp.name, identity)
-    return base, RunStore(folder, manifest="study.json", identity=identity)
 
 
 def _gpus(stats: PointStats) -> float:
@@ -267,7 +209,9 @@ def _config_label(stats: PointStats) -> str:
                       *others])
 
 
-def _report_plan(result: PlanResult, names: Sequence[str], folder: Path, svg: bool) -> None:
+def _report_plan(result: PlanResult, svg: bool) -> None:
+    names, folder = result.metric_names, result.folder
+    assert folder is not None
     console = Console()
     best = result.recommended
     if best is None:
@@ -404,9 +348,13 @@ def breakeven_command(experiment: str | None, overrides: tuple[str, ...],
         _print_static(static_breakeven(exp, usd_per_1m_blended=blended_usd_per_1m,
                                        input_share=input_share))
         return
-    _simulated_breakeven(experiment, overrides, replications, out_dir, executor, scheduler,
-                         workers, svg, volume_range, points, slo_items, util_cap,
-                         replicas_spec)
+    from sim.study.breakeven import breakeven  # (startup speed: see sim.cli)
+
+    result = breakeven(experiment, volume=volume_range, points=points, slos=slo_items,
+                       util_cap=util_cap, replicas=replicas_spec, overrides=overrides,
+                       replications=replications, out=out_dir, executor=executor,
+                       scheduler=scheduler, workers=workers, progress=None)
+    _report_breakeven(result, svg)
 
 
 def _print_static(s: StaticBreakeven) -> None:
@@ -423,53 +371,9 @@ def _print_static(s: StaticBreakeven) -> None:
                   f"[bold]{format_count(s.breakeven_high)}[/bold] tokens/month")
 
 
-def _simulated_breakeven(experiment: str | None, overrides: Sequence[str],
-                         replications: int | None, out_dir: str | None, executor: str,
-                         scheduler: str | None, workers: int | None, svg: bool,
-                         volume_range: str, points: int, slo_items: Sequence[str],
-                         util_cap: float, replicas_spec: str) -> None:
-    from sim.core.executors import check_executor_options, open_executor
-    from sim.study.breakeven import (
-        base_volume,
-        parse_volume_range,
-        run_breakeven,
-        scale_for,
-        volumes,
-    )
-    from sim.study.plan import check_metrics, parse_slo, probe_metric_names, search_space
-    from sim.study.sweep import Evaluator, Point, RunProgress
-
-    check_executor_options(executor, scheduler)
-    slos = [parse_slo(s) for s in slo_items]
-    replicas = search_space([f"fleet.replicas={replicas_spec}"]).replicas
-    targets = volumes(*parse_volume_range(volume_range), points)
-    base, store = _study(experiment, overrides, replications, out_dir, "breakeven")
-    exp = base.load()
-    base_tokens, scale = base_volume(exp), exp.workload.scale
-    # The experiment scaled to the top volume on the largest fleet must load before
-    # anything runs (a volume too large to simulate is refused here, naming --volume).
-    top_scale = scale_for(targets[-1], base_tokens, scale)
-    try:
-        base.load(Point.of({"workload.scale": top_scale,
-                            "fleet.replicas": replicas[-1]}).overrides)
-    except ConfigError as exc:
-        raise ConfigError(f"{targets[-1]:.3g} tokens a month scales the workload by "
-                          f"{top_scale / scale:.3g}: {exc}", field="--volume") from None
-    probe = Point.of({"workload.scale": scale, "fleet.replicas": replicas[-1]})
-    if slos:
-        check_metrics(slos, probe_metric_names(base, probe))
-    store.open()
-    n = _workers(workers)
-    with open_executor(executor, workers=n, scheduler=scheduler) as pool, \
-            RunProgress(f"{exp.name}: break-even") as progress:
-        evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=progress)
-        result = run_breakeven(evaluator, targets, base_tokens=base_tokens, base_scale=scale,
-                               replicas=replicas, slos=slos, util_cap=util_cap,
-                               queue_limit=exp.config.router.queue_limit)
-    _report_breakeven(result, exp, store.folder, svg)
-
-
-def _report_breakeven(result: BreakevenResult, exp: Experiment, folder: Path, svg: bool) -> None:
+def _report_breakeven(result: BreakevenResult, svg: bool) -> None:
+    exp, folder = result.experiment, result.folder
+    assert exp is not None and folder is not None
     from sim.report.capacity_plots import plot_breakeven
     from sim.study.breakeven import curves, static_breakeven
 

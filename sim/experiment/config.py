@@ -33,6 +33,7 @@ __all__ = [
     "ExperimentConfig",
     "Experiment",
     "load_experiment",
+    "ExperimentSource",
     "apply_overrides",
     "load_variant",
     "variant_overrides",
@@ -204,31 +205,38 @@ def variant_overrides(values: Mapping[str, Any]) -> list[str]:
     return [f"{path}={json.dumps(value)}" for path, value in values.items()]
 
 
-def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None,
+ExperimentSource = str | Path | Mapping[str, Any] | None
+"""A YAML file, a built-in name (``default``, ``spiky``, ...), the experiment's fields as
+a mapping (relative names resolve from the working directory), or None (the default)."""
+
+
+def load_experiment(path: ExperimentSource = None, overrides: Sequence[str] | None = None,
                     *, replications: int | None = None,
                     check_variants: bool = True) -> Experiment:
     """Read, override, validate and resolve an experiment (the built-in default if None).
 
     Its ``variants`` (for ``capsim compare``) are loaded too unless ``check_variants`` is
     False, so a broken one is an error whatever command reads the file."""
-    p = Path(path) if path is not None else _default_path()
-    if path is not None and not p.is_file() and not p.suffix:
-        p = resolve_named("experiments", str(path), field="experiment")
-    file = str(p)
-    raw = read_yaml(p)
+    if isinstance(path, Mapping):
+        file, base_dir, raw = "<dict>", Path.cwd(), copy.deepcopy(dict(path))
+    else:
+        p = Path(path) if path is not None else _default_path()
+        if path is not None and not p.is_file() and not p.suffix:
+            p = resolve_named("experiments", str(path), field="experiment")
+        file, base_dir, raw = str(p), p.parent, read_yaml(p)
     if not isinstance(raw, dict):
         raise ConfigError("an experiment file must be a mapping of fields", file=file)
     raw = apply_overrides(raw, list(overrides or []), file=file)
     if replications is not None:
         raw["replications"] = replications
     cfg = validate(ExperimentConfig, raw, file=file)
-    exp = resolve(cfg, raw, file=file, base_dir=p.parent)
+    exp = resolve(cfg, raw, file=file, base_dir=base_dir)
     for name, values in cfg.variants.items() if check_variants else ():
         load_variant(path, overrides or [], name, values, replications=replications)
     return exp
 
 
-def load_variant(path: str | Path | None, overrides: Sequence[str], name: str,
+def load_variant(path: ExperimentSource, overrides: Sequence[str], name: str,
                  values: Mapping[str, Any], *, replications: int | None = None
                  ) -> Experiment:
     """The experiment with variant ``name``'s ``{path: value}`` applied after

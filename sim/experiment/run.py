@@ -22,7 +22,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +33,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.progress import Progress
 
+from sim.core.errors import ConfigError
 from sim.core.executors import default_workers
 from sim.core.files import OutputDir, write_json, write_parquet
 from sim.core.stats import summarize
@@ -219,10 +220,20 @@ class RunResult:
             render_summary(self.metrics, self.summary["meta"], console or Console())
 
 
-def run(exp: Experiment, *, workers: int | None = None, keep_requests: bool | None = None,
-        progress: bool = False, console: Console | None = None) -> RunResult:
-    """Run every replication of ``exp`` on ``workers`` processes (default: all cores;
-    the results do not depend on it), with a progress bar if ``progress``."""
+def run(exp: Experiment, *, replications: int | None = None, workers: int | None = None,
+        keep_requests: bool | None = None, progress: bool = False,
+        console: Console | None = None) -> RunResult:
+    """Run ``replications`` (default: the experiment's) of ``exp`` on ``workers``
+    processes (default: all cores; the results do not depend on it), keeping per-request
+    records if ``keep_requests`` (default: the experiment's ``output.per_request``), with
+    a progress bar if ``progress``."""
+    if replications is not None and replications != exp.config.replications:
+        if isinstance(replications, bool) or not isinstance(replications, int) \
+                or replications < 1:
+            raise ConfigError(f"replications must be a whole number >= 1, got "
+                              f"{replications!r}", field="replications")
+        exp = replace(exp, config=exp.config.model_copy(update={"replications": replications}),
+                      raw={**exp.raw, "replications": replications})
     workers = min(workers or default_workers(), exp.config.replications)
     t0 = time.perf_counter()
     with Progress(*progress_columns(), console=console or Console(stderr=True),

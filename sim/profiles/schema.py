@@ -47,6 +47,7 @@ __all__ = [
     "DecodeCurve",
     "GpuPrices",
     "ColdStart",
+    "ColdStartSpec",
     "GpuProfile",
     "load_profile",
     "builtin_profiles",
@@ -97,6 +98,7 @@ class GpuPrices(Model):
 
 
 def _cold_start(value: Any) -> Any:
+    """One duration means both quantiles; a mapping (or nothing) is taken as it is."""
     if isinstance(value, dict) or value is None:
         return value
     return {"median": value, "p95": value}
@@ -117,6 +119,10 @@ class ColdStart(Model):
         return p95
 
 
+ColdStartSpec = Annotated[ColdStart | None, BeforeValidator(_cold_start)]
+"""A cold start: ``{median, p95}``, one duration for both, or none."""
+
+
 class GpuProfile(Model):
     """One replica of a model on ``gpus_per_replica`` GPUs (see the module docstring)."""
 
@@ -129,7 +135,7 @@ class GpuProfile(Model):
     prefill_tokens_per_s: PositiveFloat
     curve: DecodeCurve
     prices: GpuPrices
-    cold_start_s: Annotated[ColdStart | None, BeforeValidator(_cold_start)] = None
+    cold_start_s: ColdStartSpec = None
     source: str = ""
     notes: str = ""
 

@@ -43,10 +43,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from sim.core.errors import ConfigError
-from sim.core.schema import DurationS, Model, PositiveFloat, ReplicaCount, validate
+from sim.core.schema import DurationS, Model, PositiveFloat, ReplicaCount
 from sim.core.uncertain import Uncertain
-from sim.profiles.schema import ColdStart
+from sim.profiles.schema import ColdStartSpec
 from sim.serving.autoscale import FixedScaling, Scaling
 
 __all__ = [
@@ -125,20 +124,6 @@ class PoolConfig(Model):
         return self.tier == "spot" or self.highest > self.initial or self.scaling.policy != "fixed"
 
 
-def _cold_start(value: Any) -> ColdStart | None:
-    """A cold start given as {median, p95} or as one duration for both."""
-    if value is None:
-        return None
-
-    if isinstance(value, int | float | str):
-        value = {"median": value, "p95": value}
-    try:
-        return validate(ColdStart, value)
-    except ConfigError as exc:
-        where = f"{exc.field}: " if exc.field else ""
-        raise ValueError(f"{where}{exc.message}") from None
-
-
 class FleetConfig(Model):
     """The self-hosted fleet: a GPU profile and either ``replicas`` or ``pools``."""
 
@@ -147,7 +132,7 @@ class FleetConfig(Model):
     pools: list[PoolConfig] | None = Field(default=None, min_length=1)
     failures: FailureConfig | None = None
     billing: Literal["per_second", "per_hour"] = "per_second"
-    cold_start_s: Annotated[ColdStart | None, BeforeValidator(_cold_start)] = None
+    cold_start_s: ColdStartSpec = None
     """Overrides the profile's cold start: {median, p95} or one duration for both."""
 
     @model_validator(mode="after")

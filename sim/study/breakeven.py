@@ -40,11 +40,13 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sim.core.errors import ConfigError
+from sim.core.executors import ExecutorKind, check_executor_options, default_workers, open_executor
 from sim.core.rng import replication_seeds
 from sim.core.stats import summarize_values
 from sim.costs.model import (
@@ -56,11 +58,22 @@ from sim.costs.model import (
 )
 from sim.experiment.config import Experiment
 from sim.profiles.schema import gpu_prices
-from sim.study.plan import Search, Slo, drive, feasible, smallest_feasible
-from sim.study.sweep import Evaluator, Point, PointStats
+from sim.study.plan import (
+    Search,
+    Slo,
+    check_metrics,
+    drive,
+    feasible,
+    parse_slo,
+    probe_metric_names,
+    search_space,
+    smallest_feasible,
+)
+from sim.study.sweep import Evaluator, Point, PointStats, RunProgress, open_study
 from sim.workload.streams import describe
 
 __all__ = [
+    "breakeven",
     "DEFAULT_UTIL_CAP",
     "MAX_SHARE",
     "parse_tokens",
@@ -260,6 +273,10 @@ class BreakevenResult:
     static: StaticBreakeven | None = None
     slos: list[Slo] = field(default_factory=list)
     util_cap: float = DEFAULT_UTIL_CAP
+    experiment: Experiment | None = None
+    """The base experiment (``breakeven`` sets it)."""
+    folder: Path | None = None
+    """Where the study's runs are (``breakeven`` sets it)."""
 
 
 def _cost(stats: PointStats | None) -> float:
@@ -424,3 +441,47 @@ def _per_1m(volume: float, usd: Sequence[float], tokens: Sequence[float]) -> dic
     p5, p95 = np.percentile(per, [5, 95])
     return {"volume": volume, "usd_per_1m": float(per.mean()), "low": float(p5),
             "high": float(p95)}
+
+
+def breakeven(experiment: str | None = None, *, volume: str = "100M..10B", points: int = 12,
+              slos: Sequence[str | Slo] = (), util_cap: float = DEFAULT_UTIL_CAP,
+              replicas: str = "1..64", overrides: Sequence[str] = (),
+              replications: int | None = None, out: str | Path | None = None,
+              executor: ExecutorKind = "local", scheduler: str | None = None,
+              workers: int | None = None, progress: bool | None = False) -> BreakevenResult:
+    """Simulated break-even: at ``points`` log-spaced monthly volumes in ``volume``
+    (``LOW..HIGH``), the API-only, GPU-only and cheapest hybrid set-ups of ``experiment``
+    (fleets of ``replicas``; meeting ``slos``, else the GPU-only fleet within ``util_cap``),
+    and where their costs cross. Runs go to ``out`` (resumable) as in
+    :func:`sim.study.sweep.sweep`. :func:`static_breakeven` is the arithmetic-only
+    version."""
+    check_executor_options(executor, scheduler)
+    parsed = [s if isinstance(s, Slo) else parse_slo(s) for s in slos]
+    sizes = search_space([f"fleet.replicas={replicas}"]).replicas
+    targets = volumes(*parse_volume_range(volume), points)
+    base, store = open_study(experiment, overrides, replications, out, "breakeven")
+    exp = base.load()
+    base_tokens, scale = base_volume(exp), exp.workload.scale
+    # The experiment scaled to the top volume on the largest fleet must load before
+    # anything runs (a volume too large to simulate is refused here, naming --volume).
+    top_scale = scale_for(targets[-1], base_tokens, scale)
+    try:
+        base.load(Point.of({"workload.scale": top_scale,
+                            "fleet.replicas": sizes[-1]}).overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{targets[-1]:.3g} tokens a month scales the workload by "
+                          f"{top_scale / scale:.3g}: {exc}", field="--volume") from None
+    probe = Point.of({"workload.scale": scale, "fleet.replicas": sizes[-1]})
+    if parsed:
+        check_metrics(parsed, probe_metric_names(base, probe))
+    store.open()
+    n = workers or default_workers()
+    with open_executor(executor, workers=n, scheduler=scheduler) as pool, \
+            RunProgress(f"{exp.name}: break-even", enabled=progress) as bar:
+        evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=bar)
+        result = run_breakeven(evaluator, targets, base_tokens=base_tokens, base_scale=scale,
+                               replicas=sizes, slos=parsed, util_cap=util_cap,
+                               queue_limit=exp.config.router.queue_limit)
+    result.experiment = exp
+    result.folder = store.folder
+    return result

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,12 @@ from sim.core.errors import ConfigError, closest
 from sim.core.files import write_json
 from sim.core.stats import summarize_values
 from sim.costs.model import SECONDS_PER_MONTH
-from sim.experiment.config import Experiment, load_experiment, load_variant
+from sim.experiment.config import Experiment, ExperimentSource, load_experiment, load_variant
 from sim.experiment.run import run_and_write
 from sim.report.formats import format_count, format_percent, format_seconds, format_usd
 from sim.report.plots import plot_fleet_comparison
 
-__all__ = ["load_variants", "run_comparison", "render", "COMPARED"]
+__all__ = ["compare", "load_variants", "run_comparison", "render", "COMPARED"]
 
 COMPARED = (
     "cost.total_usd", "cost.compute_usd", "cost.api_usd", "replicas", "paid_utilization",
@@ -49,7 +50,7 @@ COMPARED = (
 """Metrics compared across variants (plus ``<class>.slo_attainment`` and TTFT p99)."""
 
 
-def load_variants(path: str | Path | None, overrides: Sequence[str] = (), *,
+def load_variants(path: ExperimentSource, overrides: Sequence[str] = (), *,
                   names: Sequence[str] = (), replications: int | None = None
                   ) -> dict[str, Experiment]:
     """Every variant of the experiment (or the ones in ``names``), resolved."""
@@ -192,3 +193,20 @@ def _cell(entry: Mapping[str, float] | None, fmt, scale: float, *, with_ci: bool
 
 def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and math.isfinite(float(x))
+
+
+def compare(experiment: ExperimentSource = None, variants: Sequence[str] = (), *,
+            overrides: Sequence[str] = (), replications: int | None = None,
+            workers: int | None = None, out: str | Path | None = None, plots: bool = True,
+            quiet: bool = True) -> dict:
+    """Run the ``variants`` of ``experiment`` (default: all) on the same traffic into
+    ``out/<variant>/`` (default ``results/<name>-compare-<timestamp>/``) and return the
+    comparison (also in ``out/comparison.json``); ``quiet=False`` prints the table."""
+    chosen = load_variants(experiment, list(overrides), names=variants,
+                           replications=replications)
+    first = next(iter(chosen.values()))
+    folder = Path(out) if out else Path("results") / (
+        f"{first.name}-compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    result = run_comparison(chosen, folder, workers=workers, plots=plots, quiet=quiet)
+    result["folder"] = str(folder)
+    return result

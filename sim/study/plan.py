@@ -35,13 +35,25 @@ import re
 from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sim.core.errors import ConfigError, closest
+from sim.core.executors import ExecutorKind, check_executor_options, default_workers, open_executor
 from sim.experiment.replication import run_replication
-from sim.study.sweep import Base, Evaluator, Point, PointStats, grid_points, parse_grid
+from sim.study.sweep import (
+    Base,
+    Evaluator,
+    Point,
+    PointStats,
+    RunProgress,
+    grid_points,
+    open_study,
+    parse_grid,
+)
 
 __all__ = [
+    "plan",
     "Slo",
     "parse_slo",
     "check_metrics",
@@ -232,6 +244,10 @@ class PlanResult:
     runners_up: list[PointStats]
     gpu_only: PointStats | None
     per_combo: dict[str, PointStats | None] = field(default_factory=dict)
+    metric_names: list[str] = field(default_factory=list)
+    """The numeric metrics a run has (what an SLO may name)."""
+    folder: Path | None = None
+    """Where the study's runs are (``plan`` sets it)."""
 
     def is_feasible(self, stats: PointStats) -> bool:
         return feasible(stats, self.slos)
@@ -293,3 +309,34 @@ def latency_metric(slos: Sequence[Slo], names: Sequence[str]) -> str | None:
         if key in ttft:
             return key
     return ttft[0] if ttft else None
+
+
+def plan(experiment: str | None = None, slos: Sequence[str | Slo] = (), *,
+         over: Sequence[str] = (), overrides: Sequence[str] = (),
+         replications: int | None = None, out: str | Path | None = None,
+         executor: ExecutorKind = "local", scheduler: str | None = None,
+         workers: int | None = None, progress: bool | None = False) -> PlanResult:
+    """The cheapest configuration of ``experiment`` meeting every SLO (``METRIC<=X``
+    strings or :class:`Slo`) with 95% confidence, searching ``over`` (``fleet.replicas``,
+    default 1..32, and any other fields). Every point and the SLOs' metrics are checked
+    before anything runs; runs go to ``out`` (resumable) on ``executor`` as in
+    :func:`sim.study.sweep.sweep`."""
+    check_executor_options(executor, scheduler)
+    parsed = [s if isinstance(s, Slo) else parse_slo(s) for s in slos]
+    space = search_space(over)
+    base, store = open_study(experiment, overrides, replications, out, "plan")
+    experiments = {p.id: base.load(p.overrides) for c in space.combos  # validate all first
+                   for p in (space.point(c, space.replicas[0]),
+                             space.point(c, space.replicas[-1]))}
+    names = probe_metric_names(base, space.point(space.combos[0], space.replicas[-1]))
+    check_metrics(parsed, names)
+    store.open()
+    n = workers or default_workers()
+    with open_executor(executor, workers=n, scheduler=scheduler) as pool, \
+            RunProgress(f"{base.load().name}: plan", enabled=progress) as bar:
+        evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=bar,
+                              experiments=experiments)
+        result = make_plan(evaluator, parsed, space)
+    result.metric_names = names
+    result.folder = store.folder
+    return result

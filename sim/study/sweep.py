@@ -37,7 +37,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,7 +54,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 from sim.core.errors import ConfigError
-from sim.core.executors import bounded_map
+from sim.core.executors import (
+    ExecutorKind,
+    bounded_map,
+    check_executor_options,
+    default_workers,
+    open_executor,
+)
 from sim.core.files import write_json, write_parquet
 from sim.core.stats import summarize, summarize_values
 from sim.experiment.config import Experiment, load_experiment
@@ -63,6 +69,9 @@ from sim.report.capacity_plots import plot_capacity
 from sim.report.progress import progress_columns
 
 __all__ = [
+    "sweep",
+    "study_folder",
+    "open_study",
     "GRID_PREFIX",
     "KEY_METRICS",
     "Point",
@@ -609,6 +618,8 @@ class SweepOutcome:
     wall_s: float
     summary: pa.Table
     plots: list[Path]
+    grid: list[str] = field(default_factory=list)
+    """The swept fields (``grid.<path>`` columns of the summary)."""
 
 
 def prepare_sweep(path: str | None, *, grid: Iterable[str] = (),
@@ -642,7 +653,7 @@ def run_sweep(sweep: Sweep, folder: str | Path, executor: Executor, *,
         figures = plot_capacity(summary.to_pylist(), store.folder,
                                 grid_keys=list(sweep.grid), svg=svg)
     return SweepOutcome(store.folder, evaluator.ran, evaluator.skipped, failures,
-                        time.perf_counter() - t0, summary, figures)
+                        time.perf_counter() - t0, summary, figures, list(sweep.grid))
 
 
 def _failures(runs: pa.Table, points: Sequence[Point]) -> list[tuple[str, int, str]]:
@@ -688,3 +699,59 @@ def _point_row(point: Point, rows: list[dict], metrics: Sequence[str]) -> dict[s
             if part in stats:
                 out[f"{key}.{part}"] = float(stats[part])
     return out
+
+
+# ------------------------------------------------------------------- whole studies
+
+
+def study_folder(out: str | Path | None, command: str, name: str, identity: Any) -> Path:
+    """``out``, else ``results/<command>-<name>-<hash>/`` where the hash is the study's
+    identity: rerunning the same study resumes it."""
+    if out:
+        return Path(out)
+    digest = hashlib.sha256(json.dumps(canonical(identity), sort_keys=True).encode())
+    return Path("results") / f"{command}-{name}-{digest.hexdigest()[:8]}"
+
+
+def open_study(experiment: str | None, overrides: Sequence[str], replications: int | None,
+               out: str | Path | None, command: str) -> tuple[Base, RunStore]:
+    """The base experiment of a plan or break-even study and its run store, not opened
+    yet (manifest ``study.json``: runs are shared by every plan or break-even study of the
+    same base and replications)."""
+    base = Base(experiment, tuple(overrides), replications)
+    exp = base.load()
+    if exp.config.replications < 2:
+        raise ConfigError(f"{command} needs at least 2 replications for confidence "
+                          "intervals", field="-n")
+    identity = {"kind": "study", "base": exp.raw, "replications": exp.config.replications}
+    folder = study_folder(out, command, exp.name, identity)
+    return base, RunStore(folder, manifest="study.json", identity=identity)
+
+
+def sweep(experiment: str | None = None, grid: Sequence[str] = (), *,
+          overrides: Sequence[str] = (), replications: int | None = None,
+          out: str | Path | None = None, executor: ExecutorKind = "local",
+          scheduler: str | None = None, workers: int | None = None,
+          retry_failed: bool = False, plots: bool = True, svg: bool = False,
+          progress: bool | None = False, log: Callable[[str], None] | None = None
+          ) -> SweepOutcome:
+    """Run ``experiment`` (a file or built-in name; None: the default) at every point of
+    ``grid`` (``PATH=VALUES`` items, added to the file's ``grid:``), each with its
+    replications, streaming runs to ``out/runs/`` (resumable); then the summary and plots.
+
+    ``executor``: ``local`` (``workers`` processes; 1: in-process) or ``dask``
+    (``scheduler``). ``progress``: a progress bar on stderr (None: when it is a terminal).
+    ``log`` gets a one-line description of the sweep before it runs.
+    """
+    check_executor_options(executor, scheduler)
+    plan = prepare_sweep(experiment, grid=grid, overrides=overrides, replications=replications)
+    folder = study_folder(out, "sweep", plan.experiment.name, plan.identity)
+    RunStore(folder, manifest="sweep.json", identity=plan.identity).open()  # fail fast
+    n = workers or default_workers()
+    if log is not None:
+        log(f"sweep: {len(plan.points)} points x {plan.replications} replications -> "
+            f"{folder}/")
+    with open_executor(executor, workers=n, scheduler=scheduler) as pool, \
+            RunProgress(f"{plan.experiment.name}: sweep", enabled=progress) as bar:
+        return run_sweep(plan, folder, pool, max_in_flight=2 * n, progress=bar,
+                         retry_failed=retry_failed, plots=plots, svg=svg)
