@@ -19,6 +19,7 @@ from __future__ import annotations
 import click
 
 from sim.cli.compare import compare_command
+from sim.cli.profile import profile_group
 from sim.cli.run import run_command
 from sim.cli.study import breakeven_command, plan_command, sweep_command
 from sim.cli.workload import workload_group
@@ -35,3 +36,4 @@ def main() -> None:
 for _command in (run_command, workload_group, compare_command, sweep_command, plan_command,
                  breakeven_command):
     main.add_command(_command)
+main.add_command(profile_group)  # capsim profile derive | list | show | fit

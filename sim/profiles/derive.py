@@ -620,6 +620,9 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
     d_mnbt, d_mns = _default_limits(g)
     mnbt = max_num_batched_tokens or d_mnbt
     mns = max_num_seqs or d_mns
+    if mnbt < mns:
+        raise DeriveError(f"max_num_batched_tokens ({mnbt}) is below max_num_seqs ({mns}): a "
+                          "step needs room for one token per sequence (vLLM refuses this too)")
     block = int(eng["block_size"])
     mem = memory_plan(m, g, tp, dtype, kvd, mns, mnbt, gpu_memory_utilization, eng)
     kv_tokens = int(max(mem["kv"], 0.0) // (mem["kv_per_token"] * block)) * block
