@@ -24,10 +24,10 @@ from sim.profiles.fit import (
     StepTerms,
     fit_profile,
     load_for,
-    replay_step_replica,
     simulate_metrics,
     write_vllm_bench_json,
 )
+from sim.serving.bench_replay import replay
 from tests.shared_data import SHARED_DATA
 from tests.stepkit import run_fast
 
@@ -44,7 +44,7 @@ TRUE = StepTerms(
 def test_one_request_alone_matches_the_step_formula():
     """One 3000-token prompt (two chunks of the 2048-token budget), 5 output tokens."""
     t = TRUE
-    out = replay_step_replica(t, ReplayLoad((3000,), (5,), (0.0,), None))
+    out = replay(t, ReplayLoad((3000,), (5,), (0.0,), None))
     pre = t.pre_s + t.pre_s_per_input_token * 3000
     chunk1 = (t.per_step_s + t.linear(2048) + t.per_seq_s
               + t.prefill_attention_s_per_token2 * (2048 * 2049 / 2))
@@ -77,7 +77,7 @@ def test_open_loop_replay_is_the_step_replica_on_those_joins(case):
     outs = tuple(int(x) for x in rng.integers(1, 300, n))
     arrivals = (0.0,) * n if case != "poisson" else tuple(np.cumsum(rng.exponential(0.1, n)))
     terms = TRUE if case != "kv-bound" else replace(TRUE, kv_capacity_tokens=8000)
-    out = replay_step_replica(terms, ReplayLoad(ins, outs, arrivals, None))
+    out = replay(terms, ReplayLoad(ins, outs, arrivals, None))
     first, end, _, _ = run_fast(terms.to_step_model(), arrivals, ins, outs)
     np.testing.assert_allclose(out.ttft_s, first - np.array(arrivals), rtol=1e-12)
     np.testing.assert_allclose(out.e2e_s, end - np.array(arrivals), rtol=1e-12)
@@ -93,7 +93,7 @@ def test_client_slots_keep_at_most_n_in_flight_and_refill_at_once(think):
     ins = tuple(int(x) for x in rng.integers(100, 1500, n))
     outs = tuple(int(x) for x in rng.integers(5, 200, n))
     arrivals = (0.0,) * n if think == "closed" else tuple(np.cumsum(rng.exponential(0.02, n)))
-    out = replay_step_replica(TRUE, ReplayLoad(ins, outs, arrivals, slots))
+    out = replay(TRUE, ReplayLoad(ins, outs, arrivals, slots))
     sent, end = out.sent_s, out.sent_s + out.e2e_s
     assert np.all(sent >= np.array(arrivals) - 1e-12)
     events = sorted([(t, 1) for t in sent] + [(t, -1) for t in end], key=lambda e: (e[0], e[1]))
@@ -108,7 +108,7 @@ def test_client_slots_keep_at_most_n_in_flight_and_refill_at_once(think):
 
 
 def test_all_at_once_queues_everyone():
-    burst = replay_step_replica(TRUE, ReplayLoad((500,) * 100, (100,) * 100, (0.0,) * 100,
+    burst = replay(TRUE, ReplayLoad((500,) * 100, (100,) * 100, (0.0,) * 100,
                                                  None))
     assert burst.ttft_s.max() > 5 * burst.ttft_s.min()
 
@@ -141,7 +141,7 @@ def _synthetic_files(tmp: Path, *, detailed: bool) -> list[Path]:
         load = ReplayLoad((in_len,) * n, (out_len,) * n, (0.0,) * n, clients)
         path = tmp / f"vllm-c{clients}-{in_len}.json"
         write_vllm_bench_json(path, TRUE, load, request_rate="inf", max_concurrency=clients,
-                              detailed=detailed)
+                              detailed=detailed, replay=replay)
         paths.append(path)
     n = 300
     ins = tuple(int(x) for x in rng.integers(200, 3000, n))
@@ -149,7 +149,7 @@ def _synthetic_files(tmp: Path, *, detailed: bool) -> list[Path]:
     arrivals = tuple(np.cumsum(rng.exponential(1 / 3.0, n)))
     path = tmp / "vllm-rate3.json"
     write_vllm_bench_json(path, TRUE, ReplayLoad(ins, outs, arrivals, None), request_rate=3.0,
-                          max_concurrency=None, detailed=True)
+                          max_concurrency=None, detailed=True, replay=replay)
     paths.append(path)
     return paths
 
@@ -166,7 +166,7 @@ def test_round_trip_recovers_known_terms(tmp_path):
     records = [r for p in _synthetic_files(tmp_path, detailed=True) for r in read_bench(p)]
     assert [r.format for r in records] == ["vllm-bench-serve"] * 5
     start = _perturbed_start()
-    result = fit_profile(records, start)
+    result = fit_profile(records, start, replay=replay)
     assert "post_s" in result.held and result.terms.post_s == TRUE.post_s
     t = result.terms
     assert t.linear_s[-1] / TRUE.linear_s[-1] == pytest.approx(1.0, rel=0.03)
@@ -192,7 +192,7 @@ def test_round_trip_from_summaries_only(tmp_path):
     (exact here: fixed lengths), so recovery is as good."""
     records = [r for p in _synthetic_files(tmp_path, detailed=False) for r in read_bench(p)]
     assert records[0].input_lens is None
-    result = fit_profile(records, _perturbed_start())
+    result = fit_profile(records, _perturbed_start(), replay=replay)
     assert result.terms.per_step_s == pytest.approx(TRUE.per_step_s, rel=0.03)
     assert result.fitted["linear_scale"] == pytest.approx(1 / 1.3, rel=0.03)
 
@@ -201,7 +201,7 @@ def test_a_single_load_point_is_refused_naming_the_missing_measurement(tmp_path)
     path = _synthetic_files(tmp_path, detailed=False)[1]
     (record,) = read_bench(path)
     with pytest.raises(ConfigError) as err:
-        fit_profile([record, record], _perturbed_start())
+        fit_profile([record, record], _perturbed_start(), replay=replay)
     msg = str(err.value)
     assert msg.startswith(f"{path}: max_concurrency: a single load point (concurrency 8)")
     assert "another request rate or concurrency" in msg and "\n" not in msg
@@ -216,12 +216,13 @@ def test_unidentified_decode_attention_is_refused_on_real_llmperf_runs():
                       linear_s=(0.0274, 0.0510, 0.158, 0.158, 0.231, 0.934, 3.75),
                       per_step_s=0.003, max_num_seqs=64, kv_capacity_tokens=35072)
     with pytest.raises(ConfigError) as err:
-        fit_profile(records, start)
+        fit_profile(records, start, replay=replay)
     msg = str(err.value)
     assert "(decode_attention_s_per_token) is not identified" in msg
     assert "--fit-params" in msg
     assert "llmperf-bench_llama3-8b_tgi_results.json" in msg and "\n" not in msg
-    result = fit_profile(records, start, parameters=("linear_scale", "per_step_s", "pre_s"))
+    result = fit_profile(records, start, parameters=("linear_scale", "per_step_s", "pre_s"),
+                         replay=replay)
     # better than the start on the whole; the honest size of the remaining error is stated
     # in the report, not asserted here
     before = np.mean([abs(r.rel_error) for r in result.start_residuals])
@@ -232,14 +233,14 @@ def test_unidentified_decode_attention_is_refused_on_real_llmperf_runs():
 def test_files_missing_what_the_fit_needs_are_refused():
     records = read_bench(BENCH / "llmperf_llama3-8b_c8_summary.json")
     with pytest.raises(ConfigError, match="no benchmark files"):
-        fit_profile([], TRUE)
+        fit_profile([], TRUE, replay=replay)
     with pytest.raises(ConfigError, match="unknown fit parameter 'per_step'"):
-        fit_profile(records, TRUE, parameters=("per_step",))
+        fit_profile(records, TRUE, parameters=("per_step",), replay=replay)
     short = SHARED_DATA / "profiles" / "llmperf_bench_tgi" / \
         "meta-llama_Meta-Llama-3-8B-Instruct_tp_1_summary.json"
     if short.is_file():  # llmperf-bench's short summary: no usable decode measurement
         with pytest.raises(ConfigError, match="1.latency_ms_per_token: latency_ms_per_token"):
-            fit_profile(read_bench(short), TRUE)
+            fit_profile(read_bench(short), TRUE, replay=replay)
 
 
 def test_step_terms_read_and_written_in_the_agreed_profile_format():
@@ -372,10 +373,10 @@ def test_fit_reproduces_held_back_load_points_of_a_real_server():
                                           usd_per_gpu_hour=4.0))
     params = ("linear_scale", "per_step_s", "decode_attention_s_per_token", "pre_s", "post_s",
               "prefill_attention_s_per_token2")
-    result = fit_profile(fit_on, start, parameters=params, max_requests=400)
+    result = fit_profile(fit_on, start, parameters=params, max_requests=400, replay=replay)
     errors: dict[str, list[float]] = {"ttft": [], "tpot": []}
     for r in held:
-        sim = simulate_metrics(replay_step_replica(result.terms, load_for(r, max_requests=400)))
+        sim = simulate_metrics(replay(result.terms, load_for(r, max_requests=400)))
         errors["ttft"].append(abs(sim["ttft"] / r.ttft_mean_s - 1))
         errors["tpot"].append(abs(sim["tpot"] / r.tpot_mean_s - 1))
     assert np.median(errors["ttft"]) <= 0.10, errors
@@ -386,7 +387,7 @@ def test_requests_longer_than_the_start_profile_holds_are_refused(tmp_path):
     records = [r for p in _synthetic_files(tmp_path, detailed=False) for r in read_bench(p)]
     small = replace(_perturbed_start(), kv_capacity_tokens=3000)
     with pytest.raises(ConfigError) as err:
-        fit_profile(records, small)
+        fit_profile(records, small, replay=replay)
     msg = str(err.value)
     assert "vllm-c12-3500.json: total_input_tokens: a request of 3800 tokens" in msg
     assert "(2992 tokens" in msg and "\n" not in msg
@@ -397,7 +398,7 @@ def _guidellm_report(path: Path, runs: list[tuple[dict, ReplayLoad]]) -> None:
     and the successful requests' distribution summaries (what the reader uses)."""
     benches = []
     for i, (strategy, load) in enumerate(runs):
-        out = replay_step_replica(TRUE, load)
+        out = replay(TRUE, load)
         lens = out.output_lens.astype(float)
         itl_ms = (out.e2e_s - out.ttft_s) / (lens - 1) * 1e3
 
@@ -436,7 +437,7 @@ def test_round_trip_through_a_guidellm_report(tmp_path):
     records = read_bench(path)
     assert [r.load for r in records] == ["concurrency 1", "concurrency 8", "concurrency 32",
                                          "concurrency 12"]
-    result = fit_profile(records, _perturbed_start())
+    result = fit_profile(records, _perturbed_start(), replay=replay)
     assert result.fitted["linear_scale"] == pytest.approx(1 / 1.3, rel=0.03)
     assert result.terms.per_step_s == pytest.approx(TRUE.per_step_s, rel=0.03)
     assert result.terms.decode_attention_s_per_token == pytest.approx(

@@ -2,8 +2,9 @@
 
 ``capsim profile fit BENCH... [--from PROFILE | --model M --gpu G --tp N] -o FILE`` reads
 ``vllm bench serve`` / ``benchmark_serving.py`` JSON, GuideLLM reports and llmperf
-summaries (:mod:`sim.profiles.benchfiles`), replays every load point on one replica and
-fits the step-time terms of the start profile (:mod:`sim.profiles.fit`); it prints the
+summaries (:mod:`sim.profiles.benchfiles`), replays every load point on one step-level
+replica (:mod:`sim.serving.bench_replay`) and fits the step-time terms of the start
+profile (:mod:`sim.profiles.fit`); it prints the
 residuals per file and metric and writes the fitted step-level profile (YAML, the agreed
 format of notes/steptime-spec.md) with the fit's provenance in a header and in
 ``step_time.source``. The start is a step-level profile file, a shipped profile name
@@ -57,6 +58,7 @@ def fit_command(bench: tuple[str, ...], start_from: str | None, model: str | Non
     from sim.core.errors import ConfigError
     from sim.profiles.benchfiles import read_benches
     from sim.profiles.fit import FIT_PARAMETERS, fit_profile
+    from sim.serving.bench_replay import replay
 
     derive = model is not None or gpu is not None or tp is not None
     if start_from is not None and derive:
@@ -73,8 +75,8 @@ def fit_command(bench: tuple[str, ...], start_from: str | None, model: str | Non
     records = read_benches(bench)
     doc, terms, origin = (_start_from(start_from) if start_from is not None
                           else _derived(model, gpu, tp, usd_per_gpu_hour))
-    result = fit_profile(records, terms, parameters=params, max_requests=max_requests,
-                         seed=seed)
+    result = fit_profile(records, terms, replay=replay, parameters=params,
+                         max_requests=max_requests, seed=seed)
     click.echo(f"{len(records)} load points from {len(bench)} file(s); start: {origin}")
     click.echo(result.table())
     for name, value in result.fitted.items():

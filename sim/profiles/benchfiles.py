@@ -40,6 +40,7 @@ lacks what a profile fit needs, naming the file's own field.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -665,8 +666,6 @@ def check_fit_inputs(record: BenchRecord) -> None:
 
 def read_measurements(path: str | Path, set_id: str) -> list[BenchRecord]:
     """The load points of ``set_id`` in a ``validation/measurements.csv``-style table."""
-    import csv
-
     file = str(path)
     p = Path(path)
     if not p.is_file():

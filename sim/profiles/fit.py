@@ -39,18 +39,17 @@ the file's per-request lengths when saved, else its mean lengths for every reque
 number of requests is the file's (else 200, or 10 per client if more). At most
 ``max_requests`` requests are replayed per load point (the file's first ones).
 
-The replay engine is a parameter (:class:`Replay`); the default,
-:func:`replay_step_replica`, drives the step-level replica of issue #19
-(:class:`sim.serving.step_replica.StepReplica`: vLLM V1 scheduling, chunked prefill, paged
-KV with watermark and preemption), with the client side (arrivals, slots) around it.
-Shared prompt prefixes are not replayed (prefix caching off): benchmark files do not say
-which prompts share one.
+The replay engine is a parameter (:class:`Replay`), as the replica model lives in a layer
+above this one: capsim's is :func:`sim.serving.bench_replay.replay`, which drives the
+step-level replica of issue #19 (:class:`sim.serving.step_replica.StepReplica`: vLLM V1
+scheduling, chunked prefill, paged KV with watermark and preemption) with the client side
+(arrivals, slots) around it. Shared prompt prefixes are not replayed (prefix caching off):
+benchmark files do not say which prompts share one.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +63,7 @@ from scipy.optimize import least_squares
 from sim.core.errors import ConfigError
 from sim.core.schema import validate
 from sim.profiles.benchfiles import BenchRecord, check_fit_inputs, native_field
+from sim.profiles.schema import load_profile
 from sim.profiles.steptime import Overheads, Scheduler, StepModel, StepTime, from_curve
 
 __all__ = [
@@ -71,7 +71,6 @@ __all__ = [
     "ReplayLoad",
     "ReplayOutcome",
     "Replay",
-    "replay_step_replica",
     "load_for",
     "simulate_metrics",
     "FIT_PARAMETERS",
@@ -228,8 +227,6 @@ def start_terms(profile: Mapping[str, Any] | Any, *, file: str = "profile") -> S
     """
     if isinstance(profile, Mapping) and "step_time" in profile:
         return StepTerms.from_profile(profile, file=file)
-    from sim.profiles.schema import load_profile  # legacy profiles
-
     prof = load_profile(profile, file=file)
     steps = [b / float(prof.decode_tokens_per_s(float(b))) for b in range(1, prof.max_batch + 1)]
     return StepTerms.from_step_model(from_curve(
@@ -260,7 +257,7 @@ class ReplayOutcome:
 
 
 class Replay(Protocol):
-    """A single-replica replay engine (default: :func:`replay_step_replica`)."""
+    """A single-replica replay engine (capsim's: :func:`sim.serving.bench_replay.replay`)."""
 
     def __call__(self, terms: StepTerms, load: ReplayLoad) -> ReplayOutcome: ...
 
@@ -294,46 +291,6 @@ def load_for(record: BenchRecord, *, max_requests: int = 1000, seed: int = 0) ->
         arrivals = list(times - times[0])
     return ReplayLoad(tuple(ins), tuple(outs), tuple(float(a) for a in arrivals),
                       record.max_concurrency)
-
-
-def replay_step_replica(terms: StepTerms, load: ReplayLoad) -> ReplayOutcome:
-    """Replay one load point on :class:`sim.serving.step_replica.StepReplica` (the step
-    model of issue #19: paged KV with watermark and preemption, chunked prefill, runs of
-    steps in closed form). A request the replica can never hold is refused."""
-    from sim.serving.step_replica import INF, StepReplica
-
-    rep = StepReplica(terms.to_step_model())
-    n = len(load.input_lens)
-    for i, (p, o) in enumerate(zip(load.input_lens, load.output_lens, strict=True)):
-        if not rep.fits(p, max(o, 1)):
-            raise ConfigError(f"request {i} ({p} + {o} tokens) is longer than the profile's "
-                              f"max_model_len or KV cache ({rep.max_len} tokens): this "
-                              "profile cannot have served the benchmark")
-    slots = load.max_in_flight if load.max_in_flight else n
-    joins: list[tuple[float, int]] = [(load.arrival_s[i], i) for i in range(min(slots, n))]
-    heapq.heapify(joins)
-    next_send = len(joins)
-    sent = np.full(n, math.nan)
-    seqs: list[Any] = [None] * n
-    seen = 0
-    while joins or rep.wake_t < INF:
-        if joins and joins[0][0] <= rep.wake_t:
-            t, i = heapq.heappop(joins)
-            sent[i] = t
-            seqs[i] = rep.add(i, t, load.input_lens[i], load.output_lens[i])
-            continue
-        rep.wake()
-        for s in rep.done[seen:]:  # each completion frees a client slot
-            if next_send < n:
-                heapq.heappush(joins, (max(s.end_s, load.arrival_s[next_send]), next_send))
-                next_send += 1
-        seen = len(rep.done)
-        if not joins or joins[0][0] > rep.t:
-            rep.settle()
-    first = np.array([s.first_s for s in seqs])
-    end = np.array([s.end_s for s in seqs])
-    return ReplayOutcome(ttft_s=first - sent, e2e_s=end - sent,
-                         output_lens=np.maximum(np.array(load.output_lens), 1), sent_s=sent)
 
 
 def simulate_metrics(outcome: ReplayOutcome) -> dict[str, float]:
@@ -410,7 +367,7 @@ def _point_key(r: BenchRecord) -> tuple[Any, ...]:
 
 
 def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
-                parameters: Sequence[str] = FIT_PARAMETERS, replay: Replay = replay_step_replica,
+                replay: Replay, parameters: Sequence[str] = FIT_PARAMETERS,
                 max_requests: int = 1000, seed: int = 0, noise_rel: float = 0.02,
                 hold_rel_std: float = 0.3, max_rel_std: float = 1.0,
                 max_evaluations: int = 200,
@@ -601,7 +558,7 @@ def _unidentified(name: str, records: Sequence[BenchRecord], too_few: bool) -> C
 def write_vllm_bench_json(path: str | Path, terms: StepTerms, load: ReplayLoad, *,
                           request_rate: float | str, max_concurrency: int | None,
                           model: str = "synthetic/model", detailed: bool = False,
-                          replay: Replay = replay_step_replica) -> dict[str, Any]:
+                          replay: Replay) -> dict[str, Any]:
     """Replay ``load`` with ``terms`` and write what ``vllm bench serve`` would save.
 
     The summary fields follow ``vllm/benchmarks/serve.py`` (ms, mean/median/std/p99 of
