@@ -474,7 +474,7 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
             raise _unidentified(worst, records, len(names) > f0.size)
         hold = max(overheads, key=lambda o: sd[o])
         held[hold] = (f"not identified by these measurements (+-{min(sd[hold], 99):.0%} "
-                      "for a 2% error); kept at the start value")
+                      f"for a {noise_rel:.0%} error); kept at the start value")
         names.remove(hold)
     if not names:
         raise _unidentified("per_step_s", records, True)
@@ -503,27 +503,38 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
                 best = trial
         return best
 
-    def rel_spread(sol: Any, active: list[str]) -> dict[str, float]:
-        """Standard deviation of each fitted value relative to itself, linearized at the
-        solution, for measurements off by ``noise_rel`` (or by the residuals if larger)."""
+    def spreads(sol: Any, active: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+        """Each fitted value's standard deviation, linearized at the solution: (1) for
+        measurements off by ``noise_rel``, relative to the value or to the parameter's
+        floor if larger (identifiability: a value near zero may be well determined as
+        zero); (2) for measurements off by the larger of ``noise_rel`` and the residuals,
+        relative to the value (what the result reports)."""
         jac = np.asarray(sol.jac)
         rms = math.sqrt(2 * sol.cost / max(jac.shape[0] - jac.shape[1], 1))
         _, sv, vt = np.linalg.svd(jac, full_matrices=False)
         inv = np.where(sv > sv[0] * 1e-12, 1.0 / np.maximum(sv, 1e-300), math.inf)
         with np.errstate(invalid="ignore"):
-            sd = max(noise_rel, rms) * np.sqrt(np.nansum((vt.T * inv) ** 2, axis=1))
-        return {a: float(s / max(x, 1e-12)) for a, s, x in zip(active, sd, sol.x, strict=True)}
+            unit = np.sqrt(np.nansum((vt.T * inv) ** 2, axis=1))
+        ident, report = {}, {}
+        for a, u, x in zip(active, unit, sol.x, strict=True):
+            floor = _FLOORS[a] / scales[KNOWN_PARAMETERS.index(a)]
+            ident[a] = float(noise_rel * u / max(x, floor))
+            report[a] = float(max(noise_rel, rms) * u / max(x, 1e-12))
+        return ident, report
 
     sol = solve(names)
-    spread_at = rel_spread(sol, names)
-    weak = [o for o in _OVERHEADS if o in names and spread_at[o] > hold_rel_std]
+    ident, spread_at = spreads(sol, names)
+    weak = [o for o in _OVERHEADS if o in names and ident[o] > hold_rel_std]
     if weak:  # an overhead the solution leaves loose: keep it at the start instead
-        hold = max(weak, key=lambda o: spread_at[o])
-        held[hold] = (f"not identified by these measurements (+-{min(spread_at[hold], 99):.0%} "
-                      "at the fit); kept at the start value")
+        hold = max(weak, key=lambda o: ident[o])
+        held[hold] = (f"not identified by these measurements (+-{min(ident[hold], 99):.0%} "
+                      f"for a {noise_rel:.0%} error, at the fit); kept at the start value")
         names.remove(hold)
         sol = solve(names)
-        spread_at = rel_spread(sol, names)
+        ident, spread_at = spreads(sol, names)
+    loose = [a for a in names if a not in _OVERHEADS and ident[a] > max_rel_std]
+    if loose:
+        raise _unidentified(max(loose, key=lambda a: ident[a]), records, False)
     fitted_terms = terms_at(sol.x, names)
     final_sims = simulate(fitted_terms)
     return FitResult(
