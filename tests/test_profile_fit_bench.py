@@ -443,3 +443,17 @@ def test_round_trip_through_a_guidellm_report(tmp_path):
     assert result.terms.decode_attention_s_per_token == pytest.approx(
         TRUE.decode_attention_s_per_token, rel=0.05)
     assert max(abs(r.rel_error) for r in result.residuals) < 0.01
+
+
+def test_capsim_profile_fit_is_registered(tmp_path):
+    from sim.cli import main
+
+    files = [str(p) for p in _synthetic_files(tmp_path, detailed=False)]
+    res = CliRunner().invoke(main, ["profile", "fit", *files, "--from",
+                                    str(_start_profile_file(tmp_path)), "-o",
+                                    str(tmp_path / "f.yaml")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["profile", "fit", files[0], "--from",
+                                    str(_start_profile_file(tmp_path)), "-o",
+                                    str(tmp_path / "g.yaml")])
+    assert res.exit_code == 2 and "a single load point" in res.output
