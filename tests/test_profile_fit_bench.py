@@ -117,9 +117,11 @@ def test_load_for_replays_the_file_as_it_was_run():
     (rate,) = read_bench(BENCH / "vllm-bench-serve_rate4_detailed.json")
     load = load_for(rate)
     assert load.input_lens == rate.input_lens and load.output_lens == rate.output_lens
-    assert load.arrival_s == tuple(sorted(rate.start_times_s))  # saved send times
+    assert load.arrival_s == rate.start_times_s  # saved send times, in request order
     assert load.max_in_flight is None
     (conc,) = read_bench(BENCH / "vllm-bench-serve_conc16_summary.json")
+    capped = replace(rate, max_concurrency=2)  # sends delayed by slots: not arrivals
+    assert load_for(capped).arrival_s != rate.start_times_s
     load = load_for(conc, max_requests=50)
     assert load.max_in_flight == 16 and set(load.arrival_s) == {0.0}
     assert load.input_lens == (1024,) * 50 and load.output_lens == (128,) * 50

@@ -35,7 +35,8 @@ them to last ``n / rate``, so do we), or all at once for ``inf``; a concurrency 
 closed-loop clients without think time (vLLM's ``--max-concurrency`` semaphore, llmperf,
 GuideLLM ``concurrent``); both, as arrivals waiting client-side for one of ``N`` slots.
 Latencies are measured from the moment a request is sent, as the clients do. Lengths are
-the file's per-request lengths when saved, else its mean lengths for every request; the
+the file's per-request lengths when saved, else its mean lengths for every request; a
+rate run without a concurrency cap that saved its send times replays them exactly; the
 number of requests is the file's (else 200, or 10 per client if more). At most
 ``max_requests`` requests are replayed per load point (the file's first ones).
 
@@ -277,8 +278,11 @@ def load_for(record: BenchRecord, *, max_requests: int = 1000, seed: int = 0) ->
     rate = record.request_rate_per_s
     if record.load_kind == "concurrency" or rate is None or math.isinf(rate):
         arrivals = [0.0] * n
-    elif record.start_times_s is not None and len(record.start_times_s) >= n:
-        arrivals = sorted(record.start_times_s)[:n]
+    elif (record.start_times_s is not None and len(record.start_times_s) >= n
+          and not record.max_concurrency):
+        # the saved send times are the arrivals when no client slot delayed a send
+        first = min(record.start_times_s[:n])
+        arrivals = [t - first for t in record.start_times_s[:n]]
     else:
         rng = np.random.default_rng(seed)
         shape = record.burstiness if record.burstiness else 1.0
