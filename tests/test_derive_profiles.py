@@ -357,3 +357,24 @@ def test_inferencex_tpot_at_fixed_concurrency():
     # roofline at a few tokens, and the derived steps come out slower than InferenceX's
     # runs: a known weakness, bounded loosely so that a regression still fails.
     assert 0.0 < statistics.median(errs["gpt-oss-120b"]) < 0.8
+
+
+def test_derive_from_a_mapping(tmp_path):
+    from sim.profiles.derive import derive_from_mapping
+
+    p = derive_from_mapping({"model": "llama-3.1-8b", "gpu": "h100", "tp": 2})
+    assert p == derive("llama-3.1-8b", "h100", 2)
+    with pytest.raises(DeriveError, match="unknown field 'gpus' \\(did you mean 'gpu'\\?\\)"):
+        derive_from_mapping({"model": "llama-3.1-8b", "gpus": "h100"})
+    with pytest.raises(DeriveError, match="missing field 'gpu'"):
+        derive_from_mapping({"model": "llama-3.1-8b"})
+    with pytest.raises(DeriveError, match="tp must be a positive whole number, got 'two'"):
+        derive_from_mapping({"model": "llama-3.1-8b", "gpu": "h100", "tp": "two"})
+    with pytest.raises(DeriveError, match="expected a mapping"):
+        derive_from_mapping("llama-3.1-8b")
+    # a config.json next to the experiment
+    cfg = tmp_path / "my.json"
+    cfg.write_text((Path(__file__).resolve().parents[1] / "sim" / "profiles" / "data" / "models"
+                    / "Qwen--Qwen3-8B_config.json").read_text())
+    q = derive_from_mapping({"model": "my.json", "gpu": "l40s"}, base_dir=tmp_path)
+    assert q["model"].startswith("my (bf16")

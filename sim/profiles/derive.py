@@ -54,10 +54,12 @@ raises :class:`~sim.profiles.catalog.DeriveError` with one line saying what woul
 from __future__ import annotations
 
 import csv
+import difflib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,7 +78,8 @@ from .catalog import (
     weight_bytes_per_param,
 )
 
-__all__ = ["derive", "ENGINE_DEFAULTS", "gemm_s", "memory_plan", "step_terms"]
+__all__ = ["derive", "derive_from_mapping", "DERIVE_KEYS", "ENGINE_DEFAULTS", "gemm_s",
+           "memory_plan", "step_terms"]
 
 DTYPES = ("bf16", "fp8", "int4")
 KV_DTYPES = ("auto", "bf16", "fp8")
@@ -721,6 +724,37 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
         "notes": ("; ".join((*m.notes, "cold_start_s is an assumption: 60 s VM + 30 s engine "
                              "start + weights at 1 GB/s"))),
     }
+
+
+DERIVE_KEYS = ("model", "gpu", "tp", "dtype", "kv_dtype", "max_num_seqs",
+               "max_num_batched_tokens", "max_model_len", "gpu_memory_utilization",
+               "engine_version", "usd_per_gpu_hour", "name")
+
+
+def derive_from_mapping(args: Any, base_dir: Path | None = None) -> dict[str, Any]:
+    """:func:`derive` from a mapping of its arguments (an experiment's
+    ``fleet.profile.derive``): unknown keys are refused with the closest valid name; a model
+    config or GPU spec path is resolved against ``base_dir`` (the experiment's folder) when
+    it exists there. Raises :class:`DeriveError` (one line) for any problem."""
+    if not isinstance(args, dict):
+        raise DeriveError(f"expected a mapping of {', '.join(DERIVE_KEYS[:3])}, ..., "
+                          f"got {args!r}")
+    for key in args:
+        if key not in DERIVE_KEYS:
+            close = difflib.get_close_matches(str(key), DERIVE_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise DeriveError(f"unknown field '{key}'{hint}; valid: {', '.join(DERIVE_KEYS)}")
+    for key in ("model", "gpu"):
+        if key not in args:
+            raise DeriveError(f"missing field '{key}'")
+    kw = dict(args)
+    for key in ("model", "gpu"):
+        value = str(kw[key])
+        if base_dir is not None and value.endswith((".json", ".yaml", ".yml")):
+            local = Path(base_dir) / value
+            if local.exists():
+                kw[key] = str(local)
+    return derive(**kw)
 
 
 def _r(x: float) -> float:
