@@ -19,6 +19,20 @@ it scales linearly from 0; beyond the last table point the aggregate stays const
 each extra request slows the others down). Prices are per GPU-hour; a replica costs
 ``gpus_per_replica`` times that.
 
+Step level (issue #19): every profile also describes the replica as a vLLM V1 engine
+(:mod:`sim.profiles.steptime`, the serving model of :mod:`sim.serving.step_replica`):
+``scheduler`` (token budget, KV block size, watermark, ``max_model_len``, prefix caching),
+``step_time`` (the duration of one engine step from its composition) and ``overheads``
+(per-request time outside the steps); ``max_batch`` is vLLM's ``max_num_seqs``. A profile
+gives either a ``step_time`` block or the legacy ``curve`` + ``prefill_tokens_per_s``; a
+legacy profile is converted once, when it is loaded, by
+:func:`~sim.profiles.steptime.from_curve` (decode steps keep their times exactly; prefill
+tokens cost ``1 / prefill_tokens_per_s`` each). A step profile without a curve gets one
+for the summaries that read it (utilization, reports): ``b / step time`` of a decode step
+of b sequences at ``REF_CONTEXT_TOKENS`` tokens of context each, and
+``prefill_tokens_per_s`` = a full-budget prefill step's tokens over its time.
+:meth:`GpuProfile.step_model` is what the engine serves with.
+
 The shipped profiles live in ``gpu_profiles/*.yaml``; ``tools/fit_profiles.py`` derives
 their numbers from public measurements.
 """
@@ -42,6 +56,7 @@ from scipy.interpolate import PchipInterpolator
 from sim.core.errors import ConfigError
 from sim.core.loader import builtin_names, read_yaml, resolve_named
 from sim.core.schema import DurationS, Model, PositiveFloat, validate
+from sim.profiles.steptime import Overheads, Scheduler, StepModel, StepTime, from_curve
 
 __all__ = [
     "DecodeCurve",
@@ -55,6 +70,10 @@ __all__ = [
 ]
 
 Pricing = Literal["on_demand", "reserved", "spot"]
+
+# The context length at which a step profile's decode curve is summarised (decode attention
+# grows with context; the shipped curves were measured at ~0.5-2k-token contexts).
+REF_CONTEXT_TOKENS = 1024
 
 
 class DecodeCurve(Model):
@@ -132,20 +151,80 @@ class GpuProfile(Model):
     gpus_per_replica: int = Field(ge=1)
     max_batch: int = Field(ge=1)
     kv_capacity_tokens: int = Field(gt=0)
-    prefill_tokens_per_s: PositiveFloat
-    curve: DecodeCurve
+    prefill_tokens_per_s: PositiveFloat | None = None
+    curve: DecodeCurve | None = None
     prices: GpuPrices
     cold_start_s: ColdStartSpec = None
     source: str = ""
     notes: str = ""
+    scheduler: Scheduler | None = None
+    step_time: StepTime | None = None
+    overheads: Overheads | None = None
 
     _log_b: np.ndarray = PrivateAttr()
     _log_v: np.ndarray = PrivateAttr()
     _slope_left: np.ndarray = PrivateAttr()
     _slope_right: np.ndarray = PrivateAttr()
     _rate_table: list[float] = PrivateAttr()
+    _step: StepModel = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _step_or_curve(self) -> GpuProfile:
+        if self.step_time is None and (self.curve is None or self.prefill_tokens_per_s is None):
+            raise ValueError("a profile needs a step_time block, or a decode curve and "
+                             "prefill_tokens_per_s (a legacy profile)")
+        if self.step_time is not None:
+            # Checked here so a bad combination is one line naming the profile.
+            StepModel(max_num_seqs=self.max_batch, kv_capacity_tokens=self.kv_capacity_tokens,
+                      scheduler=self.scheduler or Scheduler(), step_time=self.step_time,
+                      overheads=self.overheads or Overheads())
+        elif self.scheduler is not None and self.scheduler.max_num_batched_tokens < self.max_batch:
+            raise ValueError(f"scheduler.max_num_batched_tokens "
+                             f"({self.scheduler.max_num_batched_tokens}) is below max_batch "
+                             f"({self.max_batch})")
+        return self
 
     def model_post_init(self, context: Any, /) -> None:
+        if self.step_time is not None:
+            self._step = StepModel(max_num_seqs=self.max_batch,
+                                   kv_capacity_tokens=self.kv_capacity_tokens,
+                                   scheduler=self.scheduler or Scheduler(),
+                                   step_time=self.step_time,
+                                   overheads=self.overheads or Overheads())
+            self._summarise_steps()
+        self._fit_curve()
+        if self.step_time is None:
+            decode_s = [1.0 / r for r in self._rate_table[1:]]
+            self._step = from_curve(decode_s, float(self.prefill_tokens_per_s),
+                                    max_num_seqs=self.max_batch,
+                                    kv_capacity_tokens=self.kv_capacity_tokens,
+                                    scheduler=self.scheduler, overheads=self.overheads,
+                                    source=f"converted from the decode curve of {self.name}")
+
+    def _summarise_steps(self) -> None:
+        """A step profile's decode curve and prefill rate, for the summaries that read
+        them (the engine serves with the step model itself)."""
+        st, sch = self._step.step_time, self._step.scheduler
+        if self.curve is None:
+            batch = sorted({1, *(1 << i for i in range(self.max_batch.bit_length())),
+                            self.max_batch})
+            rates = [b / st.step_s(b, b, b * (REF_CONTEXT_TOKENS + 1), 0.0) for b in batch]
+            for i in range(1, len(rates)):  # the curve's rules: rate up, per request down
+                rates[i] = min(max(rates[i], rates[i - 1]), rates[i - 1] / batch[i - 1] * batch[i])
+            object.__setattr__(self, "curve",
+                               DecodeCurve(batch=batch, decode_tokens_per_s=rates))
+        if self.prefill_tokens_per_s is None:
+            n = sch.max_num_batched_tokens
+            object.__setattr__(self, "prefill_tokens_per_s",
+                               n / st.step_s(n, 1, 0.0, n * (n + 1) / 2))
+
+    def step_model(self) -> StepModel:
+        """The replica as the step-level engine serves it (converted once for a legacy
+        profile; see the module docstring)."""
+        return self._step
+
+    def _fit_curve(self) -> None:
+        assert self.curve is not None
         u = np.log(np.asarray(self.curve.batch, dtype=np.float64))
         y = np.log(np.asarray(self.curve.decode_tokens_per_s, dtype=np.float64))
         self._log_b, self._log_v = u, y

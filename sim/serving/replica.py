@@ -1,4 +1,10 @@
-"""A GPU replica serving requests with continuous batching (virtual-clock formulation).
+"""A fluid GPU replica: continuous batching as processor sharing (virtual-clock formulation).
+
+Since issue #19 every GPU profile is served by the step-level replica
+(:mod:`sim.serving.step_replica`, vLLM V1 engine steps); this fluid model stays as its
+continuous-time limit, which the queueing-theory tests use (they feed continuous
+exponential token counts and need the M/M/c, processor-sharing and birth-death results
+that hold only for it). :func:`replica_spec` returns a profile's step model.
 
 Model
 -----
@@ -40,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.profiles.schema import GpuProfile
+from sim.profiles.steptime import StepModel
 
 __all__ = ["ReplicaSpec", "Replica", "INF", "replica_spec"]
 
@@ -177,10 +184,9 @@ class Replica:
         return done
 
 
-def replica_spec(profile: GpuProfile) -> ReplicaSpec:
-    """The engine's view of a GPU profile."""
-    return ReplicaSpec(rate_table=profile.per_request_rate_table(),
-                       max_batch=profile.max_batch,
-                       kv_capacity_tokens=float(profile.kv_capacity_tokens),
-                       prefill_tokens_per_s=float(profile.prefill_tokens_per_s),
-                       saturated_tokens_per_s=float(profile.saturated_tokens_per_s))
+def replica_spec(profile: GpuProfile) -> StepModel:
+    """The engine's view of a GPU profile: its step-level model (every profile is served
+    by :mod:`sim.serving.step_replica`; a legacy curve profile is converted when loaded).
+    The fluid :class:`ReplicaSpec` of this module is built directly by the queueing-theory
+    tests, as the continuous-time limit."""
+    return profile.step_model()

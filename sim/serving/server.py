@@ -12,6 +12,12 @@ timeout): it leaves the queue, or its replica frees its batch slot and KV at onc
 aborts a request whose client disconnects). Prefill time it already used stays spent.
 An **outage** of the server fails every queued and running request at once.
 
+Every GPU profile is served by step-level replicas (issue #19): ``Server(env, spec, ...)``
+with a :class:`~sim.profiles.steptime.StepModel` spec (what
+:func:`~sim.serving.replica.replica_spec` returns for a profile) builds a
+:class:`~sim.serving.step_server.StepPool`, the same interface over vLLM-like engine steps;
+the fluid replica below stays for hand-made :class:`ReplicaSpec` specs.
+
 Assumptions: no queue bound (vLLM accepts every request; overload shows as queueing and
 then as client timeouts); a request larger than a replica's KV cache is rejected at once.
 """
@@ -25,8 +31,10 @@ from typing import Any
 
 import simpy
 
+from sim.profiles.steptime import StepModel
 from sim.serving.replica import INF, Replica, ReplicaSpec
 from sim.serving.router import Router
+from sim.serving.step_server import StepPool
 
 __all__ = ["Server"]
 
@@ -39,6 +47,12 @@ class Server:
     ``on_done(item, t)`` when it completes; ``item`` is the caller's object, which must
     have an int ``key`` attribute unique among the server's live requests.
     """
+
+    def __new__(cls, env: simpy.Environment, spec: ReplicaSpec | StepModel, replicas: int,
+                **kw: Any) -> Any:
+        if isinstance(spec, StepModel):
+            return StepPool(env, spec, replicas, **kw)  # (not a Server: no __init__ here)
+        return super().__new__(cls)
 
     def __init__(self, env: simpy.Environment, spec: ReplicaSpec, replicas: int, *,
                  on_admit: Callable[[Any, float], None],
