@@ -48,3 +48,40 @@ def test_seed_experiment_runs(experiment, profile):
     assert m["cost.total_usd"]["mean"] > 0
     assert m["interactive.tpot_p50_s"]["mean"] > 0.01  # tens of ms per token on these GPUs
     assert m["failed.too_large"]["mean"] == 0
+
+
+def _inline_experiment() -> dict:
+    return {"name": "inline-derive", "horizon": "2h", "replications": 1, "seed": 1,
+            "workload": {"streams": [{
+                "name": "chat", "class": "interactive",
+                "arrivals": {"kind": "poisson", "rate_per_s": 0.2},
+                "input_tokens": {"kind": "fixed", "value": 500},
+                "output_tokens": {"kind": "fixed", "value": 100}}]},
+            "fleet": {"profile": {"derive": {"model": "llama-3.1-8b", "gpu": "a10g"}},
+                      "replicas": 1},
+            "costs": {"engineering_fte": 0}}
+
+
+def test_inline_derivation_in_an_experiment_and_a_sweep_over_gpus(tmp_path):
+    exp = sim.load_experiment(_inline_experiment())
+    assert exp.profile.kv_capacity_tokens == 26928  # as `capsim profile derive` gives
+    assert exp.profile.step_model().step_time.per_step_s > 0
+    outcome = sim.sweep(_inline_experiment(), ["fleet.profile.derive.gpu=a10g,h100"],
+                        replications=1, out=str(tmp_path / "sweep"))
+    df = outcome.summary.to_pandas()
+    assert list(df["grid.fleet.profile.derive.gpu"]) == ["a10g", "h100"]
+    cost = dict(zip(df["grid.fleet.profile.derive.gpu"], df["cost.total_usd.mean"], strict=True))
+    assert cost["h100"] > 2 * cost["a10g"]  # $3.29 vs $1.006 per GPU-hour, same fleet
+
+
+def test_inline_derivation_errors_name_the_field():
+    with pytest.raises(sim.ConfigError, match=r"fleet\.profile\.derive: unknown field 'gpus' "
+                       r"\(did you mean 'gpu'\?\)"):
+        sim.load_experiment(_inline_experiment(), ["fleet.profile.derive.gpus=h100"])
+    with pytest.raises(sim.ConfigError, match=r"fleet\.profile\.derive: llama-3\.1-405b \(bf16\)"
+                       r" on 1x a10g does not fit") as exc:
+        sim.load_experiment(_inline_experiment(), ["fleet.profile.derive.model=llama-3.1-405b"])
+    assert "\n" not in str(exc.value)
+    # other keys of the mapping override the derived fields
+    exp = sim.load_experiment(_inline_experiment(), ["fleet.profile.max_batch=64"])
+    assert exp.profile.max_batch == 64

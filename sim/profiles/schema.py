@@ -56,6 +56,8 @@ from scipy.interpolate import PchipInterpolator
 from sim.core.errors import ConfigError
 from sim.core.loader import builtin_names, read_yaml, resolve_named
 from sim.core.schema import DurationS, Model, PositiveFloat, validate
+from sim.profiles.catalog import DeriveError
+from sim.profiles.derive import derive_from_mapping
 from sim.profiles.steptime import Overheads, Scheduler, StepModel, StepTime, from_curve
 
 __all__ = [
@@ -312,11 +314,19 @@ def load_profile(spec: str | Path | dict[str, Any] | GpuProfile, *,
     A name or path resolves like other named files (next to the experiment, then the
     shipped ``gpu_profiles/``); errors in a profile file name that file. A file without a
     ``name`` takes its file stem. Inline mappings are validated in place (errors name
-    ``file`` and ``field``).
+    ``file`` and ``field``); an inline ``{derive: {model, gpu, tp, ...}}`` is derived
+    (:func:`sim.profiles.derive.derive_from_mapping`) and its other keys override the
+    derived fields.
     """
     if isinstance(spec, GpuProfile):
         return spec
     if isinstance(spec, dict):
+        if "derive" in spec:  # {derive: {model, gpu, tp, ...}, other fields override}
+            try:
+                derived = derive_from_mapping(spec["derive"], base_dir)
+            except DeriveError as exc:
+                raise ConfigError(str(exc), file=file, field=f"{field}.derive") from None
+            spec = {**derived, **{k: v for k, v in spec.items() if k != "derive"}}
         return validate(GpuProfile, spec, file=file, prefix=field)
     if not isinstance(spec, str | Path) or not str(spec).strip():
         raise ConfigError(f"expected a profile name, a path or a mapping, got {spec!r}",
