@@ -17,7 +17,8 @@ Utilization is the share of the fleet's capacity used: a prefill token costs
 replica prefilling or decoding at its best rate all the time. In the time series, a
 request's prefill occupies exactly ``[first_token - input/prefill_rate, first_token]``
 and its output tokens are spread evenly over its decode interval. ``gpu_busy_fraction``
-is the share of replica-time with at least one request admitted. These run-level shares
+is the share of replica-time a replica spends executing engine steps (step replicas; on
+the fluid replica, with at least one request admitted). These run-level shares
 are of the simulated span, the horizon or, if later, when its last request ended (work
 admitted before the horizon ends after it), so they never exceed 1.
 
@@ -25,7 +26,10 @@ For a fleet that changes (:mod:`sim.serving.fleet`), :meth:`MetricsAccumulator.s
 replaces the fixed ``replicas x time`` by the replica-time actually up (serving), per run
 and per bin, so utilization is of the replicas that were up; ``paid_utilization`` is the
 same work over the replica-time billed. Requests evicted by a failure or preemption and
-restarted are counted (``requests_restarted``, ``restarts_total``).
+restarted are counted (``requests_restarted``, ``restarts_total``). KV preemptions inside
+a step replica (vLLM's recompute, :mod:`sim.serving.step_replica`) are counted per request
+(``kv_preemptions`` in requests.parquet) and per run (``requests_kv_preempted``,
+``kv_preemptions_total``).
 
 Latency definitions: ``wait`` = admission (or accepted API attempt) - arrival;
 ``ttft`` = first token - arrival; ``e2e`` = completion - arrival;
@@ -153,6 +157,8 @@ class MetricsAccumulator:
         self.request_tables: list[pa.Table] = []
         self.restarted = 0  # requests evicted at least once
         self.restarts = 0
+        self.kv_preempted = 0  # requests preempted (recomputed) at least once on a replica
+        self.kv_preemptions = 0
         self.capacity: tuple[float, np.ndarray, float] | None = None
 
     # ----------------------------------------------------------------- folding
@@ -169,6 +175,9 @@ class MetricsAccumulator:
         if fb.restarts.size:
             self.restarted += int(np.count_nonzero(fb.restarts))
             self.restarts += int(fb.restarts.sum())
+        if fb.preemptions is not None and fb.preemptions.size:
+            self.kv_preempted += int(np.count_nonzero(fb.preemptions))
+            self.kv_preemptions += int(fb.preemptions.sum())
         if self.keep_requests:
             self.request_tables.append(self._request_table(fb, lat))
 
@@ -266,6 +275,8 @@ class MetricsAccumulator:
             "start_s": fb.start_s, "first_token_s": fb.first_token_s, "end_s": fb.end_s,
             "wait_s": lat["wait"], "ttft_s": lat["ttft"], "e2e_s": lat["e2e"],
             "tpot_s": lat["tpot"],
+            "kv_preemptions": (fb.preemptions if fb.preemptions is not None
+                               else np.zeros(fb.outcome.size, np.int16)),
         })
 
     # ----------------------------------------------------------------- results
@@ -285,6 +296,8 @@ class MetricsAccumulator:
         """The flat metrics of this replication (one row of runs.parquet); ``end_s`` is
         when the last request ended (the span is the horizon or that, if later)."""
         row = self._scalars(busy_s, max(self.horizon_s, end_s))
+        row["requests_kv_preempted"] = self.kv_preempted
+        row["kv_preemptions_total"] = self.kv_preemptions
         if self.capacity is not None:
             up_s, _, billed_s = self.capacity
             row["gpu_utilization"] = _ratio(self.work_s(), up_s)
