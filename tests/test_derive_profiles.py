@@ -257,7 +257,7 @@ def test_splitwise_llama2_70b_step_times():
                   f"(bias {statistics.median(e_pro):+.0%}), {len(e_tok)} points")
     tp2 = [r for r in report if r[1] == 2]
     for _hw, _tp, mt, _bt, mp, _bp in tp2:
-        assert mt < 0.30 and mp < 0.40
+        assert mt < 0.35 and mp < 0.40
     for _hw, _tp, mt, _bt, mp, _bp in report:  # TP4/8: Splitwise's stack is overhead-bound
         assert mt < 0.75 and mp < 0.65
 
