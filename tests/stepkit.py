@@ -26,7 +26,7 @@ def run_fast(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
             i += 1
         else:
             rep.wake()
-            rep.settle()
+            rep.replan()
     first = np.array([s.first_s for s in seqs])
     end = np.array([s.end_s for s in seqs])
     pre = np.array([s.preemptions for s in seqs])

@@ -140,6 +140,7 @@ class StepServing:
         completed, let the waiting room fill the freed slots, re-arm."""
         running, queue = rep.running, self._queue
         b0 = len(running)
+        entry0 = rep.entry
         rep.wake()
         done = rep.done
         if done:
@@ -167,16 +168,15 @@ class StepServing:
                 callback(rep.idx, t)
         if self.queued:
             self._dispatch(t)  # type: ignore[attr-defined]
-        if rep.planned:
-            rep.settle()  # nothing else joins it at t now: run a silent first step at once
-            rep.sync_kv()
+        if rep.entry is not entry0:  # evicted meanwhile (a drain callback failed it)
+            return
+        rep.replan()  # nobody else joins it at t now
+        rep.sync_kv()
         # Re-arm in place: this wake-up's entry is still the calendar's head, unless an
         # urgent SimPy event came in front of it at this very time (then it stays, stale).
         entry = rep.entry
         w = rep.wake_t
         rep.due = w
-        if entry is None:  # evicted meanwhile (a drain callback failed it): nothing to do
-            return
         if w == INF:
             if queue and queue[0] is entry:
                 heappop(queue)

@@ -411,14 +411,21 @@ class StepReplica:
 
     # ------------------------------------------------------------------ execution
     def wake(self) -> None:
-        """Handle the event at ``wake_t``: end the planned segment (or, idle, start work
-        that became ready), then plan the next one."""
+        """Handle the event at ``wake_t``: end the planned segment (or, idle, come to the
+        time work becomes ready). Requests that complete are in ``done``; call
+        :meth:`replan` once every request joining at this instant has been added (a join
+        in between is only queued: planning once saves the plan it would discard)."""
         self.wakes += 1
         if self.planned:
             self._execute()
         else:
             self.t = self.wake_t
+
+    def replan(self) -> None:
+        """After :meth:`wake` and the joins of the same instant: plan the next segment,
+        and run a silent single first step at once (see :meth:`settle`)."""
         self._plan()
+        self.settle()
 
     def _execute(self) -> None:
         """Apply the planned segment: its n steps have run."""

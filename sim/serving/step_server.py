@@ -151,8 +151,10 @@ class StepPool:
                 finished.append(item)
             rep.running.pop(s, None)
         rep.done.clear()
-        rep.sync_kv()
         self.router.moved(rep.idx, b, len(rep.running))
+        self._dispatch(t)
+        rep.replan()
+        rep.sync_kv()
         self._rearm(rep)
         for item in finished:
             if self.post_s > 0.0:
@@ -160,7 +162,6 @@ class StepPool:
                     lambda _ev, item=item: self.on_done(item, self.env.now))
             else:
                 self.on_done(item, t)
-        self._dispatch(t)
 
     def _dispatch(self, t: float) -> None:
         queue = self.queue
