@@ -48,13 +48,18 @@ profile_group.add_command(fit_command)
 @click.option("--dtype", type=click.Choice(["bf16", "fp8", "int4"]), default=None,
               help="GEMM weight dtype (default: the checkpoint's).")
 @click.option("--kv-dtype", type=click.Choice(["auto", "bf16", "fp8"]), default="auto",
-              show_default=True)
+              show_default=True, help="KV-cache dtype (auto = bf16).")
 @click.option("--max-num-seqs", type=click.IntRange(min=1), default=None,
               help="vLLM max_num_seqs (default: vLLM's for the GPU).")
-@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=None)
-@click.option("--max-model-len", type=click.IntRange(min=1), default=None)
-@click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True)
-@click.option("--engine-version", default="vllm-0.10", show_default=True)
+@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=None,
+              help="vLLM's token budget per step (default: vLLM's for the GPU).")
+@click.option("--max-model-len", type=click.IntRange(min=1), default=None,
+              help="Longest request, input + output (default: the model's context, capped "
+                   "by the KV cache).")
+@click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True,
+              help="Share of GPU memory vLLM may use (weights, activations, KV).")
+@click.option("--engine-version", default="vllm-0.10", show_default=True,
+              help="Engine whose defaults and CPU overheads to assume.")
 @click.option("--usd-per-gpu-hour", type=float, default=None,
               help="Price per GPU-hour (required where the shipped price data has none).")
 @click.option("--name", default=None, help="Profile name (default: model-dtype-TPxGPU).")
