@@ -65,7 +65,13 @@ from collections import deque
 from heapq import heapify, heappop, heappush
 from typing import Any
 
-from sim.profiles.steptime import StepModel, prefill_pairs, run_time_s, steps_ending_by
+from sim.profiles.steptime import (
+    StepModel,
+    StepTime,
+    prefill_pairs,
+    run_time_s,
+    steps_ending_by,
+)
 
 __all__ = ["StepReplica", "Seq", "INF"]
 
@@ -120,6 +126,11 @@ class StepReplica:
         self.n_blocks = model.num_blocks
         self.wm = int(sch.watermark * model.num_blocks)
         self.max_len = model.max_len_tokens
+        st = self.st
+        self._lin = _linear_table(st, self.budget)
+        self._per_step, self._per_seq = st.per_step_s, st.per_seq_s
+        self._a_dec = st.decode_attention_s_per_token
+        self._a_pre = st.prefill_attention_s_per_token2
         self.pre_s, self.pre_tok_s, self.post_s = ov.pre_s, ov.pre_s_per_input_token, ov.post_s
         self.caching = sch.prefix_caching
         self.pb = [s // bs for s in prefix_tokens]  # prefix blocks per group
@@ -270,7 +281,9 @@ class StepReplica:
         self._free1 = free
         self._chunk, self._dec_s = chunk, dec_s
         n_tok = self.budget - budget
-        first = self.st.step_s(n_tok, seqs, ksum_s + dec_s, pf_pairs)
+        # StepTime.step_s, inlined (linear(N) from the replica's table)
+        first = (self._per_step + self._lin[n_tok] + self._per_seq * seqs
+                 + self._a_dec * (ksum_s + dec_s) + self._a_pre * pf_pairs)
         growth = 0.0
         n = 1
         repeatable = (not victims and not admits
@@ -653,6 +666,19 @@ class StepReplica:
 
     def idle(self) -> bool:
         return not (self.batch or self.waiting or self.pending)
+
+
+_LINEAR: dict[int, tuple[StepTime, list[float]]] = {}
+
+
+def _linear_table(st: StepTime, budget: int) -> list[float]:
+    """``st.linear(n)`` for n = 0..budget, shared by the replicas of one profile (a list
+    index instead of a bisection per step composition)."""
+    hit = _LINEAR.get(id(st))
+    if hit is None or hit[0] is not st or len(hit[1]) <= budget:
+        hit = (st, [st.linear(n) for n in range(budget + 1)])
+        _LINEAR[id(st)] = hit
+    return hit[1]
 
 
 def _steps_until(x: float, first: float, growth: float) -> int:
