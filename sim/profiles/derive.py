@@ -242,27 +242,31 @@ def _moe_roof(gpu: GpuSpec, tokens: float, hidden: int, inter_rank: float, topk:
     return _roofline(gpu, flops, bytes_, act)
 
 
-def moe_s(gpu: GpuSpec, model: ModelSpec, tokens: float, tp: int, wdtype: str) -> tuple[float, str]:
+def moe_s(gpu: GpuSpec, model: ModelSpec, tokens: float, tp: int,
+          wdtype: str) -> tuple[float, str]:
     """Seconds for one layer's routed experts (fused MoE) with ``tokens`` tokens, and a note
-    on which measurement it came from."""
+    on which measurement it came from: the model's expert shape at this TP in the expert
+    weight dtype where measured, else the nearest measured shape (log distance in hidden,
+    per-rank width, top-k, experts; BF16 when the dtype has none), roofline-scaled."""
     ref = _ref_gpu(gpu)
     wd = model.expert_dtype or wdtype
     act = "bf16" if wd in ("mxfp4", "int4") else _act_dtype(gpu, wd)
     tables = _moe_tables()
     want = (model.hidden, model.moe_intermediate, model.experts_per_token, model.experts)
+
+    def dist(k: tuple) -> float:
+        return (abs(math.log(k[2] / want[0])) + abs(math.log(k[3] / k[6] * tp / want[1]))
+                + abs(math.log(k[4] / want[2])) + abs(math.log(k[5] / want[3])))
+
     cands = [k for k in tables if k[0] == ref.measured]
-    dts = [wd, "bf16"] if wd != "bf16" else ["bf16"]
     best = None
-    for dt in dts:
+    for dt in dict.fromkeys([wd, "bf16"]):
         same_dt = [k for k in cands if k[1] == dt]
         exact = [k for k in same_dt if k[2:6] == want and k[6] == tp]
         if exact:
             best = exact[0]
             break
         if same_dt and best is None:
-            def dist(k: tuple) -> float:
-                return (abs(math.log(k[2] / want[0])) + abs(math.log(k[3] / k[6] * tp / want[1]))
-                        + abs(math.log(k[4] / want[2])) + abs(math.log(k[5] / want[3])))
             best = min(same_dt, key=dist)
     if best is None:
         raise DeriveError(f"no fused-MoE measurements for {ref.key}")
@@ -272,11 +276,10 @@ def moe_s(gpu: GpuSpec, model: ModelSpec, tokens: float, tp: int, wdtype: str) -
     if x > lx[-1]:
         t_ref *= math.exp(x - lx[-1])
     _, dt, h0, i0, k0, e0, tp0 = best
-    bdt = {"bf16": 2.0, "fp8": 1.0, "int4": 0.5 + 2 / 128, "mxfp4": 4.25 / 8}
     act0 = "fp8" if dt == "fp8" else "bf16"
     target = _moe_roof(gpu, tokens, model.hidden, model.moe_intermediate / tp,
-                       model.experts_per_token, model.experts, bdt[wd], act)
-    table = _moe_roof(ref, tokens, h0, i0 / tp0, k0, e0, bdt[dt], act0)
+                       model.experts_per_token, model.experts, weight_bytes_per_param(wd), act)
+    table = _moe_roof(ref, tokens, h0, i0 / tp0, k0, e0, weight_bytes_per_param(dt), act0)
     exact = best[2:6] == want and tp0 == tp and dt == wd and ref is gpu
     note = (f"fused MoE measured on {ref.key} ({dt}, E={e0}, k={k0}, hidden {h0}, "
             f"inter {i0}, tp {tp0})" + ("" if exact else ", roofline-scaled"))
