@@ -122,11 +122,21 @@ class StepServing:
     def _admit_step(self, rep: StepServer, blk: Any, j: int, t: float, need: float) -> None:
         running = rep.running
         b = len(running)
-        seq = rep.add((blk, j), t, int(blk.inp[j]), int(blk.out[j]), self._step_group(blk, j))
+        grp = self._step_group(blk, j) if self._prefix_groups[blk.stream[j]] else -1
+        seq = rep.add((blk, j), t, blk.inp[j], blk.out[j], grp)
         running[seq] = None
-        rep.sync_kv()
+        rep.kv_used = (rep.n_blocks - rep.free + rep.promised) * rep.bs  # sync_kv, inlined
         if rep.up:
-            self.router.moved(rep.idx, b, b + 1)
+            # Router.moved(idx, b, b + 1), inlined (see the fluid Engine._admit)
+            router = self.router
+            if b + 1 < rep.max_batch:
+                router._tick = tick = router._tick + 1
+                rep.tick = tick
+                router.buckets[b + 1].append((rep, tick))
+                if not tick & router.compact_mask:
+                    router._compact_all()
+            else:
+                rep.tick = -1  # full: no candidate until a request ends
         blk.replica[j] = rep.idx
         w = rep.wake_t
         rep.due = w
