@@ -180,10 +180,15 @@ class GpuProfile(Model):
             StepModel(max_num_seqs=self.max_batch, kv_capacity_tokens=self.kv_capacity_tokens,
                       scheduler=self.scheduler or Scheduler(), step_time=self.step_time,
                       overheads=self.overheads or Overheads())
-        elif self.scheduler is not None and self.scheduler.max_num_batched_tokens < self.max_batch:
-            raise ValueError(f"scheduler.max_num_batched_tokens "
-                             f"({self.scheduler.max_num_batched_tokens}) is below max_batch "
-                             f"({self.max_batch})")
+        else:
+            sch = self.scheduler or Scheduler()
+            if self.scheduler is not None and sch.max_num_batched_tokens < self.max_batch:
+                raise ValueError(f"scheduler.max_num_batched_tokens "
+                                 f"({sch.max_num_batched_tokens}) is below max_batch "
+                                 f"({self.max_batch})")
+            if self.kv_capacity_tokens < sch.block_size:
+                raise ValueError(f"kv_capacity_tokens ({self.kv_capacity_tokens}) holds no "
+                                 f"KV block of {sch.block_size} tokens")
         return self
 
     def model_post_init(self, context: Any, /) -> None:

@@ -63,8 +63,9 @@ class StepServer(StepReplica):
         self.kv_cap = float(self.n_blocks * self.bs)
         self.kv_used = 0.0
         # The router sizes its load buckets from the rate list's length; loads never
-        # exceed max_num_seqs.
-        self.rates = [0.0] * (model.max_num_seqs + 2)
+        # exceed max_num_seqs. One list per size, shared (a fleet of large batch caps
+        # would hold a copy per replica).
+        self.rates = _dummy_rates(model.max_num_seqs + 2)
         self.rates_top = len(self.rates)
 
     def sync_kv(self) -> None:
@@ -85,6 +86,16 @@ class StepServer(StepReplica):
         self.due = INF
         self.version += 1
         return [(0.0, *s.handle) for s in seqs]
+
+
+_RATES: dict[int, list[float]] = {}
+
+
+def _dummy_rates(n: int) -> list[float]:
+    """A shared, never-modified list of ``n`` zeros (see StepServer.rates)."""
+    if n not in _RATES:
+        _RATES[n] = [0.0] * n
+    return _RATES[n]
 
 
 def step_need(input_tokens: np.ndarray, output_tokens: np.ndarray, block_size: int,

@@ -112,9 +112,12 @@ class Seq:
 
 
 class StepReplica:
-    """One replica: call :meth:`add` when a request joins it and :meth:`wake` at
-    ``wake_t``; finished requests are appended to ``done`` (their ``end_s`` set) and
-    requests whose first token came are appended to ``firsts`` if ``track_first``."""
+    """One replica. Driving it: :meth:`add` when a request joins (at the current time);
+    at ``wake_t``, :meth:`wake`, then the joins of that instant, then :meth:`replan`.
+    Requests that complete are appended to ``done`` (``end_s`` and ``first_s`` set), and
+    those whose first token came to ``firsts`` if ``track_first``. :meth:`abort` and
+    :meth:`evict` take requests out early. ``prefix_tokens[g]`` is the shared prefix of
+    prefix group g (a request names its group in :meth:`add`)."""
 
     def __init__(self, model: StepModel, prefix_tokens: list[int] | tuple[int, ...] = ()):
         sch, ov = model.scheduler, model.overheads
