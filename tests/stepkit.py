@@ -25,7 +25,7 @@ def run_fast(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
             seqs[j] = rep.add(j, t_join, int(input_tokens[j]), int(output_tokens[j]), g)
             i += 1
         else:
-            rep.wake()
+            rep.end_segment()
             rep.replan()
     first = np.array([s.first_s for s in seqs])
     end = np.array([s.end_s for s in seqs])

@@ -162,7 +162,7 @@ class StepServing:
         running, queue = rep.running, self._queue
         b0 = len(running)
         entry0 = rep.entry
-        rep.wake()
+        rep.end_segment()
         done = rep.done
         if done:
             for s in done:

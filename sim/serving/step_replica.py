@@ -113,7 +113,9 @@ class Seq:
 
 class StepReplica:
     """One replica. Driving it: :meth:`add` when a request joins (at the current time);
-    at ``wake_t``, :meth:`wake`, then the joins of that instant, then :meth:`replan`.
+    at ``wake_t``, :meth:`end_segment`, then the joins of that instant, then
+    :meth:`replan` (or :meth:`wake`, which ends the segment and plans at once, then
+    :meth:`settle` when nothing else joins at that instant).
     Requests that complete are appended to ``done`` (``end_s`` and ``first_s`` set), and
     those whose first token came to ``firsts`` if ``track_first``. :meth:`abort` and
     :meth:`evict` take requests out early. ``prefix_tokens[g]`` is the shared prefix of
@@ -427,6 +429,12 @@ class StepReplica:
 
     # ------------------------------------------------------------------ execution
     def wake(self) -> None:
+        """Handle the event at ``wake_t`` and plan the next segment (for a driver with no
+        other joins at that instant; see :meth:`end_segment` for one with some)."""
+        self.end_segment()
+        self._plan()
+
+    def end_segment(self) -> None:
         """Handle the event at ``wake_t``: end the planned segment (or, idle, come to the
         time work becomes ready). Requests that complete are in ``done``; call
         :meth:`replan` once every request joining at this instant has been added (a join

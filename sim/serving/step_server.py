@@ -135,7 +135,7 @@ class StepPool:
             return
         t = self.env.now
         b = len(rep.running)
-        rep.wake()
+        rep.end_segment()
         where = self.where
         for s in rep.firsts:
             key, item = s.handle
