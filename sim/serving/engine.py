@@ -2,9 +2,13 @@
 
 Requests are data (rows of :class:`~sim.workload.requests.RequestBlock`), never SimPy processes.
 SimPy events occur only at arrivals (several arrivals with no other event between them
-share one), replica wake-ups (the next completion on a replica), queue-expiry timers
-(one per stream queue, for its oldest request) and API retries. Each event is a bare
-``simpy.Event`` with one callback; see :mod:`sim.serving.replica` for the serving model and
+share one), replica wake-ups (the next completion on a fluid replica; the end of a segment
+of identical engine steps on a step replica), queue-expiry timers (one per stream queue,
+for its oldest request) and API retries. Each event is a bare ``simpy.Event`` with one
+callback. The serving model of every GPU profile is the step-level vLLM V1 replica
+(:mod:`sim.serving.step_replica`, driven through :mod:`sim.serving.step_engine`); the fluid
+processor-sharing replica of :mod:`sim.serving.replica` is its continuous-time limit, used
+with hand-made :class:`ReplicaSpec` specs by the queueing-theory tests. See
 :mod:`sim.serving.router` for placement and the central queue.
 
 Every request ends exactly once, as served on a GPU, served by an API, or failed with a
