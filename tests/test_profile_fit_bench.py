@@ -331,7 +331,7 @@ def test_cli_starts_from_a_shipped_legacy_profile(tmp_path):
     out = tmp_path / "f.yaml"
     res = CliRunner().invoke(fit_command, [*files, "--from", "llama-8b-1xh100",
                                            "--fit-params", "linear_scale,per_step_s,pre_s",
-                                           "-o", str(out)])
+                                           "--max-requests", "40", "-o", str(out)])
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load(out.read_text())
     assert "curve" not in doc and "step_time" in doc and doc["gpu"]
@@ -342,7 +342,8 @@ def test_cli_starts_from_a_derived_profile(tmp_path):
     files = [str(p) for p in _synthetic_files(tmp_path, detailed=False)]
     out = tmp_path / "d.yaml"
     res = CliRunner().invoke(fit_command, [*files, "--model", "llama-3.1-8b", "--gpu",
-                                           "h100_sxm", "--tp", "1", "-o", str(out)])
+                                           "h100_sxm", "--tp", "1", "--max-requests", "40",
+                                           "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "derived for llama-3.1-8b on 1 x h100_sxm" in res.output
     doc = yaml.safe_load(out.read_text())
@@ -452,8 +453,8 @@ def test_capsim_profile_fit_is_registered(tmp_path):
 
     files = [str(p) for p in _synthetic_files(tmp_path, detailed=False)]
     res = CliRunner().invoke(main, ["profile", "fit", *files, "--from",
-                                    str(_start_profile_file(tmp_path)), "-o",
-                                    str(tmp_path / "f.yaml")])
+                                    str(_start_profile_file(tmp_path)), "--max-requests", "40",
+                                    "-o", str(tmp_path / "f.yaml")])
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(main, ["profile", "fit", files[0], "--from",
                                     str(_start_profile_file(tmp_path)), "-o",

@@ -16,8 +16,10 @@ What is fitted: few, physical parameters --
 
 Everything else (scheduler limits, KV capacity, the per-sequence and prefill-attention
 terms) stays as in the start. The objective is least squares on relative errors
-(``scipy.optimize.least_squares``, bounded, parameters scaled by their start values), one
-residual per load point and metric present. Identifiability is checked from the Jacobian
+(``scipy.optimize.least_squares``, bounded, parameters scaled by their start values, then
+a Nelder-Mead polish of at most ``polish_evaluations`` replays: the replayed means jump a
+little whenever an event changes order, which stalls a trust region), one residual per
+load point and metric present. Identifiability is checked from the Jacobian
 (finite differences, parameters scaled by their start values): each parameter's spread if
 every measurement were off by ``noise_rel`` (2%). Before the fit, an overhead spread more
 than ``hold_rel_std`` (30%) -- e.g. ``post_s`` when every request has the same output
@@ -59,7 +61,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import OptimizeResult, least_squares, minimize
 
 from sim.core.errors import ConfigError
 from sim.core.schema import validate
@@ -374,7 +376,7 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
                 replay: Replay, parameters: Sequence[str] = FIT_PARAMETERS,
                 max_requests: int = 1000, seed: int = 0, noise_rel: float = 0.02,
                 hold_rel_std: float = 0.3, max_rel_std: float = 1.0,
-                max_evaluations: int = 200,
+                max_evaluations: int = 200, polish_evaluations: int = 200,
                 progress: Callable[[int], None] | None = None) -> FitResult:
     """Fit ``parameters`` of ``start`` to ``records`` (module doc); refusals are one line."""
     if not records:
@@ -494,8 +496,10 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
                 cache[key] = residual_vector(simulate(terms_at(x, active)))
             return cache[key]
 
-        # the replay is piecewise smooth (an arrival lands in one step or the next), so a
-        # coarse finite-difference pass is followed by a finer one from its result
+        # The replay's means are piecewise smooth with small jumps everywhere (a request
+        # lands in one step or the next; event order changes): a coarse finite-difference
+        # pass, a finer one from its result, then a Nelder-Mead polish on a simplex of
+        # +-10%, which steps over the jumps where the trust region of least squares stalls.
         best = None
         for diff_step in (0.02, 0.005):
             x_from = x_start if best is None else best.x
@@ -505,6 +509,27 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
                                   method="trf")
             if best is None or trial.cost <= best.cost:
                 best = trial
+        assert best is not None
+        if polish_evaluations > 0:
+            x0 = np.maximum(best.x, 0.0)
+            simplex = np.vstack([x0] + [x0 + np.eye(len(active))[i] * max(0.1 * x0[i], 0.02)
+                                        for i in range(len(active))])
+            polish = minimize(lambda x: 0.5 * float(np.sum(fun(np.maximum(x, 0.0)) ** 2)), x0,
+                              method="Nelder-Mead",
+                              options={"initial_simplex": simplex, "maxfev": polish_evaluations,
+                                       "xatol": 1e-4, "fatol": 1e-12})
+            if polish.fun < best.cost:
+                x = np.maximum(polish.x, 0.0)
+                f0 = fun(x)
+                jac = np.empty((f0.size, len(active)))
+                for j in range(len(active)):
+                    dx = 0.005 * max(abs(x[j]), 1.0)
+                    xj = x.copy()
+                    xj[j] += dx
+                    jac[:, j] = (fun(xj) - f0) / dx
+                best = OptimizeResult(x=x, cost=0.5 * float(np.sum(f0 ** 2)), jac=jac,
+                                      success=True, message="least squares, then Nelder-Mead "
+                                      f"polish ({polish.nfev} evaluations)")
         return best
 
     def spreads(sol: Any, active: list[str]) -> tuple[dict[str, float], dict[str, float]]:
