@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from sim.core.histogram import LogHistogram
 from sim.core.intervals import key_kind, mean_interval, t975
-from sim.core.stats import summarize
 
 shares = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=2, max_size=40)
 
@@ -34,10 +33,11 @@ def test_non_negative_intervals_never_go_below_zero(values):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=2, max_size=40))
 def test_summarize_keeps_every_share_key_in_range(values):
-    rows = [{"failure_share": v, "interactive.slo_attainment": 1 - v,
-             "gpu_utilization": v, "retry_rate": v} for v in values]
-    for key, entry in summarize(rows).items():
-        assert 0.0 <= entry["ci95_low"] <= entry["ci95_high"] <= 1.0, key
+    x = np.asarray(values)
+    for key, col in (("failure_share", x), ("interactive.slo_attainment", 1 - x),
+                     ("gpu_utilization", x), ("retry_rate", x)):
+        _, low, high, _ = mean_interval(col, key_kind(key))
+        assert 0.0 <= low <= high <= 1.0, key
 
 
 def test_t_interval_is_kept_where_it_fits():
@@ -87,18 +87,17 @@ def test_histogram_ties_do_not_give_a_zero_width_quantile_interval():
     samples = [rng.uniform(9000, 9600, 3500) + rng.uniform(-25, 25) for _ in range(20)]
     per_rep = _replication_quantiles(samples, 0.5)
     assert len(set(per_rep)) == 1  # the ties the issue saw
-    entry = summarize([{"batch.ttft_p50_s": v} for v in per_rep])["batch.ttft_p50_s"]
-    assert entry["ci95_high"] > entry["ci95_low"]
+    _, low, high, _ = mean_interval(np.asarray(per_rep), key_kind("batch.ttft_p50_s"))
+    assert high > low
     exact = np.mean([np.median(s) for s in samples])
-    assert entry["ci95_low"] <= exact <= entry["ci95_high"]
+    assert low <= exact <= high
     # the same values under a key that is not a histogram quantile: truly identical
-    same = summarize([{"batch.ttft_mean_s": v} for v in per_rep])["batch.ttft_mean_s"]
-    assert same["ci95_low"] == same["ci95_high"]
+    _, low2, high2, _ = mean_interval(np.asarray(per_rep), key_kind("batch.ttft_mean_s"))
+    assert low2 == high2
 
 
 def test_distinct_replications_give_the_t_interval_when_it_is_wider():
     per_rep = [1.0, 1.5, 2.0, 2.5, 3.0]
-    entry = summarize([{"chat.ttft_p99_s": v} for v in per_rep])["chat.ttft_p99_s"]
+    _, low, high, _ = mean_interval(np.asarray(per_rep), key_kind("chat.ttft_p99_s"))
     half = t975(4) * np.std(per_rep, ddof=1) / math.sqrt(5)
-    assert entry["ci95_low"] == pytest.approx(2.0 - half)
-    assert entry["ci95_high"] == pytest.approx(2.0 + half)
+    assert (low, high) == pytest.approx((2.0 - half, 2.0 + half))
