@@ -23,11 +23,11 @@ from sim.core.errors import ConfigError, closest
 from sim.core.loader import builtin_dir, read_yaml, resolve_named
 from sim.core.schema import DurationS, Model, NonNegFloat, validate
 from sim.costs.model import CostConfig, pool_usd_per_gpu_hour
-from sim.litellm.setup import LitellmBinding, resolve_litellm
-from sim.profiles.schema import gpu_prices, load_profile
-from sim.serving.api import load_api_models
+from sim.litellm.setup import LitellmBinding, LitellmSetup, resolve_litellm
+from sim.profiles.schema import ColdStart, GpuProfile, gpu_prices, load_profile
+from sim.serving.api import ApiModel, load_api_models
 from sim.serving.fleet_config import FleetConfig
-from sim.workload.streams import check_volume, horizon_problem, parse_workload
+from sim.workload.streams import WorkloadConfig, check_volume, horizon_problem, parse_workload
 
 __all__ = [
     "ExperimentConfig",
@@ -117,21 +117,21 @@ class Experiment:
     """A resolved experiment: every name looked up, every field validated."""
 
     config: ExperimentConfig
-    workload: Any  # sim.workload.streams.WorkloadConfig
-    profile: Any  # sim.profiles.schema.GpuProfile
-    apis: dict  # name -> sim.serving.api.ApiModel
-    costs: Any  # sim.costs.model.CostConfig
-    source: str  # the file it came from (or "<default>")
-    raw: dict  # the data after overrides, for summary.json
-    litellm: Any = None  # sim.litellm.setup.LitellmSetup when router.litellm_config is set
+    workload: WorkloadConfig
+    profile: GpuProfile
+    apis: dict[str, ApiModel]
+    costs: CostConfig
+    source: str  # the file it came from (or "<dict>")
+    raw: dict[str, Any]  # the data after overrides, for summary.json
+    litellm: LitellmSetup | None = None  # when router.litellm_config is set
 
     @property
     def name(self) -> str:
         return self.config.name
 
     @property
-    def cold_start(self) -> Any:
-        """The cold start of a new replica (sim.profiles.schema.ColdStart), or None if unknown."""
+    def cold_start(self) -> ColdStart | None:
+        """The cold start of a new replica, or None if unknown."""
         return self.config.fleet.cold_start_s or self.profile.cold_start_s
 
     @property

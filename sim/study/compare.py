@@ -20,7 +20,6 @@ paired confidence interval (replication by replication).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +36,7 @@ from sim.core.stats import summarize_values
 from sim.costs.model import SECONDS_PER_MONTH
 from sim.experiment.config import Experiment, ExperimentSource, load_experiment, load_variant
 from sim.experiment.run import run_and_write
-from sim.report.formats import format_count, format_percent, format_seconds, format_usd
+from sim.report.formats import finite, format_count, format_percent, format_seconds, format_usd
 from sim.report.plots import plot_fleet_comparison
 
 __all__ = ["compare", "load_variants", "run_comparison", "render", "COMPARED"]
@@ -182,17 +181,13 @@ def render(rows: Mapping[str, Mapping[str, dict]], meta: Mapping[str, Any], cons
 
 
 def _cell(entry: Mapping[str, float] | None, fmt, scale: float, *, with_ci: bool) -> str:
-    if not entry or not _finite(entry.get("mean")):
+    if not entry or not finite(entry.get("mean")):
         return "-"
     text = fmt(entry["mean"] * scale)
     low, high = entry.get("ci95_low"), entry.get("ci95_high")
-    if with_ci and _finite(low) and _finite(high) and high > low:
+    if with_ci and finite(low) and finite(high) and high > low:
         text += f" ±{fmt((high - low) / 2 * scale).lstrip('$')}"
     return text
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(float(x))
 
 
 def compare(experiment: ExperimentSource = None, variants: Sequence[str] = (), *,
