@@ -16,8 +16,12 @@ imports besides the optional dask.
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
 
+from sim.cli.common import debug_wanted, guarded
 from sim.cli.compare import compare_command
 from sim.cli.profile import profile_group
 from sim.cli.run import run_command
@@ -27,8 +31,27 @@ from sim.cli.workload import workload_group
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Capsim(click.Group):
+    """The top-level group: every way out is an exit status and at most a few lines on
+    stderr, never a traceback (:func:`sim.cli.common.guarded`); click's own usage errors
+    follow the same ``capsim: error:`` form."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        code = guarded(lambda: super(_Capsim, self).main(
+            argv, prog_name, complete_var, standalone_mode=False, **extra),
+            debug=debug_wanted(argv))
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(cls=_Capsim, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="capsim")
+@click.option("--debug", is_flag=True, expose_value=False,
+              help="Show a traceback for an internal error (also CAPSIM_DEBUG=1).")
 def main() -> None:
     """capsim: how many GPUs, at what cost and latency, and how much API overflow?"""
 

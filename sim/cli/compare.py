@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import click
 
-from sim.cli.common import out_option, replications_option, set_option, workers_option
+from sim.cli.common import (
+    out_option,
+    overwrite_option,
+    replications_option,
+    set_option,
+    workers_option,
+)
 from sim.core.errors import ConfigError
 
 __all__ = ["compare_command"]
@@ -22,16 +28,18 @@ __all__ = ["compare_command"]
 @replications_option("Monte Carlo replications per variant (default: the experiment's).")
 @workers_option("Worker processes (default: all cores).")
 @out_option("Output folder (default: results/<name>-compare-<timestamp>/).")
+@overwrite_option()
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def compare_command(experiment: str | None, names: tuple[str, ...], overrides: tuple[str, ...],
                     replications: int | None, workers: int | None, out_dir: str | None,
-                    no_plots: bool) -> None:
+                    overwrite: bool, no_plots: bool) -> None:
     """Run every variant of EXPERIMENT on the same traffic and compare them."""
     from sim.study.compare import compare  # (startup speed: see sim.cli)
 
     try:
         compare(experiment, names, overrides=overrides, replications=replications,
-                workers=workers, out=out_dir, plots=not no_plots, quiet=False)
+                workers=workers, out=out_dir, plots=not no_plots, quiet=False,
+                overwrite=overwrite)
     except ConfigError as exc:
         click.echo(f"capsim: error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None

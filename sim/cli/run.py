@@ -18,6 +18,7 @@ from sim.cli.common import (
     handle_errors,
     json_default,
     out_option,
+    overwrite_option,
     replications_option,
     set_option,
     workers_option,
@@ -32,6 +33,7 @@ __all__ = ["run_command"]
 @replications_option("Number of Monte Carlo replications (default: the experiment's).")
 @workers_option("Worker processes (default: all cores). Results do not depend on it.")
 @out_option("Output folder (default: results/<name>-<timestamp>/).")
+@overwrite_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
 @click.option("--requests/--no-requests", "keep_requests", default=None,
               help="Also write requests.parquet (one row per request; small runs).")
@@ -42,18 +44,20 @@ __all__ = ["run_command"]
                    "(sets router.litellm_config).")
 @handle_errors
 def run_command(experiment: str | None, overrides: tuple[str, ...], replications: int | None,
-                workers: int | None, out_dir: str | None, as_json: bool,
+                workers: int | None, out_dir: str | None, overwrite: bool, as_json: bool,
                 keep_requests: bool | None, no_plots: bool, router_config: str | None) -> None:
     """Run EXPERIMENT (a YAML file or built-in name; the built-in default if omitted)."""
-    from sim.experiment.config import load_experiment  # (startup speed: see sim.cli)
+    from sim.core.files import check_out_dir, default_out  # (startup speed: see sim.cli)
+    from sim.experiment.config import load_experiment
     from sim.experiment.run import run_and_write
 
     if router_config is not None:
         overrides = (*overrides, f"router.litellm_config={Path(router_config).resolve()}")
     exp = load_experiment(experiment, list(overrides), replications=replications)
-    out = Path(out_dir) if out_dir else Path("results") / (
-        f"{exp.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    out = Path(out_dir) if out_dir else default_out(
+        Path("results"), f"{exp.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    check_out_dir(out, overwrite=overwrite)  # before the simulation, not after it
     summary = run_and_write(exp, out, workers=workers, keep_requests=keep_requests,
-                            plots=not no_plots, quiet=as_json)
+                            plots=not no_plots, quiet=as_json, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=json_default))

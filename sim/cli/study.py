@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.cli.common import (
+    FINITE_POSITIVE,
     handle_errors,
     out_option,
     replications_option,
@@ -321,7 +322,7 @@ def _plan_figure(result: PlanResult, names: Sequence[str], folder: Path, svg: bo
 @click.option("--static", is_flag=True,
               help="No simulation: fixed monthly cost / blended API price (the seed "
                    "article's arithmetic).")
-@click.option("--blended-usd-per-1m", type=click.FloatRange(min=0, min_open=True),
+@click.option("--blended-usd-per-1m", type=FINITE_POSITIVE,
               default=None, help="--static: the API price per 1M tokens, blended.")
 @click.option("--input-share", type=click.FloatRange(0, 1), default=0.75, show_default=True,
               help="--static without a blended price: input share of the tokens.")

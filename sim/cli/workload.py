@@ -29,6 +29,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from sim.core.errors import ConfigError
+from sim.core.files import atomic_write
 from sim.core.loader import read_yaml
 from sim.core.units import format_duration, parse_duration_s
 from sim.report.formats import format_count
@@ -67,8 +68,21 @@ def workload_group() -> None:
 
 
 def _fail(exc: ConfigError) -> None:
-    click.echo(str(exc), err=True)
+    click.echo(f"capsim: error: {exc}", err=True)
     raise click.exceptions.Exit(2)
+
+
+_PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def _check_plot_path(plot: str) -> None:
+    """``--plot``'s format and folder, before any work is done."""
+    if Path(plot).suffix.lower() not in _PLOT_FORMATS:
+        raise ConfigError(f"unknown plot format '{Path(plot).suffix or '(none)'}'; use "
+                          f"{', '.join(_PLOT_FORMATS)}", file=plot, field="--plot")
+    if Path(plot).is_symlink():
+        raise ConfigError("is a symbolic link; capsim does not write through links",
+                          file=plot, field="--plot")
 
 
 @workload_group.command("show")
@@ -82,6 +96,8 @@ def _fail(exc: ConfigError) -> None:
 def show_command(spec: str, horizon: str | None, seed: int | None, plot: str | None) -> None:
     """Generate SPEC (experiment file, workload file or built-in name) and summarise it."""
     try:
+        if plot:
+            _check_plot_path(plot)
         wl, horizon_s, seed_value = load_spec(spec, horizon=horizon, seed=seed)
         stats = _describe_with_progress(wl, horizon_s, seed_value)
         if plot:
@@ -124,10 +140,18 @@ def fit_command(trace: str, output: str | None, fmt: str) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole (a temporary file renamed into place), never
+    through a symbolic link."""
+    if path.is_symlink():
+        raise ConfigError("is a symbolic link; capsim does not write through links (give "
+                          "the file itself)", file=str(path), field="--output")
+    if path.exists() and not path.is_file():
+        raise ConfigError("exists and is not a regular file", file=str(path), field="--output")
     try:
-        path.write_text(text, encoding="utf-8")
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot write: {exc.strerror}", file=str(path)) from None
+        raise ConfigError(f"cannot write: {exc.strerror or exc}", file=str(path),
+                          field="--output") from None
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -147,7 +171,7 @@ def load_spec(spec: str, *, horizon: str | None = None,
         return wl, horizon_s, _seed(seed, data.get("seed"), str(path))
     wl = parse_workload(spec, base_dir=None, field="")
     horizon_s = _horizon_s(horizon, None, None)
-    check_volume(wl, horizon_s)
+    check_volume(wl, horizon_s, file=spec)
     return wl, horizon_s, _seed(seed, None, None)
 
 

@@ -219,7 +219,7 @@ def _dask_executor(workers: int, scheduler: str | None) -> Iterator[Executor]:
                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                    silence_logs=logging.ERROR)
             client = Client(cluster)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:  # ValueError: not an address
         if cluster is not None:
             cluster.close()
         where = address or "a local cluster"

@@ -1,7 +1,12 @@
 """Shared building blocks for validated configuration (pydantic v2).
 
 Configuration is data, validated once at the edge: every config class derives from
-:class:`Model` (unknown fields are errors, values are immutable). :func:`validate` turns a
+:class:`Model` (unknown fields are errors, values are immutable). Numbers are checked
+there, once: no booleans where numbers go, no NaN or infinity in any float field
+(``allow_inf_nan=False``), and, after each field's own bounds, no number larger in
+magnitude than ``MAX_MAGNITUDE`` (1e15) in any field but a seed, so that no product of
+inputs (a price times hours times replicas) overflows to infinity and no integer is too
+large for a float. :func:`validate` turns a
 pydantic ValidationError into a one-line :class:`~sim.core.errors.ConfigError` naming the file,
 the dotted field path and the problem, with the closest valid field name where one exists.
 """
@@ -32,6 +37,7 @@ __all__ = [
     "PositiveFloat",
     "ReplicaCount",
     "MAX_REPLICAS",
+    "MAX_MAGNITUDE",
     "NonNegFloat",
     "Probability",
     "validate",
@@ -41,11 +47,43 @@ __all__ = [
 T = TypeVar("T", bound=BaseModel)
 
 
-class Model(BaseModel):
-    """Base for every config object: strict about unknown fields, immutable, and no
-    booleans where numbers go."""
+MAX_MAGNITUDE = 1e15
+"""The largest magnitude of any number in a config field (seeds aside)."""
+_UNBOUNDED = frozenset({"seed"})
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+def _numbers(value: Any) -> Any:
+    """The numbers in a field's value, inside lists and tuples too (a mapping's values
+    are left to the model that validates them, which names their fields)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int | float):
+        yield value
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _numbers(v)
+
+
+class Model(BaseModel):
+    """Base for every config object: strict about unknown fields, immutable, no booleans
+    where numbers go, no non-finite floats and no number beyond ``MAX_MAGNITUDE``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _bounded_numbers(self) -> Model:
+        for name, info in type(self).model_fields.items():
+            if name in _UNBOUNDED:
+                continue
+            for v in _numbers(getattr(self, name)):
+                if abs(v) > MAX_MAGNITUDE:
+                    shown = (f"a number of {len(str(abs(v)))} digits"
+                             if isinstance(v, int) and abs(v) > 10**30 else f"{v:.6g}")
+                    raise PydanticCustomError(
+                        "number_too_large", "{shown} is too large (at most 1e15 in magnitude)",
+                        {"field": info.alias or name, "shown": shown})
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -232,7 +270,7 @@ def validate(model: type[T], data: Any, *, file: str | None = None, prefix: str 
         err = max(errors, key=lambda e: (_RANK.get(e.get("type", ""), 0),
                                           len(e.get("loc", ()))))
         loc = tuple(err.get("loc", ()))
-        if err.get("type") == "bool_for_number":  # raised for the model: name the field
+        if err.get("type") in ("bool_for_number", "number_too_large"):  # name the field
             loc = (*loc, err["ctx"]["field"])
         path = _loc_to_path(loc, data)
         if prefix:

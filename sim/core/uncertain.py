@@ -59,7 +59,10 @@ def parse_uncertain(value: Any) -> float | Range:
             raise ValueError(f"expected a number, {{low, high}} or {{mode, low, high}}, "
                              f"got {value!r}") from None
     if isinstance(value, int | float | np.integer | np.floating):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
         if not math.isfinite(number) or number < 0:
             raise ValueError(f"must be a finite, non-negative number, got {value!r}")
         return number

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sim.core.errors import ConfigError, closest
-from sim.core.loader import builtin_dir, read_yaml, resolve_named
+from sim.core.loader import builtin_dir, parse_yaml, read_yaml, resolve_named
 from sim.core.schema import DurationS, Model, NonNegFloat, validate
 from sim.costs.model import CostConfig, pool_usd_per_gpu_hour
 from sim.litellm.setup import LitellmBinding, LitellmSetup, resolve_litellm
@@ -72,6 +71,9 @@ class OverflowRule(Model):
 
 
 MAX_TIMESERIES_BINS = 10_000_000
+MAX_REPLICATIONS = 100_000
+"""The most Monte Carlo replications an experiment may ask for (the work itself is
+bounded by the request estimate of :func:`sim.workload.streams.check_volume`)."""
 
 
 class OutputConfig(Model):
@@ -85,8 +87,8 @@ class ExperimentConfig(Model):
     name: str = "experiment"
     description: str = ""
     horizon: DurationS = 30 * 86400.0
-    replications: int = Field(default=20, ge=1)
-    seed: int = Field(default=0, ge=0)
+    replications: int = Field(default=20, ge=1, le=MAX_REPLICATIONS)
+    seed: int = Field(default=0, ge=0, lt=2**128)
     workload: Any
     fleet: FleetConfig
     router: RouterConfig = RouterConfig()
@@ -99,11 +101,16 @@ class ExperimentConfig(Model):
     variants: dict[str, dict[str, Any]] = {}
     """Named what-ifs for ``capsim compare``: each maps override paths to values."""
 
-    @model_validator(mode="after")
-    def _positive_horizon(self) -> ExperimentConfig:
-        problem = horizon_problem(self.horizon)
+    @field_validator("horizon")
+    @classmethod
+    def _positive_horizon(cls, horizon: float) -> float:
+        problem = horizon_problem(horizon)
         if problem:
-            raise ValueError(f"horizon {problem}")
+            raise ValueError(problem)
+        return horizon
+
+    @model_validator(mode="after")
+    def _bounded_bins(self) -> ExperimentConfig:
         bins = self.horizon / self.output.timeseries_bin_s
         if not bins <= MAX_TIMESERIES_BINS:  # (written so that a NaN fails too)
             raise ValueError(f"output.timeseries_bin_s: {self.output.timeseries_bin_s:g} s "
@@ -152,9 +159,11 @@ def apply_overrides(raw: dict, overrides: list[str], *, file: str | None = None)
         path = path.strip()
         if not sep or not path:
             raise ConfigError(f"--set expects path=value, got {item!r}", file=file)
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
+        try:  # the same reader as files: no duplicate keys, bounded nesting and aliases
+            value = parse_yaml(text, file=file) if text.strip() else None
+        except ConfigError as exc:
+            if "invalid YAML" not in exc.message:
+                raise ConfigError(f"--set {path}: {exc.message}", file=file) from None
             value = text
         _set_path(data, path.split("."), value, path, file)
     return data
@@ -251,7 +260,7 @@ def load_variant(path: ExperimentSource, overrides: Sequence[str], name: str,
 def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> Experiment:
     """Look up the workload, profile, API models and cost model of a validated config."""
     workload = parse_workload(cfg.workload, base_dir=base_dir, file=file, field="workload")
-    check_volume(workload, cfg.horizon, file=file)
+    check_volume(workload, cfg.horizon, file=file, replications=cfg.replications)
     profile = load_profile(cfg.fleet.profile, base_dir=base_dir, file=file,
                            field="fleet.profile")
     apis = load_api_models(cfg.api or None, file=file, field="api")

@@ -91,7 +91,8 @@ def requests_table(results: Sequence[AnyResult]) -> pa.Table | None:
     tables = [r.requests.append_column("replication", pa.array(
         np.full(r.requests.num_rows, r.index, np.int32))) for r in results
         if r.requests is not None]
-    return pa.concat_tables(tables) if tables else None
+    # (promote: a replication with no request of some kind has null-typed columns)
+    return pa.concat_tables(tables, promote_options="default") if tables else None
 
 
 @dataclass
@@ -169,11 +170,13 @@ class RunResult:
         meta["notes"].append(self.speed_note())
         return meta
 
-    def write(self, out: str | Path, *, plots: bool = True) -> Path:
-        """Write the results folder (atomically: it appears complete or not at all)."""
+    def write(self, out: str | Path, *, plots: bool = True, overwrite: bool = False) -> Path:
+        """Write the results folder (atomically: it appears complete or not at all; an
+        existing non-empty ``out`` is refused unless ``overwrite``, which replaces it
+        whole)."""
         out = Path(out)
         results = self.replications
-        with OutputDir(out) as od:
+        with OutputDir(out, overwrite=overwrite) as od:
             write_parquet(od.path / "runs.parquet", self.runs)
             if self.litellm:
                 self._write_litellm(od.path, plots=plots)
@@ -247,14 +250,14 @@ def run(exp: Experiment, *, replications: int | None = None, workers: int | None
 
 def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
                   keep_requests: bool | None = None, plots: bool = True,
-                  quiet: bool = False) -> dict[str, Any]:
+                  quiet: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """``capsim run``: run with a progress bar (on a terminal), write the folder, print."""
     err = Console(stderr=True)
     for line in exp.litellm.warnings if exp.litellm is not None else ():
         err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
     result = run(exp, workers=workers, keep_requests=keep_requests,
                  progress=not quiet and sys.stderr.isatty(), console=err)
-    result.write(out, plots=plots)
+    result.write(out, plots=plots, overwrite=overwrite)
     if not quiet:
         console = None if not result.litellm or sys.stdout.isatty() else Console(width=140)
         result.render(console)

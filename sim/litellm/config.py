@@ -17,6 +17,10 @@ each such key is reported once, as one warning line, never silently dropped. Mal
 input -- an unknown strategy, a missing ``model``, a bad type, a fallback to a group that
 does not exist -- is a one-line :class:`~sim.core.errors.ConfigError` naming the file and field.
 
+Every count and time is bounded at the schema: ``num_retries`` and ``max_fallbacks`` at
+most 100, ``allowed_fails`` at most 1,000,000, times at most ten years, at most 10,000
+fallback entries; each section must be a mapping with text keys.
+
 Defaults follow LiteLLM's Router: ``simple-shuffle``, no retries, ``allowed_fails`` 3,
 ``cooldown_time`` 5 s, ``max_fallbacks`` 5, no timeout.
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -57,6 +61,13 @@ _SECTIONS = ("model_list", "router_settings", "litellm_settings", "general_setti
              "environment_variables")
 
 
+MAX_RETRIES = 100
+MAX_TIME_S = 3650 * 86400.0
+MAX_FALLBACK_ENTRIES = 10_000
+BoundedTime = Annotated[NonNegFloat, Field(le=MAX_TIME_S)]
+PositiveTime = Annotated[PositiveFloat, Field(le=MAX_TIME_S)]
+
+
 class _Params(Model):
     model: str
     api_base: str | None = None
@@ -64,10 +75,10 @@ class _Params(Model):
     tpm: int | None = Field(default=None, ge=0)
     weight: NonNegFloat | None = None
     order: int | None = Field(default=None, ge=0)
-    timeout: PositiveFloat | None = None
-    stream_timeout: PositiveFloat | None = None
-    input_cost_per_token: NonNegFloat | None = None
-    output_cost_per_token: NonNegFloat | None = None
+    timeout: PositiveTime | None = None
+    stream_timeout: PositiveTime | None = None
+    input_cost_per_token: NonNegFloat | None = Field(default=None, le=1.0)
+    output_cost_per_token: NonNegFloat | None = Field(default=None, le=1.0)
 
 
 class _Info(Model):
@@ -78,8 +89,8 @@ class _Info(Model):
 
 class _StrategyArgs(Model):
     lowest_latency_buffer: NonNegFloat = 0.0
-    max_latency_list_size: int = Field(default=10, ge=1)
-    ttl: PositiveFloat | None = None
+    max_latency_list_size: int = Field(default=10, ge=1, le=100_000)
+    ttl: PositiveTime | None = None
 
 
 class RouterSettings(Model):
@@ -87,17 +98,18 @@ class RouterSettings(Model):
 
     routing_strategy: str = "simple-shuffle"
     routing_strategy_args: _StrategyArgs = _StrategyArgs()
-    num_retries: int = Field(default=0, ge=0)
-    retry_after: NonNegFloat = 0.0
-    allowed_fails: int = Field(default=3, ge=0)
-    cooldown_time: NonNegFloat = 5.0
+    num_retries: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    retry_after: BoundedTime = 0.0
+    allowed_fails: int = Field(default=3, ge=0, le=1_000_000)
+    cooldown_time: BoundedTime = 5.0
     disable_cooldowns: bool = False
-    timeout: PositiveFloat | None = None
-    stream_timeout: PositiveFloat | None = None
-    fallbacks: list[dict[str, list[str]]] = []
-    context_window_fallbacks: list[dict[str, list[str]]] = []
-    default_fallbacks: list[str] = []
-    max_fallbacks: int = Field(default=5, ge=0)
+    timeout: PositiveTime | None = None
+    stream_timeout: PositiveTime | None = None
+    fallbacks: list[dict[str, list[str]]] = Field(default=[], max_length=MAX_FALLBACK_ENTRIES)
+    context_window_fallbacks: list[dict[str, list[str]]] = Field(
+        default=[], max_length=MAX_FALLBACK_ENTRIES)
+    default_fallbacks: list[str] = Field(default=[], max_length=MAX_FALLBACK_ENTRIES)
+    max_fallbacks: int = Field(default=5, ge=0, le=MAX_RETRIES)
     enable_pre_call_checks: bool = False
 
     def fallback_map(self, which: str = "fallbacks") -> dict[str, list[str]]:
@@ -177,6 +189,11 @@ def load_litellm_config(path: str | Path, *, overrides: dict[str, Any] | None = 
     if not isinstance(data, dict):
         raise ConfigError("a LiteLLM config must be a mapping with a 'model_list'", file=file)
     warnings: list[str] = []
+    for section in ("router_settings", "litellm_settings", "general_settings",
+                    "environment_variables"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise ConfigError(f"must be a mapping of settings, got {type(data[section]).__name__}",
+                              file=file, field=section)
     for key in data:
         if key not in _SECTIONS:
             warnings.append(f"{file}: {key}: not simulated (ignored){closest(key, _SECTIONS)}")

@@ -151,7 +151,7 @@ class GpuProfile(Model):
     model: str
     gpu: str
     gpus_per_replica: int = Field(ge=1)
-    max_batch: int = Field(ge=1)
+    max_batch: int = Field(ge=1, le=1_000_000)  # (bounded: per-batch tables are built)
     kv_capacity_tokens: int = Field(gt=0)
     prefill_tokens_per_s: PositiveFloat | None = None
     curve: DecodeCurve | None = None

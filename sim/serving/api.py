@@ -30,7 +30,6 @@ from __future__ import annotations
 import bisect
 import functools
 import importlib.util
-import json
 import math
 import os
 from pathlib import Path
@@ -47,7 +46,7 @@ from pydantic import (
 )
 
 from sim.core.errors import ConfigError, closest
-from sim.core.loader import read_yaml
+from sim.core.loader import read_json, read_yaml
 from sim.core.schema import DurationS, Model, NonNegFloat, PositiveFloat, Probability, validate
 
 __all__ = [
@@ -316,23 +315,28 @@ class RateLimiter:
 
 @functools.lru_cache(maxsize=4)
 def read_litellm_prices(path: str) -> dict[str, Any]:
-    """A LiteLLM ``model_prices_and_context_window.json`` (cached; one-line errors)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ConfigError("LiteLLM price file not found", file=path) from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read LiteLLM price file: {exc}", file=path) from None
+    """A LiteLLM ``model_prices_and_context_window.json`` (cached; one-line errors:
+    duplicate keys and deep nesting refused by :func:`sim.core.loader.read_json`)."""
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ConfigError("LiteLLM price file must be a JSON object of models", file=path)
     return data
 
 
+_MAX_USD_PER_TOKEN = 1.0  # $1M per million tokens: far above any list price
+
+
 def _per_million(value: Any, what: str, key: str, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"LiteLLM model '{key}' has no usable {what} (got {value!r})",
-                          file=path)
+    """A per-token price from a price-table row, as USD per million tokens: a finite
+    number from 0 to $1 per token, else a one-line error naming the row and field."""
+    ok = (isinstance(value, int | float) and not isinstance(value, bool)
+          and math.isfinite(value) and 0 <= value <= _MAX_USD_PER_TOKEN)
+    if not ok:
+        shown = ("nothing" if value is None else repr(value)
+                 if isinstance(value, int | float) else f"a {type(value).__name__}")
+        raise ConfigError(f"LiteLLM model '{key}' has no usable {what}: expected a number "
+                          f"from 0 to {_MAX_USD_PER_TOKEN:g} USD per token, got {shown}",
+                          file=path, field=f"{key}.{what}")
     return round(float(value) * 1e6, 9)
 
 
@@ -347,6 +351,9 @@ def prices_from_litellm(json_path: str | Path, key: str) -> dict[str, Any]:
     path = str(json_path)
     table = read_litellm_prices(path)
     entry = table.get(key)
+    if key in table and key != "sample_spec" and not isinstance(entry, dict):
+        raise ConfigError(f"LiteLLM model '{key}': the row must be a mapping of fields, got "
+                          f"{type(entry).__name__}", file=path, field=key)
     if not isinstance(entry, dict) or key == "sample_spec":
         raise ConfigError(f"unknown LiteLLM model '{key}'{closest(key, table)}", file=path)
     prices: dict[str, Any] = {
@@ -359,7 +366,7 @@ def prices_from_litellm(json_path: str | Path, key: str) -> dict[str, Any]:
     if cached is not None:
         prices["usd_per_1m_cached_input"] = _per_million(
             cached, "cache_read_input_token_cost", key, path)
-    origin = f" ({entry['source']})" if entry.get("source") else ""
+    origin = f" ({entry['source']})" if isinstance(entry.get("source"), str) else ""
     prices["source"] = f"LiteLLM {Path(path).name} key '{key}'{origin}"
     return prices
 

@@ -390,7 +390,9 @@ class MetricsAccumulator:
         return work / cap if cap > 0 else np.zeros_like(work)
 
     def requests_table(self) -> pa.Table | None:
-        return pa.concat_tables(self.request_tables) if self.request_tables else None
+        if not self.request_tables:
+            return None  # (promote: a block without, say, API requests has null columns)
+        return pa.concat_tables(self.request_tables, promote_options="default")
 
 
 def _ratio(num: float, den: float) -> float:

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.core.errors import ConfigError, closest
-from sim.core.files import write_json
+from sim.core.files import check_out_dir, default_out, safe_name, write_json
 from sim.core.stats import summarize_values
 from sim.costs.model import SECONDS_PER_MONTH
 from sim.experiment.config import Experiment, ExperimentSource, load_experiment, load_variant
@@ -80,22 +80,37 @@ def _row(summary: Mapping[str, Any]) -> dict[str, dict]:
     return row
 
 
+def variant_folders(names: Sequence[str]) -> dict[str, str]:
+    """A safe, distinct folder name for each variant (``../x`` -> ``x``, ``/a/b`` ->
+    ``a-b``; a clash gets ``-2``, ``-3``...)."""
+    out: dict[str, str] = {}
+    for name in names:
+        base = folder = safe_name(name, default="variant")
+        k = 2
+        while folder in out.values() or folder == "comparison.json":
+            folder, k = f"{base}-{k}", k + 1
+        out[name] = folder
+    return out
+
+
 def run_comparison(variants: Mapping[str, Experiment], out: Path, *,
                    workers: int | None = None, plots: bool = True,
-                   quiet: bool = False) -> dict:
+                   quiet: bool = False, overwrite: bool = False) -> dict:
     """Run every variant into ``out/<name>`` and write ``out/comparison.json``."""
     console = Console(stderr=True)
     rows: dict[str, dict] = {}
     series: dict[str, Any] = {}
     meta: dict[str, Any] = {}
+    folders = variant_folders(list(variants))
     for name, exp in variants.items():
         if not quiet:
             console.print(f"[bold]variant {name}[/bold]: {exp.config.replications} "
                           "replications")
-        summary = run_and_write(exp, out / name, workers=workers, plots=plots, quiet=True)
+        summary = run_and_write(exp, out / folders[name], workers=workers, plots=plots,
+                                quiet=True, overwrite=overwrite)
         rows[name] = _row(summary)
         meta[name] = summary["meta"]
-        series[name] = (pq.read_table(out / name / "timeseries.parquet"),
+        series[name] = (pq.read_table(out / folders[name] / "timeseries.parquet"),
                         summary["meta"].get("replicas"))
     _add_paired_differences(rows, out, list(variants))
     result = {"variants": rows, "meta": meta, "baseline": next(iter(variants)),
@@ -118,8 +133,10 @@ def _add_paired_differences(rows: dict[str, dict], out: Path, names: list[str]) 
     the first variant. Replication i of every variant sees the same requests and the
     same cost-input draws, so the paired interval is much tighter than the CIs of the
     two means."""
+    folders = variant_folders(names)
+
     def column(name: str, key: str) -> list[float] | None:
-        table = pq.read_table(out / name / "runs.parquet")
+        table = pq.read_table(out / folders[name] / "runs.parquet")
         if key not in table.column_names:
             return None
         order = table.column("replication").to_pylist()
@@ -193,15 +210,17 @@ def _cell(entry: Mapping[str, float] | None, fmt, scale: float, *, with_ci: bool
 def compare(experiment: ExperimentSource = None, variants: Sequence[str] = (), *,
             overrides: Sequence[str] = (), replications: int | None = None,
             workers: int | None = None, out: str | Path | None = None, plots: bool = True,
-            quiet: bool = True) -> dict:
+            quiet: bool = True, overwrite: bool = False) -> dict:
     """Run the ``variants`` of ``experiment`` (default: all) on the same traffic into
     ``out/<variant>/`` (default ``results/<name>-compare-<timestamp>/``) and return the
     comparison (also in ``out/comparison.json``); ``quiet=False`` prints the table."""
     chosen = load_variants(experiment, list(overrides), names=variants,
                            replications=replications)
     first = next(iter(chosen.values()))
-    folder = Path(out) if out else Path("results") / (
-        f"{first.name}-compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    result = run_comparison(chosen, folder, workers=workers, plots=plots, quiet=quiet)
+    folder = Path(out) if out else default_out(
+        Path("results"), f"{first.name}-compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    check_out_dir(folder, overwrite=overwrite)  # before the first variant runs
+    result = run_comparison(chosen, folder, workers=workers, plots=plots, quiet=quiet,
+                            overwrite=overwrite)
     result["folder"] = str(folder)
     return result

@@ -26,6 +26,11 @@ Time is in seconds from the start of the horizon, which is a Monday at 00:00; da
 ``poisson``, ``diurnal`` and ``spiky`` also take ``spikes``: scheduled flash spikes that
 multiply the rate by ``multiplier`` in ``[start, start + duration)`` (overlaps multiply).
 
+Every process knows its size before it allocates: :meth:`ArrivalProcess.expected_requests`
+is an upper estimate of its requests over a horizon (spikes, chain states, batch
+occurrences and trace loops included), which :func:`sim.workload.streams.check_volume`
+compares with the limit before anything is generated.
+
 Generation of the Poisson family is exact and vectorised: the intensity is
 ``level(t) * shape(t)`` with ``level`` piecewise constant (rate, hour weight, weekday
 factor, chain state, spikes) and ``shape`` the smooth cosine or 1. A window is cut into
@@ -69,6 +74,10 @@ __all__ = [
     "build_process",
 ]
 
+MAX_SPIKES = 1000
+"""Most scheduled spikes one stream may have."""
+MAX_CHAIN_SWITCHES = 10_000_000
+"""Most MMPP state changes over the horizon (the chain is drawn whole)."""
 HOUR_S = 3600.0
 DAY_S = 86400.0
 WEEK_S = 7 * DAY_S
@@ -88,10 +97,13 @@ class Spike(Model):
     multiplier: NonNegFloat
 
 
+Spikes = Annotated[tuple[Spike, ...], Field(max_length=MAX_SPIKES)]
+
+
 class PoissonArrivals(Model):
     kind: Literal["poisson"]
     rate_per_s: PositiveFloat
-    spikes: tuple[Spike, ...] = ()
+    spikes: Spikes = ()
 
 
 class DiurnalArrivals(Model):
@@ -101,7 +113,7 @@ class DiurnalArrivals(Model):
     peak_to_trough: float = Field(4.0, ge=1, allow_inf_nan=False)
     hourly_weights: tuple[NonNegFloat, ...] | None = None
     weekend_factor: NonNegFloat = 1.0
-    spikes: tuple[Spike, ...] = ()
+    spikes: Spikes = ()
 
     @field_validator("hourly_weights")
     @classmethod
@@ -117,7 +129,7 @@ class SpikyArrivals(Model):
     burst_rate_per_s: PositiveFloat
     mean_burst_s: PositiveDurationS
     mean_calm_s: PositiveDurationS
-    spikes: tuple[Spike, ...] = ()
+    spikes: Spikes = ()
 
 
 class BatchArrivals(Model):
@@ -133,7 +145,7 @@ class TraceArrivals(Model):
     kind: Literal["trace"]
     path: str = Field(min_length=1)
     format: Literal["auto", "azure", "vidur", "mooncake"] = "auto"
-    rate_scale: PositiveFloat = 1.0
+    rate_scale: PositiveFloat = Field(1.0, le=1e6)
     loop: bool = True
     offset_s: DurationS = 0.0
 
@@ -163,6 +175,38 @@ class ArrivalProcess(Protocol):
         """Arrivals in ``[start_s, end_s)`` drawn with ``rng`` (the window's own stream)."""
         ...
 
+    def expected_requests(self, horizon_s: float) -> float:
+        """An upper estimate of the requests in ``[0, horizon_s)`` (may be inf)."""
+        ...
+
+    def peak_spike_factor(self) -> float:
+        """The largest factor by which spikes multiply the rate (1 without spikes)."""
+        ...
+
+
+def chain_switches(config: SpikyArrivals, horizon_s: float) -> float:
+    """The expected number of MMPP state changes over ``horizon_s``."""
+    return 2.0 * horizon_s / (config.mean_calm_s + config.mean_burst_s)
+
+
+def spike_profile(spikes: Sequence[Spike], horizon_s: float) -> tuple[float, float]:
+    """(extra rate-seconds per unit of base rate, largest factor) of ``spikes`` inside
+    ``[0, horizon_s)``: overlapping spikes multiply."""
+    if not spikes:
+        return 0.0, 1.0
+    start = np.array([s.start for s in spikes], np.float64)
+    end = start + np.array([s.duration for s in spikes], np.float64)
+    mult = np.array([s.multiplier for s in spikes], np.float64)
+    edges = np.unique(np.clip(np.concatenate([[0.0, horizon_s], start, end]), 0.0, horizon_s))
+    mid = 0.5 * (edges[:-1] + edges[1:])
+    inside = (mid[:, None] >= start) & (mid[:, None] < end)
+    with np.errstate(over="ignore", invalid="ignore"):
+        factor = np.prod(np.where(inside, mult, 1.0), axis=1)
+        extra = float(np.sum(np.maximum(factor - 1.0, 0.0) * np.diff(edges)))
+    peak = float(factor.max()) if factor.size else 1.0
+    return (extra if math.isfinite(extra) else math.inf), (peak if math.isfinite(peak)
+                                                            else math.inf)
+
 
 def build_process(config: ArrivalsConfig, *, scale: float, horizon_s: float,
                   seed: np.random.SeedSequence | int, name: str,
@@ -189,8 +233,11 @@ class _IntensityProcess:
 
     smooth = False  # True when _shape is not constant
 
+    peak_rate_per_s: float
+
     def __init__(self, spikes: Sequence[Spike], scale: float):
         self._scale = scale
+        self._spikes = tuple(spikes)
         self._spike_start = np.array([s.start for s in spikes], dtype=np.float64)
         self._spike_end = self._spike_start + np.array([s.duration for s in spikes])
         self._spike_mult = np.array([s.multiplier for s in spikes], dtype=np.float64)
@@ -201,6 +248,13 @@ class _IntensityProcess:
         level = self._scale * self._level(mid_s) * self._spike_factor(mid_s)
         shape = self._shape if self.smooth else None
         return WindowArrivals(_thinned(edges, level, shape, rng))
+
+    def expected_requests(self, horizon_s: float) -> float:
+        extra_s, _ = spike_profile(self._spikes, horizon_s)
+        return self.peak_rate_per_s * (horizon_s + extra_s)
+
+    def peak_spike_factor(self) -> float:
+        return spike_profile(self._spikes, math.inf)[1] if self._spikes else 1.0
 
     def _breaks(self, start_s: float, end_s: float) -> np.ndarray:
         return np.empty(0)
@@ -335,6 +389,14 @@ class _BatchProcess:
         self._seed, self._name = seed, name
         self.peak_rate_per_s = self._count / self._every_s
 
+    def expected_requests(self, horizon_s: float) -> float:
+        if horizon_s <= self._first_s:
+            return 0.0
+        return self._count * (math.floor((horizon_s - self._first_s) / self._every_s) + 1.0)
+
+    def peak_spike_factor(self) -> float:
+        return 1.0
+
     def window(self, start_s: float, end_s: float, rng: np.random.Generator) -> WindowArrivals:
         parts = [self._occurrence(int(k)) for k in self._occurrences(start_s, end_s)]
         t_s = np.concatenate(parts) if parts else np.empty(0)
@@ -391,6 +453,15 @@ class _TraceProcess:
         t_s = replay.times_s
         span_s = replay.period_s if replay.period_s is not None else float(t_s[-1] - t_s[0])
         self.peak_rate_per_s = t_s.size / max(span_s, 1.0)
+
+    def expected_requests(self, horizon_s: float) -> float:
+        r = self._replay
+        if r.period_s is None:
+            return float(r.times_s.size)
+        return r.times_s.size * (horizon_s / r.period_s + 1.0)
+
+    def peak_spike_factor(self) -> float:
+        return 1.0
 
     def window(self, start_s: float, end_s: float, rng: np.random.Generator) -> WindowArrivals:
         r = self._replay

@@ -21,6 +21,8 @@ from sim.workload.traces import Trace, read_trace, resolve_trace_path
 
 __all__ = ["fit_trace"]
 
+MAX_FIT_SPAN_S = 3650 * 86400.0
+"""The longest trace a fit reads (ten years: 87,600 hourly bins)."""
 _LENGTH_CAP = 128_000  # the lognormal default max, kept out of fitted files when it fits
 
 
@@ -51,6 +53,10 @@ def _fit_arrivals(trace: Trace) -> dict[str, Any]:
     if n < 2 or span_s <= 0:
         raise ConfigError("cannot fit an arrival rate: the trace needs two distinct arrival "
                           "times", file=trace.path)
+    if not span_s <= MAX_FIT_SPAN_S:  # hourly bins over the span: bounded before allocating
+        raise ConfigError(f"the trace spans {span_s / DAY_S:.3g} days; a fit takes at most "
+                          f"{MAX_FIT_SPAN_S / DAY_S:g} days (cut the trace or check its time "
+                          "column's unit)", file=trace.path)
     if span_s < DAY_S:
         return {"kind": "poisson", "rate_per_s": round(float((n - 1) / span_s), 6)}
     t_s = trace.arrival_s + trace.origin_of_week_s

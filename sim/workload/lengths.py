@@ -13,6 +13,10 @@ Kinds (``input_tokens`` / ``output_tokens`` in a workload stream):
 * ``empirical`` - resampled with replacement from one column of a trace file (``input``,
   ``output`` or a raw column name; see :mod:`sim.workload.traces`).
 
+Every length is at most ``MAX_TOKENS`` (10 million tokens, beyond any context window):
+larger values are refused where they are given, so that per-token tables (the length
+histograms of ``capsim workload``) stay small.
+
 Assumptions: a request's input and output lengths are drawn independently of each other
 and of its arrival time (trace replay keeps the recorded pairing instead).
 """
@@ -28,22 +32,26 @@ from pydantic import Field, PositiveInt, ValidationInfo, field_validator
 from sim.core.schema import Model, NonNegFloat, PositiveFloat
 from sim.workload.traces import read_length_column, resolve_trace_path
 
-__all__ = ["FixedLength", "LognormalLength", "ExponentialLength", "EmpiricalLength",
+__all__ = ["MAX_TOKENS", "FixedLength", "LognormalLength", "ExponentialLength", "EmpiricalLength",
            "LengthConfig", "draw_lengths"]
+
+
+MAX_TOKENS = 10_000_000
+"""The longest prompt or output a length model may give (tokens)."""
 
 
 class FixedLength(Model):
     kind: Literal["fixed"]
-    value: PositiveInt
+    value: PositiveInt = Field(le=MAX_TOKENS)
 
 
 class LognormalLength(Model):
     kind: Literal["lognormal"]
-    mean: PositiveFloat | None = None
-    median: PositiveFloat | None = Field(None, validate_default=True)
+    mean: PositiveFloat | None = Field(None, le=MAX_TOKENS)
+    median: PositiveFloat | None = Field(None, validate_default=True, le=MAX_TOKENS)
     sigma: NonNegFloat = Field(le=10)  # beyond ~3 a token-length model is degenerate
-    max: PositiveInt = 128_000
-    min: PositiveInt = 1
+    max: PositiveInt = Field(128_000, le=MAX_TOKENS)
+    min: PositiveInt = Field(1, le=MAX_TOKENS)
 
     # Field validators rather than a model validator, so that errors point at a field.
     @field_validator("median")
@@ -71,8 +79,8 @@ class LognormalLength(Model):
 
 class ExponentialLength(Model):
     kind: Literal["exponential"]
-    mean: PositiveFloat
-    max: PositiveFloat = 1e12
+    mean: PositiveFloat = Field(le=MAX_TOKENS)
+    max: PositiveFloat = Field(float(MAX_TOKENS), le=MAX_TOKENS)
 
 
 class EmpiricalLength(Model):

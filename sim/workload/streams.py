@@ -23,6 +23,7 @@ arrival time (ties keep stream order).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +39,15 @@ from sim.core.schema import Model, PositiveFloat, validate
 from sim.workload.arrivals import (
     DAY_S,
     HOUR_S,
+    MAX_CHAIN_SWITCHES,
     ArrivalProcess,
     ArrivalsConfig,
     PositiveDurationS,
+    SpikyArrivals,
     TraceArrivals,
     WindowArrivals,
     build_process,
+    chain_switches,
     trace_replay,
 )
 from sim.workload.lengths import EmpiricalLength, LengthConfig, draw_lengths
@@ -54,6 +58,9 @@ __all__ = [
     "BLOCK_S",
     "BLOCK_REQUESTS",
     "MAX_REQUESTS",
+    "MAX_REQUESTS_ENV",
+    "max_requests",
+    "expected_requests",
     "MAX_HORIZON_S",
     "MONTH_S",
     "SloConfig",
@@ -71,7 +78,13 @@ __all__ = [
 BLOCK_S = DAY_S
 BLOCK_REQUESTS = 1_000_000  # ~300 MB of a replication's peak memory (see benchmarks/)
 MAX_HORIZON_S = 3650 * DAY_S  # ten years
-MAX_REQUESTS = 10**10  # per replication: ~14 h at ~200,000 simulated requests per second
+MAX_REQUESTS = 10**10  # per run: ~14 h at ~200,000 simulated requests per second
+MAX_REQUESTS_ENV = "CAPSIM_MAX_REQUESTS"
+"""The environment variable that lowers or raises ``MAX_REQUESTS``."""
+REQUESTS_PER_S = 200_000.0
+"""Simulated requests per second of one core, for the size estimates in messages."""
+SPIKE_BLOCK_FACTOR = 4
+"""A window holds at most this many times ``BLOCK_REQUESTS`` with spikes at their peak."""
 MONTH_S = 30 * DAY_S  # "per month" in summaries means 30 days
 T = TypeVar("T")
 
@@ -282,28 +295,81 @@ def horizon_problem(horizon_s: float) -> str | None:
     return f"must be positive and at most {MAX_HORIZON_S / DAY_S:g} days, got {horizon_s:g} s"
 
 
-def block_window_s(peak_rate_per_s: float) -> float:
-    """The generation window: a day, halved until it holds ``BLOCK_REQUESTS`` at most."""
+def block_window_s(peak_rate_per_s: float, spiked_peak_rate_per_s: float = 0.0) -> float:
+    """The generation window: a day, halved until it holds ``BLOCK_REQUESTS`` at most at
+    the peak rate (and ``SPIKE_BLOCK_FACTOR`` times that with spikes at their peak)."""
     block_s = BLOCK_S
-    while peak_rate_per_s * block_s > BLOCK_REQUESTS and block_s > 1.0:
+    while block_s > 1.0 and (peak_rate_per_s * block_s > BLOCK_REQUESTS or spiked_peak_rate_per_s
+                             * block_s > SPIKE_BLOCK_FACTOR * BLOCK_REQUESTS):
         block_s /= 2
     return block_s
 
 
-def check_volume(wl: WorkloadConfig, horizon_s: float, *, file: str | None = None) -> None:
-    """Refuse a workload too large to simulate (more than ``MAX_REQUESTS`` at peak rates);
-    the error, or one from building the streams (a trace's offset or loop), names ``file``."""
+def max_requests() -> float:
+    """The most simulated requests one run may need: ``MAX_REQUESTS``, or the value of
+    ``$CAPSIM_MAX_REQUESTS``."""
+    text = os.environ.get(MAX_REQUESTS_ENV)
+    if text is None or not text.strip():
+        return float(MAX_REQUESTS)
     try:
-        sources = _sources(wl, horizon_s, 0)
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 1 and math.isfinite(value)):
+        raise ConfigError(f"expected a number of requests such as 1e11, got {text!r}",
+                          field=MAX_REQUESTS_ENV)
+    return value
+
+
+def expected_requests(wl: WorkloadConfig, horizon_s: float) -> float:
+    """An upper estimate of one replication's requests (spikes, chain states, batch
+    occurrences and trace loops included), without generating any."""
+    _check_structure(wl, horizon_s)
+    return sum(src.process.expected_requests(horizon_s) for src in _sources(wl, horizon_s, 0))
+
+
+def _check_structure(wl: WorkloadConfig, horizon_s: float) -> None:
+    """What must be bounded before a process is even built (an MMPP chain is drawn
+    whole for the horizon)."""
+    for i, s in enumerate(wl.streams):
+        if isinstance(s.arrivals, SpikyArrivals):
+            n = chain_switches(s.arrivals, horizon_s)
+            cycle_s = s.arrivals.mean_calm_s + s.arrivals.mean_burst_s
+            if not n <= MAX_CHAIN_SWITCHES:
+                raise ConfigError(f"mean_calm_s + mean_burst_s of {cycle_s:.3g} s makes "
+                                  f"about {n:.2g} state "
+                                  f"changes over the horizon (at most {MAX_CHAIN_SWITCHES:,}); "
+                                  "lengthen the states or shorten the horizon",
+                                  field=f"workload.streams[{i}].arrivals.mean_calm_s")
+
+
+def check_volume(wl: WorkloadConfig, horizon_s: float, *, file: str | None = None,
+                 replications: int = 1) -> float:
+    """Refuse a workload too large to simulate: more than :func:`max_requests` requests
+    over ``replications`` (estimated by :func:`expected_requests`), with the estimate and
+    how to raise the limit. The error, or one from building the streams (a trace's offset
+    or loop, an MMPP chain), names ``file``. Returns the estimate per replication."""
+    try:
+        per_replication = expected_requests(wl, horizon_s)
+        limit = max_requests()
     except ConfigError as exc:
         raise exc.at(file=file) from None
-    rate = sum(src.process.peak_rate_per_s for src in sources)
-    if rate * horizon_s > MAX_REQUESTS:
-        raise ConfigError(f"~{rate * horizon_s:.2g} requests per replication at peak rates "
-                          f"({rate:.3g} requests/s over {horizon_s / DAY_S:g} days): more "
-                          f"than the {MAX_REQUESTS:.0e} capsim simulates (~200,000 per second "
-                          "per core); shorten the horizon or scale the traffic down",
-                          file=file, field="workload")
+    total = per_replication * replications
+    if not total <= limit:
+        hours = total / REQUESTS_PER_S / 3600.0
+        speed = (f"about {hours / 24:.2g} days" if hours >= 48 else f"about {hours:.2g} hours")
+        per = (f" ({per_replication:.2g} requests per replication x {replications:,} "
+               f"replication{'s' if replications > 1 else ''})")
+        raise ConfigError(f"about {total:.2g} simulated requests{per} over "
+                          f"{horizon_s / DAY_S:g} days ({speed} at ~200,000 requests/s): more "
+                          f"than the limit of {limit:.2g}; lower the rates, the horizon or "
+                          f"the replications, or raise the limit with {MAX_REQUESTS_ENV}="
+                          f"{_round_up(total):.0e}", file=file, field="workload")
+    return per_replication
+
+
+def _round_up(x: float) -> float:
+    return 10.0 ** math.ceil(math.log10(x)) if math.isfinite(x) and x > 0 else 1e300
 
 
 def iter_blocks(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence | int,
@@ -316,7 +382,10 @@ def iter_blocks(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequen
     seed = int(seed) if isinstance(seed, np.integer) else seed
     sources = _sources(wl, horizon_s, seed)
     if block_s is None:
-        block_s = block_window_s(sum(src.process.peak_rate_per_s for src in sources))
+        block_s = block_window_s(
+            sum(src.process.peak_rate_per_s for src in sources),
+            sum(src.process.peak_rate_per_s * src.process.peak_spike_factor()
+                for src in sources))
     if not block_s > 0:
         raise ValueError(f"block_s must be positive, got {block_s!r}")
     for index in range(math.ceil(horizon_s / block_s)):

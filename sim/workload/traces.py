@@ -9,6 +9,10 @@ Three formats are understood, detected from the column names (``format: auto``):
 * ``mooncake`` - Mooncake JSON lines (``timestamp`` in milliseconds, ``input_length``,
   ``output_length``); other keys (``hash_ids``) are ignored.
 
+Input paths must name regular files (not folders, devices or pipes), and no error ever
+quotes the file's text (a header or a cell): errors name the file, the line, the column
+and what was expected. Token counts are at most 10,000,000.
+
 Assumptions: one request per row; token counts are whole, non-negative numbers; times
 are made relative to the earliest row (the first one in a sorted trace); date-times
 without a zone are read as UTC, i.e. as the trace's own clock; rows keep their
@@ -24,6 +28,7 @@ import csv
 import functools
 import json
 import math
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +40,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from sim.core.errors import ConfigError, closest
-from sim.core.loader import builtin_dir
+from sim.core.loader import builtin_dir, is_file, regular_file
 
 __all__ = [
     "Trace",
@@ -48,6 +53,7 @@ __all__ = [
 ]
 
 _DAY_S = 86400.0
+MAX_TRACE_TOKENS = 10_000_000  # = sim.workload.lengths.MAX_TOKENS (lengths imports traces)
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 
@@ -97,8 +103,10 @@ def resolve_trace_path(path: str | Path, base_dir: Path | None = None) -> Path:
     else:
         candidates = [d / p for d in (base_dir, Path.cwd(), builtin_dir("workloads")) if d]
     for c in candidates:
-        if c.is_file():
+        if is_file(c):
             return c.resolve()
+        if os.path.lexists(c) and c.exists():  # a folder, a device, a pipe: say so
+            regular_file(c, what="trace file")
     looked = ", ".join(str(c.parent) for c in candidates)
     raise ConfigError(f"trace file '{path}' not found (looked in {looked})")
 
@@ -124,10 +132,8 @@ def trace_columns(path: str | Path) -> list[str]:
 
 
 def _stat(p: Path):
-    try:
-        return p.stat()
-    except OSError:
-        raise ConfigError("trace file not found", file=str(p)) from None
+    regular_file(p, what="trace file")
+    return p.stat()
 
 
 @functools.lru_cache(maxsize=32)
@@ -154,9 +160,9 @@ def _read_column_cached(path: str, _mtime_ns: int, _size: int, column: str) -> n
     if column in ("input", "output"):
         spec = TRACE_FORMATS[_pick_format(names, "auto", p, need_time=False)]
         column = spec.input if column == "input" else spec.output
-    elif column not in names:
-        raise ConfigError(f"no column '{column}'{closest(column, names)}; columns: "
-                          f"{', '.join(names)} (or use 'input' / 'output')", file=str(p))
+    elif column not in names:  # (the header is the file's text: only a close match shown)
+        raise ConfigError(f"no column '{column}'{closest(column, names)} in the header's "
+                          f"{len(names)} columns (or use 'input' / 'output')", file=str(p))
     return _frozen(_read_columns(p, kind, names, {column: "tokens"})[column])
 
 
@@ -207,15 +213,15 @@ def _pick_format(names: list[str], fmt: str, p: Path, *, need_time: bool) -> str
                               f"{', '.join(TRACE_FORMATS)}", file=str(p))
         missing = [c for c in needed(TRACE_FORMATS[fmt]) if c not in names]
         if missing:
-            raise ConfigError(f"format {fmt} needs column '{missing[0]}'; the file has: "
-                              f"{', '.join(names)}", file=str(p))
+            raise ConfigError(f"format {fmt} needs column '{missing[0]}', which the header "
+                              "does not have", file=str(p))
         return fmt
     for name, spec in TRACE_FORMATS.items():
         if all(c in names for c in needed(spec)):
             return name
     expected = "; ".join(f"{n} ({', '.join(needed(s))})" for n, s in TRACE_FORMATS.items())
-    raise ConfigError(f"cannot detect the trace format from columns {', '.join(names)}; "
-                      f"expected {expected}", file=str(p))
+    raise ConfigError(f"cannot detect the trace format from the first line ({len(names)} "
+                      f"columns); expected a header naming {expected}", file=str(p))
 
 
 # -- reading columns ---------------------------------------------------------------------
@@ -271,7 +277,8 @@ def _to_numpy(column: pa.ChunkedArray, unit: str) -> np.ndarray:
 def _plausible(values: np.ndarray, unit: str) -> bool:
     if not np.all(np.isfinite(values)):
         return False
-    return unit != "tokens" or bool(np.all((values >= 0) & (values == np.floor(values))))
+    return unit != "tokens" or bool(np.all((values >= 0) & (values <= MAX_TRACE_TOKENS)
+                                           & (values == np.floor(values))))
 
 
 def _slow_columns(p: Path, kind: str, names: list[str], wanted: dict[str, str]
@@ -329,15 +336,15 @@ def _cell_value(value: object, unit: str, *, text_ok: bool) -> float:
     if unit == "datetime":
         return _epoch_s(value)
     if isinstance(value, bool) or (isinstance(value, str) and not text_ok):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError("expected a number, got text")
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number):
-        raise ValueError(f"expected a number, got {value!r}")
-    if unit == "tokens" and (number < 0 or number != math.floor(number)):
-        raise ValueError(f"expected a whole, non-negative number of tokens, got {value!r}")
+        raise ValueError("expected a finite number")
+    if unit == "tokens" and not (0 <= number <= MAX_TRACE_TOKENS and number == math.floor(number)):
+        raise ValueError(f"expected a whole number of tokens from 0 to {MAX_TRACE_TOKENS:,}")
     return number
 
 
@@ -345,7 +352,7 @@ def _epoch_s(value: object) -> float:
     try:
         stamp = datetime.fromisoformat(str(value).strip())
     except ValueError:
-        raise ValueError(f"expected a date-time like 2023-11-16 18:15:46, got {value!r}") from None
+        raise ValueError("expected a date-time like 2023-11-16 18:15:46") from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.timestamp()
