@@ -574,21 +574,10 @@ class StepReplica:
 
     def _preempt(self, v: Seq) -> None:
         """Recompute preemption: free ``v``'s blocks, back to the front of the queue."""
-        bs, k = self.bs, self.k
+        bs = self.bs
         if v.decoding:
-            comp = v.c0 + k - v.k0
-            self.D -= 1
-            self.ksum -= comp
-            self.hist[v.key] -= 1
-            v.g = v.g0 + k - v.k0
-            held = -(-comp // bs) - (self.pb[v.grp] if v.reg else 0)
-            v.gen += 1  # its finish entry goes stale
-        else:
-            held = v.own
-            if v is self.prefill:
-                self.prefill = None
-        self.free += held + self._unregister(v)
-        del self.batch[v]
+            v.g = v.g0 + self.k - v.k0  # tokens generated so far: recomputed with the prompt
+        self._drop(v)
         v.comp = v.own = 0
         v.decoding = False
         v.preemptions += 1
@@ -597,7 +586,7 @@ class StepReplica:
         self.promised += -(-(v.P + v.g) // bs)
 
     def _drop(self, v: Seq) -> None:
-        """Remove running request ``v`` (aborted): free its blocks."""
+        """Remove running request ``v`` (aborted, or preempted by _preempt): free its blocks."""
         bs, k = self.bs, self.k
         if v.decoding:
             comp = v.c0 + k - v.k0
@@ -605,7 +594,7 @@ class StepReplica:
             self.ksum -= comp
             self.hist[v.key] -= 1
             held = -(-comp // bs) - (self.pb[v.grp] if v.reg else 0)
-            v.gen += 1
+            v.gen += 1  # its finish entry goes stale
         else:
             held = v.own
             if v is self.prefill:
