@@ -96,8 +96,10 @@ def test_histogram_ties_do_not_give_a_zero_width_quantile_interval():
     assert low2 == high2
 
 
-def test_distinct_replications_give_the_t_interval_when_it_is_wider():
+def test_distinct_replications_give_the_t_interval_widened_by_the_resolution():
+    # each reported quantile is within rel_err of the exact one: a bounded bias added to
+    # the sampling interval on both sides
     per_rep = [1.0, 1.5, 2.0, 2.5, 3.0]
     _, low, high, _ = mean_interval(np.asarray(per_rep), key_kind("chat.ttft_p99_s"))
     half = t975(4) * np.std(per_rep, ddof=1) / math.sqrt(5)
-    assert (low, high) == pytest.approx((2.0 - half, 2.0 + half))
+    assert (low, high) == pytest.approx((2.0 - half - 0.02, 2.0 + half + 0.02))

@@ -15,8 +15,12 @@ is the interval of the expected value. Two kinds of metric need more care:
   log-bucketed histogram of :mod:`sim.core.histogram`, which reports a bucket's centre:
   within ``rel_err`` of the exact order statistic. When every replication lands in the
   same bucket the values tie and the t interval has zero width, which is not a
-  statement about the quantile but about the estimator. So the interval of a histogram
-  quantile is widened to at least ``mean * (1 -+ rel_err)``: the estimator's resolution.
+  statement about the quantile but about the estimator. Each replication's value is
+  within ``rel_err`` (relative) of its exact quantile, so the mean of the exact quantiles
+  is within ``mean * rel_err`` of the mean of the reported ones: a bounded bias, not a
+  random error. The interval of a histogram quantile is therefore the t interval of the
+  reported values widened by ``mean * rel_err`` on each side; it has zero width only when
+  the quantile is 0 in every replication (below the histogram's lowest bucket).
 
 :func:`key_kind` says which kind a metric key is, from its name.
 """
@@ -41,7 +45,7 @@ Kind = Literal["share", "nonnegative", "quantile", "signed"]
 
 _QUANTILE = re.compile(r"(^|\.)(wait|ttft|e2e|tpot|latency)_p\d+(\.\d+)?_s$|_s_p\d+$")
 _SHARE = re.compile(r"(_share|slo_attainment|utilization|_fraction|_met|retry_rate|fallback_rate)$")
-_SIGNED = re.compile(r"(savings|delta|diff|error|residual|^replication$)")
+_SIGNED = re.compile(r"(savings|delta|diff|error|residual|minus_baseline|^replication$)")
 
 
 def key_kind(key: str) -> Kind:
@@ -98,6 +102,6 @@ def mean_interval(x: np.ndarray, kind: Kind = "signed",
                     high = hi_bound
             low, high = max(low, lo_bound), min(high, hi_bound)
     if kind == "quantile" and mean > 0.0:
-        low = min(low, mean * (1.0 - rel_err))
-        high = max(high, mean * (1.0 + rel_err))
+        low = max(low - mean * rel_err, 0.0)
+        high = high + mean * rel_err
     return mean, low, high, std

@@ -1,8 +1,12 @@
 """Monte Carlo summaries: mean and 95% confidence interval of each metric over replications.
 
 Each replication is one independent sample of every metric (its own traffic, its own draw
-of the uncertain cost inputs), so the replications' values are i.i.d. and the interval is
-the Student t interval ``mean +- t(0.975, n-1) * std / sqrt(n)``. Assumptions and edges:
+of the uncertain cost inputs), so the replications' values are i.i.d. and the interval of
+the expected value is the Student t interval ``mean +- t(0.975, n-1) * std / sqrt(n)``,
+adjusted to what the metric is (:mod:`sim.core.intervals`, chosen from the key's name by
+:func:`sim.core.intervals.key_kind`): a share's interval stays in [0, 1], a non-negative
+quantity's above 0, and a histogram quantile's interval includes the histogram's
+resolution, so it is never zero-width from bucket ties. Assumptions and edges:
 
 * The interval is about the *expected* value of the metric, not the spread of single
   months; for cost keys (``cost.*``) the 5th/50th/95th percentiles across replications are
@@ -12,18 +16,20 @@ the Student t interval ``mean +- t(0.975, n-1) * std / sqrt(n)``. Assumptions an
 * NaN values (a metric undefined in a replication, e.g. a p99 latency with no requests) are
   left out per key; ``n`` reports how many replications were used. Non-numeric values and
   booleans are ignored; a key with no numeric value in any row is not reported.
+* :func:`summarize_values` alone knows no key: its interval is the plain t interval
+  (``kind="signed"``) unless a kind is given.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from numbers import Real
 from typing import Any
 
 import numpy as np
-from scipy import stats as _scipy_stats
+
+from sim.core.intervals import Kind, key_kind, mean_interval
 
 __all__ = ["summarize", "summarize_values", "half_width", "PERCENTILE_PREFIXES"]
 
@@ -35,28 +41,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, Real | np.number) and not isinstance(value, bool | np.bool_)
 
 
-@lru_cache(maxsize=256)
-def _t975(dof: int) -> float:
-    """The 97.5% quantile of Student's t with ``dof`` degrees of freedom."""
-    return float(_scipy_stats.t.ppf(0.975, dof))
-
-
-def summarize_values(values: Iterable[float], *, percentiles: bool = False
-                     ) -> dict[str, float]:
-    """Mean, t-based 95% CI, std and n of ``values`` (NaN left out); optionally p5/p50/p95."""
+def summarize_values(values: Iterable[float], *, percentiles: bool = False,
+                     kind: Kind = "signed") -> dict[str, float]:
+    """Mean, 95% CI for a quantity of ``kind`` (see :mod:`sim.core.intervals`), std and
+    n of ``values`` (NaN and infinities left out); optionally p5/p50/p95."""
     x = np.asarray([float(v) for v in values], dtype=np.float64)
-    x = x[~np.isnan(x)]
+    x = x[np.isfinite(x)]
     n = int(x.size)
     nan = math.nan
-    mean = float(x.mean()) if n else nan
-    if n >= 2:
-        std = float(x.std(ddof=1))
-        half = _t975(n - 1) * std / math.sqrt(n)
-        low, high = mean - half, mean + half
-        if std == 0.0:
-            low = high = mean  # avoid inf - inf style artefacts for constant metrics
-    else:
-        std = low = high = nan
+    mean, low, high, std = mean_interval(x, kind)
     out = {"mean": mean, "ci95_low": low, "ci95_high": high, "std": std, "n": n}
     if percentiles:
         if n:
@@ -70,14 +63,17 @@ def summarize_values(values: Iterable[float], *, percentiles: bool = False
 def summarize(rows: list[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Summary per numeric key across replications: ``{key: {mean, ci95_low, ...}}``.
 
-    Keys come out in first-seen order. ``cost.*`` keys also carry ``p5``, ``p50``, ``p95``.
+    Keys come out in first-seen order; each key's interval respects its kind
+    (:func:`sim.core.intervals.key_kind`). ``cost.*`` keys also carry ``p5``, ``p50``,
+    ``p95``.
     """
     columns: dict[str, list[float]] = {}
     for row in rows:
         for key, value in row.items():
             if _is_number(value):
                 columns.setdefault(key, []).append(float(value))
-    return {key: summarize_values(values, percentiles=key.startswith(PERCENTILE_PREFIXES))
+    return {key: summarize_values(values, percentiles=key.startswith(PERCENTILE_PREFIXES),
+                                  kind=key_kind(key))
             for key, values in columns.items()}
 
 

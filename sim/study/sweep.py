@@ -62,6 +62,7 @@ from sim.core.executors import (
     open_executor,
 )
 from sim.core.files import write_json, write_parquet
+from sim.core.intervals import key_kind
 from sim.core.stats import summarize, summarize_values
 from sim.experiment.config import Experiment, load_experiment
 from sim.experiment.replication import run_replication
@@ -694,7 +695,8 @@ def _point_row(point: Point, rows: list[dict], metrics: Sequence[str]) -> dict[s
                            "first_error": errors[0] if errors else None}
     for key in metrics:
         values = [_number(r.get(key)) for r in ok]
-        stats = summarize_values(values, percentiles=key.startswith("cost."))
+        stats = summarize_values(values, percentiles=key.startswith("cost."),
+                                 kind=key_kind(key))
         for part in ("mean", "ci95_low", "ci95_high", "p5", "p50", "p95"):
             if part in stats:
                 out[f"{key}.{part}"] = float(stats[part])
