@@ -15,11 +15,13 @@ from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BeforeValidator, model_validator
+from scipy.special import ndtri
 
 from sim.core.errors import closest
 from sim.core.schema import Model, NonNegFloat
 
-__all__ = ["Range", "Uncertain", "parse_uncertain", "quantile", "sample", "mean_of"]
+__all__ = ["Range", "Uncertain", "parse_uncertain", "quantile", "sample", "mean_of",
+           "normal_scores", "lognormal_factor", "correlated_scores", "correlation_problem"]
 
 
 class Range(Model):
@@ -120,3 +122,56 @@ def mean_of(value: float | Range) -> float:
     if value.mode is None:
         return (value.low + value.high) / 2.0
     return (value.low + value.mode + value.high) / 3.0
+
+
+_U_CLIP = 1e-12  # keeps Phi^-1(u) finite (|z| <= 7) for a uniform of exactly 0
+
+
+def normal_scores(uniforms: Any) -> np.ndarray:
+    """Standard normal scores ``Phi^-1(u)`` of uniforms in [0, 1)."""
+    u = np.clip(np.asarray(uniforms, dtype=np.float64), _U_CLIP, 1.0 - _U_CLIP)
+    return np.asarray(ndtri(u), dtype=np.float64)
+
+
+def lognormal_factor(rel_std: float, z: float) -> float:
+    """A positive factor of mean 1 and standard deviation ``rel_std`` at normal score ``z``:
+    ``exp(s z - s^2 / 2)`` with ``s^2 = ln(1 + rel_std^2)``."""
+    if rel_std <= 0.0:
+        return 1.0
+    s2 = math.log1p(rel_std * rel_std)
+    return math.exp(math.sqrt(s2) * z - s2 / 2.0)
+
+
+def correlation_problem(matrix: Any, size: int) -> str | None:
+    """What is wrong with ``matrix`` as a ``size`` x ``size`` correlation matrix, or None:
+    square of that size, symmetric, ones on the diagonal, entries in [-1, 1], and positive
+    semi-definite (no eigenvalue below -1e-6)."""
+    try:
+        m = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        return "must be a square matrix (a list of rows) of numbers"
+    if m.shape != (size, size):
+        return f"must be {size} x {size} (one row and column per term), got shape {m.shape}"
+    if not np.all(np.isfinite(m)):
+        return "must hold finite numbers"
+    if not np.allclose(m, m.T, atol=1e-9):
+        return "must be symmetric"
+    if not np.allclose(np.diag(m), 1.0, atol=1e-9):
+        return "must have ones on the diagonal"
+    if np.any(np.abs(m) > 1.0 + 1e-9):
+        return "entries must lie in [-1, 1]"
+    if size and float(np.linalg.eigvalsh(m).min()) < -1e-6:
+        return "is not positive semi-definite (not a possible correlation matrix)"
+    return None
+
+
+def correlated_scores(z: Any, matrix: Any | None) -> np.ndarray:
+    """Independent normal scores ``z`` made correlated by ``matrix`` (None: independent):
+    ``R^(1/2) z`` with the symmetric square root of the correlation matrix, so each score
+    stays standard normal and pairs have the given correlations."""
+    z = np.asarray(z, dtype=np.float64)
+    if matrix is None:
+        return z
+    vals, vecs = np.linalg.eigh(np.asarray(matrix, dtype=np.float64))
+    root = (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
+    return np.asarray(root @ z, dtype=np.float64)

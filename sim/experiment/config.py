@@ -1,7 +1,8 @@
 """Experiment files: the validated description of one what-if.
 
 An experiment names a horizon, replications, a root seed, the workload, the fleet, the
-router and overflow policy, the API models and the cost inputs. It is read once, with
+router and overflow policy, the API models, the cost inputs and which uncertainties the
+Monte Carlo draws (``uncertainty: {profile: true}``). It is read once, with
 ``--set path=value`` overrides applied to the raw data first, and validated into an
 immutable :class:`Experiment`; nothing downstream re-validates. Named workloads and GPU
 profiles resolve from the user's folder, then the shipped ones.
@@ -76,6 +77,18 @@ MAX_REPLICATIONS = 100_000
 bounded by the request estimate of :func:`sim.workload.streams.check_volume`)."""
 
 
+class UncertaintyConfig(Model):
+    """Which epistemic uncertainties the Monte Carlo draws once per replication.
+
+    ``profile``: the GPU profile's step-time uncertainty (``step_time.uncertainty``; a
+    profile without one is certain either way). ``false`` serves every replication with the
+    point estimate, e.g. to see how much of an interval comes from it (``--set
+    uncertainty.profile=false``). Cost inputs have no switch: a plain number instead of a
+    ``{low, high}`` range is certain."""
+
+    profile: bool = True
+
+
 class OutputConfig(Model):
     per_request: bool = False
     timeseries_bin_s: Annotated[DurationS, Field(gt=0)] = 300.0
@@ -97,6 +110,7 @@ class ExperimentConfig(Model):
     api_only_reference: str | None = None
     costs: dict[str, Any] = {}
     output: OutputConfig = OutputConfig()
+    uncertainty: UncertaintyConfig = UncertaintyConfig()
     grid: dict[str, Any] = {}
     variants: dict[str, dict[str, Any]] = {}
     """Named what-ifs for ``capsim compare``: each maps override paths to values."""

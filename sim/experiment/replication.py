@@ -12,6 +12,18 @@ adds per-pool billing, up time and events, ``replicas`` becomes the mean number 
 utilization is of the replica-time up, and compute is priced per pool
 (:func:`sim.costs.model.pool_compute_usd`). ``fleet: {profile, replicas}`` without failures
 takes exactly the original path.
+
+Profile uncertainty (issue #21): a profile whose ``step_time.uncertainty`` is not certain
+is served, in each replication, with one draw of its step-time factors
+(:func:`replication_profile`), from the named stream ``profile/step_time`` of the
+replication's seed: like the cost inputs, the draw depends only on the root seed and the
+replication, so replication i draws the same speed at every fleet size, router or
+overflow setting of a sweep (common random numbers). All replicas of a replication share
+the draw (one GPU type, one serving stack). The row records it as
+``input.profile.<term>_factor`` and ``input.profile.step_time_factor`` (how much longer a
+full decode step at ``max_batch`` takes than the point estimate's). The experiment's
+``uncertainty.profile: false`` serves every replication with the point estimate. A
+LiteLLM experiment's deployments are not drawn (they are certain).
 """
 
 from __future__ import annotations
@@ -34,7 +46,8 @@ from sim.costs.model import (
 from sim.experiment.config import Experiment
 from sim.litellm.router import LitellmRouterSim, RouterResult
 from sim.litellm.setup import LitellmSetup
-from sim.profiles.schema import gpu_prices
+from sim.profiles.schema import GpuProfile, gpu_prices
+from sim.profiles.steptime import UNCERTAIN_TERMS
 from sim.serving.api import RateLimiter
 from sim.serving.engine import ApiEndpoint, Engine, EngineTotals, StreamPolicy
 from sim.serving.fleet import Fleet, FleetResult, layout
@@ -43,7 +56,7 @@ from sim.serving.replica import replica_spec
 from sim.workload.streams import StreamConfig, iter_blocks
 
 __all__ = ["ReplicationResult", "LitellmResult", "run_replication", "run_litellm_replication",
-           "build_engine", "build_fleet", "check_invariants"]
+           "build_engine", "build_fleet", "check_invariants", "replication_profile"]
 
 INF = math.inf
 
@@ -87,19 +100,39 @@ def _endpoints(exp: Experiment) -> tuple[list[ApiEndpoint], list[str]]:
     return endpoints, names
 
 
-def build_engine(exp: Experiment, seed: np.random.SeedSequence) -> tuple[Engine, list[str]]:
-    """The engine of one replication; a fleet of pools gets one slot per possible replica
-    (drive it with :func:`build_fleet`)."""
+def replication_profile(exp: Experiment, seed: np.random.SeedSequence
+                        ) -> tuple[GpuProfile, dict[str, float]]:
+    """The profile replication ``seed`` serves with, and the row's ``input.profile.*``
+    columns: one draw of the profile's step-time uncertainty from the stream
+    ``profile/step_time``, or the profile itself (no columns) when it is certain or
+    ``uncertainty.profile`` is off."""
+    unc = exp.profile.step_uncertainty
+    if unc is None or not exp.config.uncertainty.profile:
+        return exp.profile, {}
+    uniforms = stream(seed, "profile", "step_time").random(1 + len(UNCERTAIN_TERMS))
+    factors = unc.factors([float(u) for u in uniforms])
+    drawn = exp.profile.with_step_factors(factors)
+    row = {f"input.profile.{name}_factor": value for name, value in factors.items()}
+    row["input.profile.step_time_factor"] = (float(exp.profile.saturated_tokens_per_s)
+                                             / float(drawn.saturated_tokens_per_s))
+    return drawn, row
+
+
+def build_engine(exp: Experiment, seed: np.random.SeedSequence,
+                 profile: GpuProfile | None = None) -> tuple[Engine, list[str]]:
+    """The engine of one replication (serving ``profile``, default the experiment's); a
+    fleet of pools gets one slot per possible replica (drive it with :func:`build_fleet`)."""
+    profile = exp.profile if profile is None else profile
     endpoints, names = _endpoints(exp)
     policies = _stream_policies(exp, {n: i for i, n in enumerate(names)})
     cfg = exp.config
     common = {"streams": policies, "apis": endpoints, "router": cfg.router.policy,
               "queue_limit": cfg.router.queue_limit, "seed": seed}
     if not cfg.fleet.dynamic:
-        return Engine(replicas=cfg.fleet.replicas, spec=replica_spec(exp.profile),
+        return Engine(replicas=cfg.fleet.replicas, spec=replica_spec(profile),
                       **common), names
     pool_ids, up = layout(cfg.fleet.pool_list)
-    spec = replica_spec(exp.profile)
+    spec = replica_spec(profile)
     return Engine(specs=[spec] * len(pool_ids), pools=pool_ids, up=up, **common), names
 
 
@@ -127,7 +160,8 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
         return run_litellm_replication(exp, index, keep_requests=keep_requests)
     cfg = exp.config
     seed = replication_seeds(cfg.seed, max(cfg.replications, index + 1))[index]
-    engine, api_names = build_engine(exp, seed)
+    profile, drawn = replication_profile(exp, seed)
+    engine, api_names = build_engine(exp, seed, profile)
     fleet = build_fleet(exp, engine, seed)
     wl = exp.workload
     keep = cfg.output.per_request if keep_requests is None else keep_requests
@@ -138,8 +172,8 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
         api_cached_share=[exp.apis[n].cached_input_share for n in api_names],
         horizon_s=cfg.horizon, bin_s=cfg.output.timeseries_bin_s,
         replicas=cfg.fleet.replicas if fleet is None else len(engine.replicas),
-        saturated_tokens_per_s=float(exp.profile.saturated_tokens_per_s),
-        prefill_tokens_per_s=float(exp.profile.prefill_tokens_per_s), keep_requests=keep)
+        saturated_tokens_per_s=float(profile.saturated_tokens_per_s),
+        prefill_tokens_per_s=float(profile.prefill_tokens_per_s), keep_requests=keep)
     totals = engine.run(iter_blocks(wl, cfg.horizon, seed), acc.add)
     check_invariants(totals, acc)
     row = _identity_row(exp, index)
@@ -160,6 +194,7 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
     if fleet_result is not None:
         inputs.update(_pool_prices(exp, seed, inputs))
     row.update(inputs)
+    row.update(drawn)
     row.update(monthly_costs(row, inputs, _api_prices(exp)))
     cdfs = {}
     for (c, d, m), h in acc.hist.items():

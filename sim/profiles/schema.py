@@ -33,6 +33,25 @@ of b sequences at ``REF_CONTEXT_TOKENS`` tokens of context each, and
 ``prefill_tokens_per_s`` = a full-budget prefill step's tokens over its time.
 :meth:`GpuProfile.step_model` is what the engine serves with.
 
+Uncertainty (issue #21): ``step_time.uncertainty`` says how sure the profile is of its
+step-time terms (:class:`~sim.profiles.steptime.StepUncertainty`)::
+
+    step_time:
+      per_step_s: 0.0021
+      ...
+      uncertainty:
+        rel_std: 0.15        # one factor on the whole step, 1 sd relative (derived profiles)
+        terms: {linear_s: 0.04, per_step_s: 0.09, pre_s: 0.2}   # per term (fitted profiles)
+        correlation: [[1, -0.7, 0], [-0.7, 1, 0], [0, 0, 1]]    # of `terms`, in their order
+        source: "..."
+
+A profile without the block (every legacy profile, and every step profile written before
+it) is certain and serves exactly as before. A Monte Carlo replication draws the factors
+once (:meth:`GpuProfile.step_uncertainty`, :meth:`GpuProfile.with_step_factors`; the
+experiment's ``uncertainty.profile`` switch turns the draw off). Derived profiles carry
+:data:`~sim.profiles.steptime.DERIVED_UNCERTAINTY`'s stated spread; ``capsim profile fit``
+writes the fit's per-term spreads and their correlation.
+
 The shipped profiles live in ``gpu_profiles/*.yaml``; ``tools/fit_profiles.py`` derives
 their numbers from public measurements.
 """
@@ -58,7 +77,15 @@ from sim.core.loader import builtin_names, read_yaml, resolve_named
 from sim.core.schema import DurationS, Model, PositiveFloat, validate
 from sim.profiles.catalog import DeriveError
 from sim.profiles.derive import derive_from_mapping
-from sim.profiles.steptime import Overheads, Scheduler, StepModel, StepTime, from_curve
+from sim.profiles.steptime import (
+    Overheads,
+    Scheduler,
+    StepModel,
+    StepTime,
+    StepUncertainty,
+    from_curve,
+    scaled_model,
+)
 
 __all__ = [
     "DecodeCurve",
@@ -229,6 +256,26 @@ class GpuProfile(Model):
         """The replica as the step-level engine serves it (converted once for a legacy
         profile; see the module docstring)."""
         return self._step
+
+    @property
+    def step_uncertainty(self) -> StepUncertainty | None:
+        """The spread of the step-time terms, or None when the profile is certain."""
+        unc = self.step_time.uncertainty if self.step_time is not None else None
+        return None if unc is None or unc.certain else unc
+
+    def with_step_factors(self, factors: dict[str, float]) -> GpuProfile:
+        """This profile with its step-time terms (and ``pre_s``/``post_s``) times
+        ``factors`` (one draw of its uncertainty, :func:`~sim.profiles.steptime.scaled_model`),
+        its decode curve and prefill rate summarised again from the scaled steps (a curve
+        or rate the file gave is kept as given). A legacy profile is returned unchanged."""
+        if self.step_time is None:
+            return self
+        model = scaled_model(self._step, factors)
+        data = self.model_dump(exclude={"curve", "prefill_tokens_per_s"}
+                               - set(self.model_fields_set))
+        data.update(step_time=model.step_time.model_dump(),
+                    overheads=model.overheads.model_dump())
+        return GpuProfile.model_validate(data)
 
     def _fit_curve(self) -> None:
         assert self.curve is not None

@@ -23,6 +23,27 @@ measurements) and the arithmetic on them:
   segment's slope beyond the last knot.
 * :class:`Overheads` -- per-request time outside the steps (API server and tokenization
   before, detokenization and HTTP after).
+* :class:`StepUncertainty` -- how sure the profile is of these terms (optional block
+  ``step_time.uncertainty``; absent = certain, as every profile before it)::
+
+      uncertainty:
+        rel_std: 0.15           # one factor on the whole step (every step-time term)
+        terms:                  # each term's own factor (1 sd, relative to its value)
+          linear_s: 0.04        # (the whole token table: one factor)
+          per_step_s: 0.09
+          pre_s: 0.2            # overheads.pre_s / post_s may be named too
+        correlation: [[1, -0.7, 0], [-0.7, 1, 0], [0, 0, 1]]   # of the terms' factors,
+                                                                # in the order of `terms`
+        source: "where the numbers come from"
+
+  Each factor is lognormal with mean 1 and the given standard deviation; the terms' factors
+  share a Gaussian copula with ``correlation`` (absent: independent). A Monte Carlo
+  replication draws them once (:meth:`StepUncertainty.factors`, from ``1 +
+  len(UNCERTAIN_TERMS)`` uniforms in a fixed order) and serves with
+  :func:`scaled_model`: every step-time term times the common factor and its own factor,
+  ``pre_s`` and ``post_s`` times their own. ``capsim profile fit`` writes ``terms`` and
+  ``correlation`` from the fit; a derived profile states ``rel_std`` from the derivation's
+  held-out errors.
 * :func:`run_time_s` / :func:`steps_ending_by` -- closed forms for a run of steps whose
   composition is fixed except that K and A grow by the same amount every step (decoding
   contexts grow by one token per step, a prefill's offset by its chunk): the step times
@@ -33,20 +54,29 @@ Assumptions: the step time is separable into these terms (token-proportional GEM
 per-sequence costs, attention linear in context for decode and in pairs for prefill); it
 does not depend on which sequences make up the batch beyond these counts.
 
-Depends only on the standard library, numpy-free arithmetic and pydantic, so it can be used
-before the rest of the profile schema is loaded.
+The step arithmetic depends only on the standard library and pydantic; the uncertainty's
+draws use :mod:`sim.core.uncertain` (numpy, scipy).
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sim.core.uncertain import (
+    correlated_scores,
+    correlation_problem,
+    lognormal_factor,
+    normal_scores,
+)
+
 __all__ = ["Scheduler", "StepTime", "Overheads", "StepModel", "run_time_s", "steps_ending_by",
-           "prefill_pairs", "from_curve"]
+           "prefill_pairs", "from_curve", "StepUncertainty", "UNCERTAIN_TERMS", "STEP_TERMS",
+           "scaled_model", "DERIVED_REL_STD", "DERIVED_MOE_REL_STD", "derived_uncertainty"]
 
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
@@ -68,6 +98,84 @@ class Scheduler(_Block):
     engine: str = "vllm-0.10 (V1)"
 
 
+STEP_TERMS = ("per_step_s", "linear_s", "per_seq_s", "decode_attention_s_per_token",
+              "prefill_attention_s_per_token2")
+"""The step-time terms a common factor scales (``linear_s``: the whole token table)."""
+UNCERTAIN_TERMS = (*STEP_TERMS, "pre_s", "post_s")
+"""Every term that may carry its own uncertainty, in the order its uniform is drawn."""
+RelStd = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class StepUncertainty(_Block):
+    """Relative spreads (1 sd) of the step-time terms (see the module docstring)."""
+
+    rel_std: RelStd = 0.0
+    terms: dict[str, RelStd] = Field(default_factory=dict)
+    correlation: list[list[float]] | None = None
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> StepUncertainty:
+        for name in self.terms:
+            if name not in UNCERTAIN_TERMS:
+                raise ValueError(f"terms: unknown term '{name}' (known: "
+                                 f"{', '.join(UNCERTAIN_TERMS)})")
+        if self.correlation is not None:
+            problem = correlation_problem(self.correlation, len(self.terms))
+            if problem:
+                raise ValueError(f"correlation {problem}")
+        return self
+
+    @property
+    def certain(self) -> bool:
+        """No spread at all: serving it needs no draw."""
+        return self.rel_std == 0.0 and not any(self.terms.values())
+
+    def factors(self, uniforms: Sequence[float]) -> dict[str, float]:
+        """Each term's factor (``UNCERTAIN_TERMS``) from ``1 + len(UNCERTAIN_TERMS)``
+        uniforms: the first for the common factor, then one per term in that order
+        (drawn whether or not the term is uncertain, so that one term becoming uncertain
+        leaves the others' draws alone)."""
+        if len(uniforms) != 1 + len(UNCERTAIN_TERMS):
+            raise ValueError(f"expected {1 + len(UNCERTAIN_TERMS)} uniforms, "
+                             f"got {len(uniforms)}")
+        z = normal_scores(uniforms)
+        common = lognormal_factor(self.rel_std, float(z[0]))
+        named = list(self.terms)
+        scores = dict(zip(UNCERTAIN_TERMS, z[1:], strict=True))
+        mixed = correlated_scores([scores[n] for n in named], self.correlation)
+        scores.update(zip(named, (float(x) for x in mixed), strict=True))
+        out = {}
+        for name in UNCERTAIN_TERMS:
+            own = lognormal_factor(self.terms.get(name, 0.0), scores[name])
+            out[name] = own * common if name in STEP_TERMS else own
+        return out
+
+
+DERIVED_REL_STD = 0.15
+"""The stated spread (1 sd, relative, one factor on the whole step) of a derived dense
+profile. From docs/derived-profiles.md, "How close it is" (measurements not used to build
+it): mean TPOT of Llama-3.1-70B FP8 on H100/H200 (InferenceX, 105 load points) has a median
+absolute error of 6%, i.e. a standard deviation of about 6% / 0.674 = 9% for a normal
+error; the published vLLM inter-token latencies of Llama-3(.1)-8B on H100 and A10G are
++8% to +18% off (root mean square 14%). 15% covers both."""
+DERIVED_MOE_REL_STD = 0.40
+"""The stated spread of a derived mixture-of-experts profile: the only MoE comparison
+(gpt-oss-120b MXFP4 on H100, 43 InferenceX load points) is off by a median +39% (worst
++120%, docs/derived-profiles.md); its sign is not known for other MoE models, so it is
+carried as a spread."""
+
+
+def derived_uncertainty(moe: bool) -> dict[str, object]:
+    """The ``step_time.uncertainty`` block of a derived profile (plain data)."""
+    rel = DERIVED_MOE_REL_STD if moe else DERIVED_REL_STD
+    kind = "mixture-of-experts" if moe else "dense"
+    return {"rel_std": rel,
+            "source": (f"stated spread of a derived {kind} profile: its held-out errors in "
+                       "docs/derived-profiles.md (sim.profiles.steptime."
+                       f"{'DERIVED_MOE_REL_STD' if moe else 'DERIVED_REL_STD'})")}
+
+
 class StepTime(_Block):
     """Duration of one engine step from its composition (see the module docstring)."""
 
@@ -78,6 +186,7 @@ class StepTime(_Block):
     decode_attention_s_per_token: NonNegative = 0.0
     prefill_attention_s_per_token2: NonNegative = 0.0
     source: str = ""
+    uncertainty: StepUncertainty | None = None
 
     @model_validator(mode="after")
     def _check_knots(self) -> StepTime:
@@ -243,3 +352,22 @@ def from_curve(decode_step_s: list[float], prefill_tokens_per_s: float, *, max_n
                      scheduler=sched, overheads=overheads or Overheads(),
                      step_time=StepTime(tokens=tokens, linear_s=linear, per_seq_s=per_seq,
                                         source=source or "converted from a decode curve"))
+
+
+def scaled_model(model: StepModel, factors: Mapping[str, float]) -> StepModel:
+    """``model`` with each term of :data:`UNCERTAIN_TERMS` times its factor (missing: 1),
+    the uncertainty block dropped (this is one draw of it)."""
+    st, ov = model.step_time, model.overheads
+    f = {name: float(factors.get(name, 1.0)) for name in UNCERTAIN_TERMS}
+    step = st.model_copy(update={
+        "per_step_s": st.per_step_s * f["per_step_s"],
+        "linear_s": [x * f["linear_s"] for x in st.linear_s],
+        "per_seq_s": st.per_seq_s * f["per_seq_s"],
+        "decode_attention_s_per_token": (st.decode_attention_s_per_token
+                                         * f["decode_attention_s_per_token"]),
+        "prefill_attention_s_per_token2": (st.prefill_attention_s_per_token2
+                                           * f["prefill_attention_s_per_token2"]),
+        "uncertainty": None})
+    over = ov.model_copy(update={"pre_s": ov.pre_s * f["pre_s"],
+                                 "post_s": ov.post_s * f["post_s"]})
+    return model.model_copy(update={"step_time": step, "overheads": over})
