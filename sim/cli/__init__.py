@@ -26,6 +26,7 @@ from sim.cli.compare import compare_command
 from sim.cli.profile import profile_group
 from sim.cli.run import run_command
 from sim.cli.study import breakeven_command, plan_command, sweep_command
+from sim.cli.validate import validate_command
 from sim.cli.workload import workload_group
 
 __all__ = ["main"]
@@ -60,3 +61,4 @@ for _command in (run_command, workload_group, compare_command, sweep_command, pl
                  breakeven_command):
     main.add_command(_command)
 main.add_command(profile_group)  # capsim profile derive | list | show | fit
+main.add_command(validate_command)  # capsim validate
