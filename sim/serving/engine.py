@@ -23,6 +23,19 @@ Overflow modes per stream (from its traffic class):
 ``wait_exceeds`` (to the API when the waiting room is full or after waiting
 ``threshold_s``). An API attempt over the rate limit or during an outage is retried with
 backoff up to ``max_retries`` times, then the request fails.
+
+Closed-loop streams (``arrivals: {kind: concurrency}``, passed to :meth:`Engine.run` as
+:class:`~sim.workload.streams.ClosedLoopStream`) are clients, not pre-generated arrivals:
+every client sends its first request at time 0 and its next one when the previous one
+ends (its end on a GPU, which includes ``overheads.post_s``; the end of an accepted API
+call, whose latency is then drawn at once from the client's own stream; or the moment it
+failed) plus its think time, while that is before the horizon (and at least ``MIN_CYCLE_S``
+after its previous send). Each client's requests live in blocks of their own (a chunk of
+its requests, drawn ahead; see :mod:`sim.workload.streams`), whose single request in
+flight is tracked by the block's ``outstanding`` count: when it drops to zero the engine
+sends the client's next request, by a calendar event. With closed-loop streams, waiting
+requests of different streams are ordered by arrival time (blocks are no longer in time
+order); without them nothing of this runs and open-loop runs are unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ import gc
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from heapq import heappop, heappush, heapreplace
 
 import numpy as np
@@ -45,7 +58,9 @@ from sim.serving.replica import INF, Replica, ReplicaSpec
 from sim.serving.router import Router
 from sim.serving.simclock import NORMAL, calendar, triggered_event
 from sim.serving.step_engine import StepServer, StepServing, prefix_offsets, step_need
+from sim.workload.arrivals import MIN_CYCLE_S
 from sim.workload.requests import RequestBlock
+from sim.workload.streams import ClosedLoopStream
 
 __all__ = [
     "Engine",
@@ -148,6 +163,8 @@ class EngineTotals:
     gpu_sojourn_s: float = 0.0  # summed time requests spent in the GPU system
     max_queue: int = 0
     preemptions: int = 0  # KV preemptions on step replicas (each recomputes a prefill)
+    # Requests sent by each closed-loop stream (by stream name) before the horizon.
+    closed_loop_sent: dict[str, int] = field(default_factory=dict)
 
 
 class _Block:
@@ -161,7 +178,7 @@ class _Block:
 
     __slots__ = ("index", "block", "n", "arrival", "need", "inp", "out", "stream",
                  "outcome", "reason", "replica", "api", "attempts", "restarts", "start", "first",
-                 "end", "preempted", "records", "outstanding", "all_arrived")
+                 "end", "preempted", "records", "outstanding", "all_arrived", "client")
 
     def __init__(self, index: int, block: RequestBlock,
                  need: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
@@ -193,6 +210,7 @@ class _Block:
             setattr(self, name, memoryview(arr))
         self.outstanding = n  # counted down only once all have arrived (see close)
         self.all_arrived = False
+        self.client: _Client | None = None  # the closed-loop client whose requests these are
 
     def close(self) -> None:
         """Every request of the block has been routed: count those still in flight (no
@@ -213,6 +231,34 @@ class _Block:
         """Drop the views once the block has ended (its arrays live on in the records)."""
         for name in ("arrival", "need", "inp", "out", "stream", *self.records):
             getattr(self, name).release()
+
+    def truncate(self, m: int) -> None:
+        """Keep the first ``m`` requests only (a client's last block: the rest were never
+        sent). The views keep their size; positions from ``m`` on are never read."""
+        b = self.block
+        self.block = RequestBlock(b.arrival_s[:m], b.input_tokens[:m], b.output_tokens[:m],
+                                  b.class_id[:m], b.stream_id[:m])
+        self.records = {k: v[:m] for k, v in self.records.items()}
+        self.n = m
+
+
+_CLIENT_BLOCKS = 1 << 40
+"""Block indices of closed-loop clients start here (open-loop blocks count from 0)."""
+
+
+class _Client:
+    """One closed-loop client: its current block of requests and the next to send."""
+
+    __slots__ = ("source", "number", "chunk_k", "block", "think", "pos", "api_rngs")
+
+    def __init__(self, source: ClosedLoopStream, number: int):
+        self.source = source
+        self.number = number
+        self.chunk_k = 0  # chunks drawn so far
+        self.block: _Block | None = None
+        self.think = np.empty(0)
+        self.pos = 0  # position in the block of the request in flight / to send next
+        self.api_rngs: dict[int, np.random.Generator] = {}
 
 
 class Engine(StepServing):
@@ -294,11 +340,16 @@ class Engine(StepServing):
         self._cur: _Block | None = None
         self._seq = 0
         self._on_block: Callable[[FinishedBlock], None] | None = None
+        self._older: Callable[[tuple, tuple], bool] = _older
+        self._client_seq = _CLIENT_BLOCKS
+        self._horizon_s = INF
 
     # ------------------------------------------------------------------ driver
     def run(self, blocks: Iterable[RequestBlock],
-            on_block: Callable[[FinishedBlock], None]) -> EngineTotals:
-        """Play every block through the fleet until all requests have ended.
+            on_block: Callable[[FinishedBlock], None],
+            closed_loop: Sequence[ClosedLoopStream] = ()) -> EngineTotals:
+        """Play every block, and the requests of the ``closed_loop`` clients, through the
+        fleet until all requests have ended.
 
         The calendar is SimPy's event queue, run by this loop instead of
         ``Environment.run``. Besides SimPy's own ``(t, priority, id, event)`` entries
@@ -311,8 +362,80 @@ class Engine(StepServing):
         arrivals counts as one event in ``totals.events``. Only this loop may step the
         environment.
         """
+        if closed_loop:
+            self._start_clients(closed_loop)
         with _young_gc_threshold(_YOUNG_GC_THRESHOLD):
             return self._run(blocks, on_block)
+
+    # ------------------------------------------------------ closed-loop clients
+    def _start_clients(self, sources: Sequence[ClosedLoopStream]) -> None:
+        """Every client sends its first request at time 0 (calendar events, so they come
+        before any open-loop arrival at 0, as events scheduled earlier do)."""
+        self._older = _older_by_time
+        for src in sources:
+            self._horizon_s = src.horizon_s
+            self.totals.closed_loop_sent[src.name] = 0
+            for c in range(src.clients):
+                self._schedule(0.0, self._on_send, _Client(src, c))
+
+    def _on_send(self, ev: Event) -> None:
+        """Client ``ev.value`` sends its next request now."""
+        client: _Client = ev.value
+        t = self.env.now
+        blk = client.block
+        if blk is None:  # a new chunk of its requests
+            requests, client.think = client.source.draw(client.number, client.chunk_k)
+            client.chunk_k += 1
+            blk = client.block = _Block(self._client_seq, requests, self._need)
+            self._client_seq += 1
+            blk.client = client
+            blk.all_arrived = True  # its one request in flight is counted down as it ends
+            client.pos = 0
+            client.api_rngs = {}
+        j = client.pos
+        blk.arrival[j] = t
+        blk.start[j] = t
+        blk.outstanding = 1
+        self.totals.arrived += 1
+        self.totals.closed_loop_sent[client.source.name] += 1
+        self._route(blk, j, t)
+
+    def _client_done(self, client: _Client) -> None:
+        """The client's request in flight has ended: schedule its next one (after its
+        think time, if before the horizon), and hand its block on once it is complete."""
+        blk = client.block
+        assert blk is not None
+        j = client.pos
+        if blk.replica[j] >= 0:  # served on a GPU: ends when its last token is delivered
+            end = blk.end[j]
+        elif blk.outcome[j] == OUTCOME_API:
+            end = self._client_api_latency(client, blk, j)
+        else:  # failed, now
+            end = self.env.now
+        t_next = max(end + client.think[j], blk.arrival[j] + MIN_CYCLE_S)
+        client.pos = j = j + 1
+        last = not t_next < self._horizon_s
+        if j == blk.n or last:
+            if j < blk.n:
+                blk.truncate(j)
+            client.block = None
+            self._emit(blk)
+        if not last:
+            self._schedule(t_next, self._on_send, client)
+
+    def _client_api_latency(self, client: _Client, blk: _Block, j: int) -> float:
+        """Draw the latency of a closed-loop request the API accepted (its client waits
+        for the answer); returns its end."""
+        a = blk.api[j]
+        rng = client.api_rngs.get(a)
+        if rng is None:
+            src = client.source
+            rng = client.api_rngs[a] = stream(self.seed, "api", self.apis[a].name, "client",
+                                              src.name, client.number, client.chunk_k)
+        ttft, e2e = self.apis[a].sample_latency(rng, np.array([blk.out[j]]))
+        blk.first[j] = blk.start[j] + float(ttft[0])
+        blk.end[j] = end = blk.start[j] + float(e2e[0])
+        return end
 
     def _run(self, blocks: Iterable[RequestBlock],
              on_block: Callable[[FinishedBlock], None]) -> EngineTotals:
@@ -628,7 +751,8 @@ class Engine(StepServing):
         s = blk.stream[j]
         q = self.queues[s]
         k = 0
-        while k < len(q) and _older(q[k], (blk, j)):
+        older = self._older
+        while k < len(q) and older(q[k], (blk, j)):
             k += 1
         q.insert(k, (blk, j))  # still in the GPU system: its sojourn goes on
         self.queued += 1
@@ -657,6 +781,7 @@ class Engine(StepServing):
     def _dispatch(self, t: float) -> None:
         """Start waiting requests (by priority, then oldest first) while a replica has room."""
         queues, rank, router = self.queues, self.rank, self.router
+        older = self._older
         single = queues[0] if len(queues) == 1 else None
         while self.queued:
             head_q = single
@@ -664,7 +789,7 @@ class Engine(StepServing):
                 best = 0
                 for s, q in enumerate(queues):
                     if q and (head_q is None or rank[s] < best
-                              or (rank[s] == best and _older(q[0], head_q[0]))):
+                              or (rank[s] == best and older(q[0], head_q[0]))):
                         head_q, best = q, rank[s]
             blk, j = head_q[0]
             need = blk.need[j]
@@ -744,6 +869,13 @@ class Engine(StepServing):
     def _maybe_finish(self, blk: _Block) -> None:
         if blk.outstanding or not blk.all_arrived or blk.block is None:
             return
+        if blk.client is not None:  # a closed-loop client's request ended
+            self._client_done(blk.client)
+            return
+        self._emit(blk)
+
+    def _emit(self, blk: _Block) -> None:
+        """Hand a block whose requests have all ended to ``on_block``, once."""
         fb = self._finished(blk)
         blk.release()
         blk.block = None  # finish once
@@ -766,7 +898,8 @@ class Engine(StepServing):
         # room unserved were counted when they left it).
         arrival = np.asarray(block.arrival_s, np.float64)
         self.totals.gpu_sojourn_s += float(np.sum(end[on_gpu] - arrival[on_gpu]))
-        for a, endpoint in enumerate(self.apis):
+        # (a closed-loop client's API latencies were drawn as they were accepted)
+        for a, endpoint in enumerate(self.apis if blk.client is None else ()):
             sel = np.flatnonzero((outcome == OUTCOME_API) & (api == a))
             if sel.size:
                 rng = stream(self.seed, "api", endpoint.name, blk.index)
@@ -804,3 +937,13 @@ def _young_gc_threshold(young: int) -> Iterator[None]:
 def _older(a: tuple, b: tuple) -> bool:
     """Is queue entry ``a`` older than ``b``? (Block order, then position.)"""
     return a[0].index < b[0].index or (a[0].index == b[0].index and a[1] < b[1])
+
+
+def _older_by_time(a: tuple, b: tuple) -> bool:
+    """Is queue entry ``a`` older than ``b``? (Arrival time, then block order and position:
+    with closed-loop clients, blocks are not in time order.)"""
+    ba, bb = a[0], b[0]
+    if ba is bb:
+        return a[1] < b[1]
+    ta, tb = ba.arrival[a[1]], bb.arrival[b[1]]
+    return ta < tb or (ta == tb and ba.index < bb.index)

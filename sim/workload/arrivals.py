@@ -18,6 +18,17 @@ Time is in seconds from the start of the horizon, which is a Monday at 00:00; da
   on day ``start_day`` and every ``every`` after it; each occurrence draws from its own
   stream (keyed by occurrence index), so a burst that straddles two generation windows
   still has an exact count. Requests past the horizon are dropped.
+* ``concurrency`` - a closed loop of ``clients`` clients, as a load generator such as
+  llmperf or ``vllm bench serve --max-concurrency`` applies it: every client sends its first
+  request at time 0 and each next one when its previous request ends (served on a GPU,
+  served by an API, or failed) plus a think time ``think_s`` (a number of seconds, default
+  0, or ``{kind: exponential, mean}`` / ``{kind: fixed, value}``). Its arrival times
+  depend on the servers' response times, so they are not generated here: the engine
+  creates each client's next request when its previous one ends
+  (:class:`sim.workload.streams.ClosedLoopStream` draws the lengths and think times).
+  A client never sends two requests less than ``MIN_CYCLE_S`` apart (a request that
+  fails at once with no think time would otherwise loop at one instant). Workload
+  ``scale`` multiplies the number of clients (rounded, at least one).
 * ``trace`` - replays a trace file (see :mod:`sim.workload.traces`): rows before ``offset_s``
   (trace clock) are skipped, the remaining times (measured from the offset) are divided by
   ``rate_scale`` times the workload scale, and with ``loop`` the trace repeats with period
@@ -48,7 +59,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveInt, field_validator
 
 from sim.core.errors import ConfigError
 from sim.core.rng import stream
@@ -66,6 +77,14 @@ __all__ = [
     "SpikyArrivals",
     "BatchArrivals",
     "TraceArrivals",
+    "ConcurrencyArrivals",
+    "FixedThink",
+    "ExponentialThink",
+    "ThinkConfig",
+    "MIN_CYCLE_S",
+    "ASSUMED_MIN_RESPONSE_S",
+    "draw_think_s",
+    "scaled_clients",
     "ArrivalsConfig",
     "WindowArrivals",
     "ArrivalProcess",
@@ -150,8 +169,64 @@ class TraceArrivals(Model):
     offset_s: DurationS = 0.0
 
 
+MAX_CLIENTS = 1_000_000
+"""Most clients of one closed-loop stream (each holds a small block of requests)."""
+MIN_CYCLE_S = 1e-3
+"""The shortest time between two requests of one closed-loop client."""
+ASSUMED_MIN_RESPONSE_S = 0.01
+"""For the size estimate only: a closed-loop request is assumed to take at least this
+long (a real request takes tens of milliseconds of API server and engine time)."""
+
+
+class FixedThink(Model):
+    kind: Literal["fixed"]
+    value: NonNegFloat
+
+
+class ExponentialThink(Model):
+    kind: Literal["exponential"]
+    mean: PositiveFloat
+
+
+def _plain_think(value: object) -> object:
+    """``think_s: 5`` means a fixed think time of 5 s; a negative number is refused here,
+    so that the error names ``think_s`` itself."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not value >= 0:
+            raise ValueError(f"must be a number of seconds >= 0, got {value:g}")
+        return {"kind": "fixed", "value": value}
+    return value
+
+
+ThinkConfig = Annotated[FixedThink | ExponentialThink, Field(discriminator="kind"),
+                        BeforeValidator(_plain_think)]
+
+
+class ConcurrencyArrivals(Model):
+    kind: Literal["concurrency"]
+    clients: PositiveInt = Field(le=MAX_CLIENTS)
+    think_s: ThinkConfig = FixedThink(kind="fixed", value=0.0)
+
+    @property
+    def mean_think_s(self) -> float:
+        return self.think_s.value if isinstance(self.think_s, FixedThink) else self.think_s.mean
+
+
+def scaled_clients(clients: int, scale: float) -> int:
+    """The clients of a closed loop under a workload ``scale`` (rounded, at least one)."""
+    return max(1, round(clients * scale))
+
+
+def draw_think_s(config: ThinkConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` think times in seconds."""
+    if isinstance(config, FixedThink):
+        return np.full(n, float(config.value))
+    return rng.exponential(config.mean, n)
+
+
 ArrivalsConfig = Annotated[
-    PoissonArrivals | DiurnalArrivals | SpikyArrivals | BatchArrivals | TraceArrivals,
+    PoissonArrivals | DiurnalArrivals | SpikyArrivals | BatchArrivals | TraceArrivals
+    | ConcurrencyArrivals,
     Field(discriminator="kind"),
 ]
 
@@ -221,6 +296,8 @@ def build_process(config: ArrivalsConfig, *, scale: float, horizon_s: float,
         return _MmppProcess(config, scale, _mmpp_chain(config, horizon_s, chain_rng))
     if isinstance(config, BatchArrivals):
         return _BatchProcess(config, scale, seed, name)
+    if isinstance(config, ConcurrencyArrivals):
+        return _ClosedLoopProcess(config, scale)
     if trace is None:
         raise ValueError("trace arrivals need the parsed trace")
     return _TraceProcess(trace_replay(config, trace, scale))
@@ -415,6 +492,31 @@ class _BatchProcess:
         rng = stream(self._seed, "workload", self._name, "batch", k)
         begin_s = self._first_s + k * self._every_s
         return begin_s + rng.random(self._count) * self._spread_s
+
+
+# -- closed loop -------------------------------------------------------------------------
+
+class _ClosedLoopProcess:
+    """A ``concurrency`` stream seen as an arrival process: it generates no open-loop
+    arrivals (the engine issues its requests) and sizes itself by an upper estimate."""
+
+    peak_rate_per_s = 0.0  # nothing in the generation windows
+
+    def __init__(self, config: ConcurrencyArrivals, scale: float):
+        self._config = config
+        self._clients = scaled_clients(config.clients, scale)
+
+    def expected_requests(self, horizon_s: float) -> float:
+        """Each client sends at most one request per think time plus the assumed
+        shortest response (``ASSUMED_MIN_RESPONSE_S``), and at least one."""
+        cycle_s = self._config.mean_think_s + ASSUMED_MIN_RESPONSE_S
+        return self._clients * (horizon_s / cycle_s + 1.0)
+
+    def peak_spike_factor(self) -> float:
+        return 1.0
+
+    def window(self, start_s: float, end_s: float, rng: np.random.Generator) -> WindowArrivals:
+        return WindowArrivals(np.empty(0))
 
 
 # -- trace replay ------------------------------------------------------------------------

@@ -18,6 +18,14 @@ Hence a stream's requests depend only on (its own config, the workload scale, ho
 seed, block_s): adding a stream never changes another stream's requests, and changing
 one length model never moves arrivals. Streams in a window are merged by a stable sort on
 arrival time (ties keep stream order).
+
+A ``concurrency`` stream (a closed loop of clients) has no arrival times of its own: the
+engine sends each client's next request when its previous one ends. Its requests come from
+:func:`closed_loop_streams`: client ``c`` draws its requests in chunks of
+:func:`client_chunk` requests, chunk ``k`` from ``stream(seed, "workload", name, "client",
+c, k)`` plus ``"input_tokens"`` / ``"output_tokens"`` / ``"think_s"``, so a client's
+lengths and think times depend only on the stream's config and the seed, not on when the
+server answers. :func:`iter_blocks` yields no request of such a stream.
 """
 
 from __future__ import annotations
@@ -42,12 +50,16 @@ from sim.workload.arrivals import (
     MAX_CHAIN_SWITCHES,
     ArrivalProcess,
     ArrivalsConfig,
+    ConcurrencyArrivals,
     PositiveDurationS,
     SpikyArrivals,
+    ThinkConfig,
     TraceArrivals,
     WindowArrivals,
     build_process,
     chain_switches,
+    draw_think_s,
+    scaled_clients,
     trace_replay,
 )
 from sim.workload.lengths import EmpiricalLength, LengthConfig, draw_lengths
@@ -68,6 +80,9 @@ __all__ = [
     "WorkloadConfig",
     "parse_workload",
     "iter_blocks",
+    "ClosedLoopStream",
+    "closed_loop_streams",
+    "client_chunk",
     "block_window_s",
     "horizon_problem",
     "check_volume",
@@ -393,6 +408,65 @@ def iter_blocks(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequen
         parts = concat_blocks([src.window(seed, index, start_s, end_s) for src in sources])
         yield RequestBlock.from_arrays(parts.arrival_s, parts.input_tokens,
                                        parts.output_tokens, parts.class_id, parts.stream_id)
+
+
+CLIENT_CHUNK_MAX = 1024
+CLIENT_CHUNK_MIN = 16
+CLIENT_CHUNK_TOTAL = 65_536
+"""The requests all clients of a closed-loop stream hold drawn ahead, at most (unless
+each client's minimum chunk makes it more)."""
+
+
+def client_chunk(clients: int) -> int:
+    """Requests one client draws at a time: ``CLIENT_CHUNK_TOTAL`` shared by the clients,
+    within ``[CLIENT_CHUNK_MIN, CLIENT_CHUNK_MAX]``."""
+    return max(CLIENT_CHUNK_MIN, min(CLIENT_CHUNK_MAX, CLIENT_CHUNK_TOTAL // clients))
+
+
+@dataclass(frozen=True)
+class ClosedLoopStream:
+    """One ``concurrency`` stream, ready for the engine: ``clients`` clients that each send
+    their next request when the previous one ends, plus a think time, until the horizon.
+
+    :meth:`draw` gives client ``c``'s ``k``-th chunk of requests (arrival times NaN: the
+    engine writes them as it sends them) and the think time after each."""
+
+    name: str
+    stream_id: int
+    class_id: int
+    clients: int
+    think_s: ThinkConfig
+    input_tokens: LengthConfig
+    output_tokens: LengthConfig
+    horizon_s: float
+    seed: np.random.SeedSequence | int
+    chunk: int
+
+    def draw(self, client: int, k: int) -> tuple[RequestBlock, np.ndarray]:
+        path = ("workload", self.name, "client", client, k)
+        n = self.chunk
+        block = RequestBlock(
+            np.full(n, np.nan),
+            draw_lengths(self.input_tokens, n, stream(self.seed, *path, "input_tokens")),
+            draw_lengths(self.output_tokens, n, stream(self.seed, *path, "output_tokens")),
+            np.full(n, self.class_id, np.int16), np.full(n, self.stream_id, np.int16))
+        return block, draw_think_s(self.think_s, n, stream(self.seed, *path, "think_s"))
+
+
+def closed_loop_streams(wl: WorkloadConfig, horizon_s: float,
+                        seed: np.random.SeedSequence | int) -> tuple[ClosedLoopStream, ...]:
+    """The workload's ``concurrency`` streams (empty if it has none)."""
+    seed = int(seed) if isinstance(seed, np.integer) else seed
+    out = []
+    for sid, (s, cid) in enumerate(zip(wl.streams, wl.class_ids, strict=True)):
+        arr = s.arrivals
+        if isinstance(arr, ConcurrencyArrivals):
+            assert s.input_tokens is not None and s.output_tokens is not None
+            clients = scaled_clients(arr.clients, wl.scale)
+            out.append(ClosedLoopStream(s.name, sid, cid, clients, arr.think_s,
+                                        s.input_tokens, s.output_tokens, horizon_s, seed,
+                                        client_chunk(clients)))
+    return tuple(out)
 
 
 def generate(wl: WorkloadConfig, horizon_s: float,

@@ -1,0 +1,148 @@
+"""The ``concurrency`` arrival kind: a closed loop of clients (issue #21, item 1).
+
+Checked against closed-network theory (the machine-repairman model: N clients with
+exponential think times in front of one exponential server), end to end through
+``capsim run`` on an llmperf-style experiment, and for one-line errors on bad input.
+"""
+
+from math import factorial
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from sim.cli import main
+from sim.serving.engine import OUTCOME_GPU, Engine, FinishedBlock, StreamPolicy
+from sim.serving.replica import ReplicaSpec
+from sim.workload.arrivals import ExponentialThink, FixedThink
+from sim.workload.lengths import ExponentialLength, FixedLength
+from sim.workload.streams import ClosedLoopStream, client_chunk
+
+ROOT = Path(__file__).resolve().parents[1]
+REPS = 10
+
+
+def machine_repairman(n: int, think_s: float, service_s: float) -> tuple[float, float]:
+    """Throughput and mean response time of N clients (exponential think time Z) and one
+    exponential server (mean S): p0 from the finite-source M/M/1//N chain, X = (1 - p0)/S,
+    R = N/X - Z (the interactive response-time law)."""
+    r = service_s / think_s
+    p0 = 1.0 / sum(factorial(n) / factorial(n - k) * r**k for k in range(n + 1))
+    x = (1.0 - p0) / service_s
+    return x, n / x - think_s
+
+
+def run_closed_loop(source: ClosedLoopStream, spec: ReplicaSpec):
+    eng = Engine(replicas=1, spec=spec, streams=[StreamPolicy()], seed=source.seed)
+    got: list[FinishedBlock] = []
+    totals = eng.run([], got.append, [source])
+    return got, totals
+
+
+def one_replication(seed: int, n: int, think_s: float, service_s: float, horizon_s: float):
+    src = ClosedLoopStream("clients", 0, 0, n, ExponentialThink(kind="exponential", mean=think_s),
+                           FixedLength(kind="fixed", value=1),
+                           ExponentialLength(kind="exponential", mean=service_s), horizon_s,
+                           np.random.SeedSequence(seed), client_chunk(n))
+    # batch cap 1, one token a second, no prefill time: an exponential server of mean S
+    got, totals = run_closed_loop(src, ReplicaSpec(rate_table=[0.0, 1.0], max_batch=1))
+    arrival = np.concatenate([fb.requests.arrival_s for fb in got])
+    end = np.concatenate([fb.end_s for fb in got])
+    assert all((fb.outcome == OUTCOME_GPU).all() for fb in got)
+    assert arrival.size == totals.arrived == totals.closed_loop_sent["clients"]
+    return arrival.size / horizon_s, float(np.mean(end - arrival))
+
+
+def test_machine_repairman_throughput_and_response_time():
+    n, think_s, service_s, horizon_s = 5, 5.0, 1.0, 20_000.0
+    x_theory, r_theory = machine_repairman(n, think_s, service_s)
+    xs, rs = zip(*(one_replication(3000 + k, n, think_s, service_s, horizon_s)
+                   for k in range(REPS)), strict=True)
+    for samples, expected in ((xs, x_theory), (rs, r_theory)):
+        samples = np.asarray(samples)
+        se = samples.std(ddof=1) / np.sqrt(samples.size)
+        # 4 standard errors of the mean of independent replications (t_9 two-sided:
+        # a false alarm well under 0.5%)
+        assert abs(samples.mean() - expected) <= 4 * se, (samples.mean(), expected, se)
+    # theory is not trivially met: ~0.71 requests/s, not the 1/S of a saturated server
+    assert abs(x_theory - 1 / service_s) > 0.2
+
+
+def test_at_most_one_request_per_client_in_flight_and_reproducible():
+    src = ClosedLoopStream("c", 0, 0, 3, FixedThink(kind="fixed", value=0.5),
+                           FixedLength(kind="fixed", value=1),
+                           ExponentialLength(kind="exponential", mean=2.0), 500.0,
+                           np.random.SeedSequence(5), 16)  # small chunks: many blocks
+    spec = ReplicaSpec(rate_table=[0.0, 1.0, 0.8], max_batch=2)  # a waiting room too
+    a, _ = run_closed_loop(src, spec)
+    b, _ = run_closed_loop(src, spec)
+    arr = np.concatenate([fb.requests.arrival_s for fb in a])
+    end = np.concatenate([fb.end_s for fb in a])
+    assert np.array_equal(arr, np.concatenate([fb.requests.arrival_s for fb in b]))
+    assert np.array_equal(end, np.concatenate([fb.end_s for fb in b]))
+    assert in_flight_max(arr, end) == 3
+    assert arr.max() < 500.0 and np.all(end > arr)
+    # each next request is sent exactly its think time after the previous one ended
+    gaps = np.sort(arr)[3:]
+    ends_plus_think = np.sort(end + 0.5)
+    assert np.allclose(gaps, ends_plus_think[: gaps.size])
+
+
+def in_flight_max(arrival: np.ndarray, end: np.ndarray) -> int:
+    """Most requests between their send and their end at once (an end before a send at
+    the same instant)."""
+    t = np.concatenate([arrival, end])
+    step = np.concatenate([np.ones(arrival.size), -np.ones(end.size)])
+    order = np.lexsort((step, t))
+    return int(np.cumsum(step[order]).max())
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["run", *args], catch_exceptions=False)
+
+
+def test_llmperf_style_run_end_to_end(tmp_path):
+    out = tmp_path / "r"
+    exp = ROOT / "experiments" / "llmperf-closed-loop.yaml"
+    res = run_cli(str(exp), "--set", "horizon=5m", "-n", "2", "--no-plots", "--requests",
+                  "--out", str(out))
+    assert res.exit_code == 0, res.output
+    clients = yaml.safe_load(exp.read_text())["workload"]["streams"][0]["arrivals"]["clients"]
+    runs = pq.read_table(out / "runs.parquet").to_pandas()
+    req = pq.read_table(out / "requests.parquet").to_pandas()
+    horizon_s = 300.0
+    for rep, g in req.groupby("replication"):
+        row = runs[runs.replication == rep].iloc[0]
+        assert len(g) == row.requests_arrived
+        assert in_flight_max(g.arrival_s.to_numpy(), g.end_s.to_numpy()) == clients
+        assert row.achieved_rate_per_s == pytest.approx(len(g) / horizon_s)
+        assert row["stream.llmperf.achieved_rate_per_s"] == row.achieved_rate_per_s
+        # no think time: every client is always waiting for an answer, so the summed
+        # response times are clients x horizon plus the last answers' overshoot
+        e2e = g.e2e_s.to_numpy()
+        overshoot = g.end_s.max() - horizon_s
+        assert clients * horizon_s <= e2e.sum() <= clients * (horizon_s + overshoot)
+    assert (req.outcome == "gpu").all()
+
+
+@pytest.mark.parametrize("arrivals, field, words", [
+    ({"kind": "concurrency", "clients": 0}, "arrivals.clients", "greater than 0"),
+    ({"kind": "concurrency", "clients": 4, "think_s": -1}, "arrivals.think_s", ">= 0"),
+    ({"kind": "concurrency", "clients": 4, "think_s": {"kind": "exponential", "mean": -2}},
+     "arrivals.think_s.mean", "greater than 0"),
+    ({"kind": "concurrency", "clients": 2.5}, "arrivals.clients", "integer"),
+])
+def test_bad_input_is_one_line_naming_the_field(tmp_path, arrivals, field, words):
+    exp = yaml.safe_load((ROOT / "experiments" / "llmperf-closed-loop.yaml").read_text())
+    exp["workload"]["streams"][0]["arrivals"] = arrivals
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    res = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1, res.output
+    assert str(path) in lines[0] and f"workload.streams[0].{field}" in lines[0], lines[0]
+    assert words in lines[0], lines[0]
