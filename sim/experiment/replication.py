@@ -53,7 +53,7 @@ from sim.serving.engine import ApiEndpoint, Engine, EngineTotals, StreamPolicy
 from sim.serving.fleet import Fleet, FleetResult, layout
 from sim.serving.metrics import MetricsAccumulator, StreamSlo
 from sim.serving.replica import replica_spec
-from sim.workload.streams import StreamConfig, iter_blocks
+from sim.workload.streams import StreamConfig, closed_loop_streams, iter_blocks
 
 __all__ = ["ReplicationResult", "LitellmResult", "run_replication", "run_litellm_replication",
            "build_engine", "build_fleet", "check_invariants", "replication_profile"]
@@ -174,7 +174,8 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
         replicas=cfg.fleet.replicas if fleet is None else len(engine.replicas),
         saturated_tokens_per_s=float(profile.saturated_tokens_per_s),
         prefill_tokens_per_s=float(profile.prefill_tokens_per_s), keep_requests=keep)
-    totals = engine.run(iter_blocks(wl, cfg.horizon, seed), acc.add)
+    totals = engine.run(iter_blocks(wl, cfg.horizon, seed), acc.add,
+                        closed_loop_streams(wl, cfg.horizon, seed))
     check_invariants(totals, acc)
     row = _identity_row(exp, index)
     fleet_result = None
@@ -188,6 +189,9 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
     row["api_only.input_tokens_total"] = row["input_tokens_total"]
     row["api_only.output_tokens_total"] = row["output_tokens_total"]
     row["tokens_per_month"] = row["tokens_total"] * (30 * 86400.0) / cfg.horizon
+    row["achieved_rate_per_s"] = row["requests_arrived"] / cfg.horizon
+    for name, sent in totals.closed_loop_sent.items():
+        row[f"stream.{name}.achieved_rate_per_s"] = sent / cfg.horizon
     row["sim.events"] = totals.events
     row["sim.events_per_request"] = totals.events / max(totals.arrived, 1)
     inputs = sample_cost_inputs(exp.costs, stream(seed, "costs"), gpu_prices(exp.profile))
