@@ -35,7 +35,7 @@ from sim.profiles.schema import load_profile
 from sim.serving.api import ApiModel, Outage, litellm_price_path, read_litellm_prices
 from sim.serving.fleet_config import FleetConfig
 from sim.serving.replica import INF, replica_spec
-from sim.workload.streams import WorkloadConfig
+from sim.workload.streams import WorkloadConfig, refuse_closed_loop
 
 __all__ = ["LitellmBinding", "LitellmDeploymentBinding", "LitellmSetup", "resolve_litellm"]
 
@@ -127,6 +127,7 @@ def resolve_litellm(config_path: str, binding: LitellmBinding, fleet: FleetConfi
     if not path.is_file():
         raise ConfigError(f"LiteLLM config not found: {path}", file=file,
                           field="router.litellm_config")
+    refuse_closed_loop(workload, "a LiteLLM router config", file=file)
     lc = load_litellm_config(path, overrides=dict(binding.settings))
     bound = _bindings(lc, binding, file)
     prices_table = _price_table(binding, file)
