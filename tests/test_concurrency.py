@@ -146,3 +146,21 @@ def test_bad_input_is_one_line_naming_the_field(tmp_path, arrivals, field, words
     assert len(lines) == 1, res.output
     assert str(path) in lines[0] and f"workload.streams[0].{field}" in lines[0], lines[0]
     assert words in lines[0], lines[0]
+
+
+def test_open_loop_only_paths_refuse_a_closed_loop(tmp_path):
+    stream = yaml.safe_load((ROOT / "experiments" / "llmperf-closed-loop.yaml").read_text())[
+        "workload"]["streams"][0]
+    wl = tmp_path / "wl.yaml"
+    wl.write_text(yaml.safe_dump({"streams": [stream]}))
+    res = CliRunner().invoke(main, ["workload", str(wl), "--horizon", "1h"])
+    assert res.exit_code == 2 and "streams[0].arrivals.kind" in res.output, res.output
+    assert "closed loop" in res.output and len(res.output.strip().splitlines()) == 1
+    exp = yaml.safe_load((ROOT / "experiments" / "litellm-hybrid.yaml").read_text())
+    exp["workload"] = {"streams": [stream]}
+    exp["router"]["litellm_config"] = str(ROOT / "experiments" / "litellm" / "spiky-hybrid.yaml")
+    path = tmp_path / "lite.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    res = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert "workload.streams[0].arrivals.kind" in res.output and "LiteLLM" in res.output

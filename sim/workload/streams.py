@@ -83,6 +83,7 @@ __all__ = [
     "ClosedLoopStream",
     "closed_loop_streams",
     "client_chunk",
+    "refuse_closed_loop",
     "block_window_s",
     "horizon_problem",
     "check_volume",
@@ -469,6 +470,18 @@ def closed_loop_streams(wl: WorkloadConfig, horizon_s: float,
     return tuple(out)
 
 
+def refuse_closed_loop(wl: WorkloadConfig, what: str, *, file: str | None = None,
+                       prefix: str = "workload.") -> None:
+    """A one-line ConfigError if the workload has a ``concurrency`` stream, for ``what``
+    (a command or a path) that plays only open-loop arrivals."""
+    for i, s in enumerate(wl.streams):
+        if isinstance(s.arrivals, ConcurrencyArrivals):
+            raise ConfigError(f"stream '{s.name}' is a closed loop of clients, whose "
+                              "requests depend on the servers' response times: "
+                              f"{what} cannot play it (run it with capsim run on a fleet)",
+                              file=file, field=f"{prefix}streams[{i}].arrivals.kind")
+
+
 def generate(wl: WorkloadConfig, horizon_s: float,
              seed: np.random.SeedSequence | int) -> RequestBlock:
     """Every request of the horizon in one block (for tests and the CLI)."""
@@ -537,6 +550,7 @@ def describe(wl: WorkloadConfig, horizon_s: float, seed: np.random.SeedSequence 
     ``tokens_per_month``, ``input_tokens_per_month``, ``output_tokens_per_month`` (30 days).
     ``on_progress(t_s)`` is called after each block with its last arrival time.
     """
+    refuse_closed_loop(wl, "capsim workload", prefix="")
     summary = _Summary(wl, horizon_s)
     for block in iter_blocks(wl, horizon_s, seed):
         summary.add(block)
