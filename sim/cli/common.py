@@ -25,7 +25,12 @@ from sim.core.errors import ConfigError
 
 __all__ = ["handle_errors", "json_default", "set_option", "replications_option",
            "workers_option", "out_option", "overwrite_option", "guarded", "debug_wanted",
-           "FINITE_FLOAT", "FINITE_POSITIVE", "MAX_REPLICATIONS", "MAX_WORKERS"]
+           "FINITE_FLOAT", "FINITE_POSITIVE", "MAX_REPLICATIONS", "MAX_WORKERS",
+           "format_option", "FORMATS"]
+
+FORMATS = ("table", "json", "csv", "markdown")
+"""The ``--format`` choices (:data:`sim.report.document.FORMATS`; repeated here so that
+``capsim --help`` does not import the library)."""
 
 MAX_REPLICATIONS = 100_000
 """The most Monte Carlo replications a command accepts (``-n``)."""
@@ -166,3 +171,12 @@ def overwrite_option() -> Callable[[F], F]:
     return click.option("--overwrite", is_flag=True,
                         help="Replace an existing non-empty --out folder (whole: the old "
                              "results stay until the new ones are complete).")
+
+
+def format_option() -> Callable[[F], F]:
+    """``--format table|json|csv|markdown``: how the report is printed, as ``fmt``."""
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+                        show_default=True,
+                        help="How to print the report: a table for people (every number "
+                             "in full at any width, and when piped), strict JSON (null "
+                             "for missing values), CSV (one row per cell) or Markdown.")

@@ -8,15 +8,14 @@ The library is imported when the command runs, not when ``capsim`` starts (see
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from sim.cli.common import (
+    format_option,
     handle_errors,
-    json_default,
     out_option,
     overwrite_option,
     replications_option,
@@ -34,7 +33,9 @@ __all__ = ["run_command"]
 @workers_option("Worker processes (default: all cores). Results do not depend on it.")
 @out_option("Output folder (default: results/<name>-<timestamp>/).")
 @overwrite_option()
-@click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
+@format_option()
+@click.option("--json", "as_json", is_flag=True,
+              help="Print summary.json (every metric, strict JSON) on stdout.")
 @click.option("--requests/--no-requests", "keep_requests", default=None,
               help="Also write requests.parquet (one row per request; small runs).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
@@ -44,12 +45,24 @@ __all__ = ["run_command"]
                    "(sets router.litellm_config).")
 @handle_errors
 def run_command(experiment: str | None, overrides: tuple[str, ...], replications: int | None,
-                workers: int | None, out_dir: str | None, overwrite: bool, as_json: bool,
+                workers: int | None, out_dir: str | None, overwrite: bool, fmt: str,
+                as_json: bool,
                 keep_requests: bool | None, no_plots: bool, router_config: str | None) -> None:
-    """Run EXPERIMENT (a YAML file or built-in name; the built-in default if omitted)."""
+    """Run EXPERIMENT (a YAML file or built-in name; the built-in default if omitted).
+
+    Writes a results folder (runs.parquet, summary.json, report.html, plots) and prints
+    the verdict: SLOs per class, failures, overflow and cost against API-only.
+
+    \b
+    Examples:
+      capsim run
+      capsim run default -n 10 --set fleet.replicas=3
+      capsim run default --set horizon=7d --format markdown > report.md
+    """
     from sim.core.files import check_out_dir, default_out  # (startup speed: see sim.cli)
     from sim.experiment.config import load_experiment
     from sim.experiment.run import run_and_write
+    from sim.report.document import dumps
 
     if router_config is not None:
         overrides = (*overrides, f"router.litellm_config={Path(router_config).resolve()}")
@@ -58,6 +71,6 @@ def run_command(experiment: str | None, overrides: tuple[str, ...], replications
         Path("results"), f"{exp.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     check_out_dir(out, overwrite=overwrite)  # before the simulation, not after it
     summary = run_and_write(exp, out, workers=workers, keep_requests=keep_requests,
-                            plots=not no_plots, quiet=as_json, overwrite=overwrite)
+                            plots=not no_plots, quiet=as_json, overwrite=overwrite, fmt=fmt)
     if as_json:
-        click.echo(json.dumps(summary, indent=2, default=json_default))
+        click.echo(dumps(summary))

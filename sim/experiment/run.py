@@ -10,7 +10,7 @@ and as resolved, versions, seed, and each metric's mean and 95% CI) and
 routed by a LiteLLM config, ``deployments.parquet``, ``timeline.parquet``,
 ``cooldowns.parquet`` and ``incident.png`` (see :mod:`sim.report.litellm`); with kept
 per-request records, ``requests.parquet``. :func:`run_and_write` is ``capsim run``: run,
-write, print the summary.
+write, print the report (``fmt``: table, json, csv or markdown).
 
 Assumption: the results of a run fit in memory (one small row and a few binned series per
 replication; per-request records only when asked for).
@@ -35,11 +35,17 @@ from rich.progress import Progress
 
 from sim.core.errors import ConfigError
 from sim.core.executors import default_workers
-from sim.core.files import OutputDir, write_json, write_parquet
+from sim.core.files import OutputDir, atomic_write, write_parquet
 from sim.core.stats import summarize
+from sim.core.uncertain import Range
+from sim.costs.model import resolve_usd_per_gpu_hour
 from sim.experiment.config import Experiment
 from sim.experiment.montecarlo import run_replications
 from sim.experiment.replication import LitellmResult, ReplicationResult
+from sim.profiles.schema import gpu_prices
+from sim.report.document import Column, Report, Table, Value, dumps, render, to_dict
+from sim.report.folder import plots_in
+from sim.report.html import write_html
 from sim.report.litellm import incident_window, plot_incident, render_litellm_summary
 from sim.report.plots import (
     plot_cost_breakdown,
@@ -48,7 +54,7 @@ from sim.report.plots import (
     plot_latency_cdfs,
 )
 from sim.report.progress import progress_columns
-from sim.report.summary import render_summary
+from sim.report.run_report import build_run_report
 
 __all__ = ["RunResult", "run", "run_and_write", "runs_table", "timeseries_table",
            "requests_table", "versions"]
@@ -159,8 +165,10 @@ class RunResult:
             "name": cfg.name, "profile": exp.profile.name,
             "replicas": fleet.replicas if fleet.replicas is not None else fleet.initial_replicas,
             "gpus_per_replica": exp.profile.gpus_per_replica, "pricing": exp.costs.pricing,
+            "usd_per_gpu_hour": _price_given(exp), "api_only_model": exp.api_only_model,
             "horizon_s": cfg.horizon, "replications": cfg.replications, "seed": cfg.seed,
-            "classes": list(exp.workload.class_names), "notes": []}
+            "classes": list(exp.workload.class_names), "slos": _class_slos(exp),
+            "notes": []}
         if fleet.dynamic:
             meta["billing"] = fleet.billing
             meta["failures"] = fleet.failures.model_dump() if fleet.failures else None
@@ -187,7 +195,11 @@ class RunResult:
                 write_parquet(od.path / "requests.parquet", req)
             if plots and not self.litellm:
                 self._plots(od.path)
-            write_json(od.path / "summary.json", self.summary)
+            _write_strict_json(od.path / "summary.json", self.summary)
+            report = self.report
+            report.plots = plots_in(od.path)
+            _write_strict_json(od.path / "report.json", to_dict(report))
+            write_html(report, od.path, self.summary)
         return out
 
     def _write_litellm(self, folder: Path, *, plots: bool) -> None:
@@ -213,14 +225,72 @@ class RunResult:
             plot_latency_cdfs(cdfs, folder / "ttft_cdf.png")
         plot_cost_breakdown([r.row for r in results], folder / "cost_breakdown.png")
 
-    def render(self, console: Console | None = None) -> None:
-        """Print the summary tables (means with 95% CIs across replications)."""
+    @cached_property
+    def report(self) -> Report:
+        """The run's report (verdict and tables), see :mod:`sim.report.run_report`; for
+        a LiteLLM-routed run, its metrics as one table (the terminal summary of
+        :mod:`sim.report.litellm` is printed by :meth:`render`)."""
         if self.litellm:
+            return _metrics_report(self.metrics, self.summary["meta"])
+        return build_run_report(self.metrics, self.summary["meta"])
+
+    def render(self, console: Console | None = None, fmt: str = "table") -> None:
+        """Print the report in ``fmt`` (table, json, csv or markdown): every number in
+        full, at any terminal width and when piped (see :mod:`sim.report.document`)."""
+        console = console or Console()
+        if self.litellm and fmt == "table":
             # Piped or redirected: don't squeeze the deployment table into 80 columns.
-            console = console or (Console() if sys.stdout.isatty() else Console(width=140))
+            if not console.is_terminal:
+                console = Console(width=max(console.width, 140), file=console.file)
             render_litellm_summary(self.metrics, self.summary["meta"], console)
         else:
-            render_summary(self.metrics, self.summary["meta"], console or Console())
+            render(self.report, fmt, console)
+
+
+def _write_strict_json(path: Path, data: Any) -> None:
+    """Strict JSON (NaN and infinities as null), written atomically."""
+    text = dumps(data) + "\n"
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def _price_given(exp: Experiment) -> float | dict[str, Any] | None:
+    """The price per GPU-hour the experiment uses (a number, or an uncertain range)."""
+    price = exp.costs.usd_per_gpu_hour
+    if price is None:
+        try:
+            from_profile = resolve_usd_per_gpu_hour(exp.costs, gpu_prices(exp.profile))
+        except ConfigError:
+            return None
+        price = from_profile
+    if isinstance(price, Range):
+        return price.model_dump(mode="json")
+    return float(price) if isinstance(price, int | float) else None
+
+
+def _class_slos(exp: Experiment) -> dict[str, Any]:
+    """Per traffic class, the SLO targets of its streams: one mapping when every stream
+    of the class has the same targets, else a list of ``{stream, targets...}``."""
+    out: dict[str, Any] = {}
+    for cls in exp.workload.class_names:
+        streams = [s for s in exp.workload.streams if s.traffic_class == cls]
+        targets = [s.slo.model_dump(exclude_none=True) for s in streams]
+        if all(t == targets[0] for t in targets):
+            out[cls] = targets[0]
+        else:
+            out[cls] = [{"stream": s.name, **t} for s, t in zip(streams, targets, strict=True)]
+    return out
+
+
+def _metrics_report(metrics: dict[str, dict[str, float]], meta: dict[str, Any]) -> Report:
+    """Every metric with its 95% interval, as one table (LiteLLM runs' other formats)."""
+    report = Report("run", f"capsim run: {meta.get('name', 'experiment')}")
+    table = Table("metrics", "Metrics (mean over replications, 95% CI)",
+                  [Column("metric", "Metric"), Column("value", "Value", "number", "")])
+    for key, entry in metrics.items():
+        table.rows.append({"metric": key, "value": Value.of(entry)})
+    report.table(table)
+    report.data = {"meta": meta}
+    return report
 
 
 def run(exp: Experiment, *, replications: int | None = None, workers: int | None = None,
@@ -250,8 +320,10 @@ def run(exp: Experiment, *, replications: int | None = None, workers: int | None
 
 def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
                   keep_requests: bool | None = None, plots: bool = True,
-                  quiet: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """``capsim run``: run with a progress bar (on a terminal), write the folder, print."""
+                  quiet: bool = False, overwrite: bool = False, fmt: str = "table"
+                  ) -> dict[str, Any]:
+    """``capsim run``: run with a progress bar (on a terminal), write the folder, print
+    the report in ``fmt`` (unless ``quiet``)."""
     err = Console(stderr=True)
     for line in exp.litellm.warnings if exp.litellm is not None else ():
         err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
@@ -259,9 +331,12 @@ def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
                  progress=not quiet and sys.stderr.isatty(), console=err)
     result.write(out, plots=plots, overwrite=overwrite)
     if not quiet:
-        console = None if not result.litellm or sys.stdout.isatty() else Console(width=140)
-        result.render(console)
-        (console or Console()).print(f"[dim]results written to {out}/[/dim]")
+        result.render(Console(), fmt)
+        where = f"results written to {out}/ (report.html to share)"
+        if fmt == "table":
+            Console().print(where, style="dim", soft_wrap=True, highlight=False)
+        else:
+            err.print(where, style="dim", soft_wrap=True, highlight=False)
     return result.summary
 
 
