@@ -25,7 +25,8 @@ Assumptions, stated once:
   from the simulated horizon to a month by ``720 h / horizon_h``; provisioned compute,
   engineering and infra are not scaled.
 * The API-only alternative prices *every* arrived request (its input and output tokens) at
-  the reference API model, with that model's cached-input share, and has no reliability
+  the reference API model, with that model's cached-input share (the requests of streams
+  that declare a prefix: their declared cached tokens), and has no reliability
   cost (rate-limit failures of an API-only plan are not simulated).
 * Uncertain inputs (a number, ``{low, high}`` uniform or ``{mode, low, high}`` triangular)
   are drawn once per replication, so the spread of monthly cost across replications shows
@@ -230,13 +231,21 @@ def _api_models_in(run: Mapping[str, Any]) -> set[str]:
             and not key.endswith(".cached_input_tokens")}
 
 
-def _api_only_cached_share(run: Mapping[str, Any], model: str) -> float:
-    """Cached-input share for the API-only alternative: given, else seen on this model."""
+def _api_only_cached_tokens(run: Mapping[str, Any], model: str, input_tokens: float) -> float:
+    """Cached input tokens of the API-only alternative: its ``api_only.cached_input_share``
+    if given; else the streams that declare a prefix by their declaration
+    (``prefix.*_tokens_total``) and the rest at the cached share seen on this model's
+    traffic outside them."""
     if "api_only.cached_input_share" in run:
-        return float(run["api_only.cached_input_share"])
-    tin = float(run.get(f"api.{model}.input_tokens", 0.0))
-    cached = float(run.get(f"api.{model}.cached_input_tokens", 0.0))
-    return cached / tin if tin > 0 else 0.0
+        return input_tokens * float(run["api_only.cached_input_share"])
+    declared_in = float(run.get("prefix.input_tokens_total", 0.0))
+    declared_cached = float(run.get("prefix.cached_input_tokens_total", 0.0))
+    tin = (float(run.get(f"api.{model}.input_tokens", 0.0))
+           - float(run.get(f"api.{model}.prefix_input_tokens", 0.0)))
+    cached = (float(run.get(f"api.{model}.cached_input_tokens", 0.0))
+              - float(run.get(f"api.{model}.prefix_cached_input_tokens", 0.0)))
+    share = cached / tin if tin > 0 else 0.0
+    return declared_cached + (input_tokens - declared_in) * share
 
 
 def monthly_costs(run: Mapping[str, Any], inputs: Mapping[str, float],
@@ -288,7 +297,7 @@ def monthly_costs(run: Mapping[str, Any], inputs: Mapping[str, float],
         tin = float(run.get("api_only.input_tokens_total", run.get("input_tokens_total", 0.0)))
         tout = float(run.get("api_only.output_tokens_total",
                              run.get("output_tokens_total", 0.0)))
-        cached = tin * _api_only_cached_share(run, model)
+        cached = _api_only_cached_tokens(run, model, tin)
         api_only = _api_usd(tin, cached, tout, api_prices[model]) * price_scale * to_month
     usd_per_token = api_only / tokens_per_month if tokens_per_month > 0 else math.nan
     breakeven = fixed / usd_per_token if usd_per_token > 0 else math.nan

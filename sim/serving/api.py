@@ -18,7 +18,10 @@ never calls a real API; it models one attempt as:
 * **retries** -- exponential back-off, ``backoff_s * multiplier ** (attempt - 1)`` before
   retry ``attempt`` (1 = the first retry), at most ``max_retries`` retries;
 * **cost** -- list prices per million tokens; a ``cached_input_share`` of input tokens is
-  billed at the cached-input price. Failed (rejected) attempts cost nothing.
+  billed at the cached-input price, except for the requests of a workload stream that
+  declares a ``prefix`` (:class:`sim.workload.streams.PrefixConfig`): their cached input is
+  the declared prefix or hit share (the provider's cache assumed warm; see there).
+  Failed (rejected) attempts cost nothing.
 
 Built-in models come from ``sim/data/api_models.yaml`` (sources and dates in that file);
 experiments add their own, derive from a built-in (``base:``) or price one from LiteLLM's

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from sim.core.errors import ConfigError, closest
 from sim.core.loader import read_yaml, resolve_named
 from sim.core.rng import stream
-from sim.core.schema import Model, PositiveFloat, validate
+from sim.core.schema import Model, PositiveFloat, Probability, validate
 from sim.workload.arrivals import (
     DAY_S,
     HOUR_S,
@@ -62,7 +62,15 @@ from sim.workload.arrivals import (
     scaled_clients,
     trace_replay,
 )
-from sim.workload.lengths import EmpiricalLength, LengthConfig, draw_lengths
+from sim.workload.lengths import (
+    MAX_TOKENS,
+    EmpiricalLength,
+    ExponentialLength,
+    FixedLength,
+    LengthConfig,
+    LognormalLength,
+    draw_lengths,
+)
 from sim.workload.requests import RequestBlock, concat_blocks
 from sim.workload.traces import Trace, read_length_column, read_trace, resolve_trace_path
 
@@ -76,6 +84,8 @@ __all__ = [
     "MAX_HORIZON_S",
     "MONTH_S",
     "SloConfig",
+    "PrefixConfig",
+    "longest_tokens",
     "StreamConfig",
     "WorkloadConfig",
     "parse_workload",
@@ -116,6 +126,74 @@ class SloConfig(Model):
     tpot_s: PositiveDurationS | None = None
 
 
+MAX_PREFIX_GROUPS = 100_000
+"""Most prefix groups of one stream (each is a counter on every replica)."""
+
+
+class PrefixConfig(Model):
+    """Prefix caching declared for a stream (issue #19 item 4).
+
+    ``tokens`` (with ``groups``, default 1): every prompt starts with one of ``groups``
+    shared prefixes of ``tokens`` tokens (a system prompt, a few-shot template), requests
+    spread evenly over the groups. On a GPU replica (step-level model, vLLM's automatic
+    prefix caching) a request skips the prefix's full blocks while a running request of
+    its group holds them (:mod:`sim.serving.step_replica`); a prompt with no token beyond
+    the prefix's full blocks computes everything.
+
+    ``hit_share``: the share of a request's input tokens that hit the cache. It sets the
+    cached-input billing of the stream's requests sent to a paid API; it does not change
+    the GPU replicas (it names no prefix for them to share: give ``tokens`` for that).
+
+    Billing of the stream's requests on an API (:meth:`cached_tokens`): ``hit_share x
+    input`` if given, else the prefix's ``tokens`` for every prompt longer than the prefix
+    (a prompt of at most ``tokens`` tokens is taken not to hold it), instead of the API
+    model's own ``cached_input_share``. Assumption: the provider's cache is warm, i.e.
+    every overflowed request of a group hits it. Overflow happens under load, when the
+    stream sends its few prefixes many times a minute, and providers keep a prefix for
+    minutes (OpenAI 5-10 min of inactivity, Anthropic 5 min), so the misses (about one
+    per group and cache lifetime) are neglected; so is the provider's own granularity
+    (OpenAI caches from 1,024 tokens in steps of 128).
+    """
+
+    tokens: PositiveInt | None = Field(None, le=MAX_TOKENS)
+    groups: PositiveInt = Field(1, le=MAX_PREFIX_GROUPS)
+    hit_share: Probability | None = None
+
+    @model_validator(mode="after")
+    def _something_declared(self) -> PrefixConfig:
+        if self.tokens is None and self.hit_share is None:
+            raise ValueError("give tokens (a shared prefix, with groups) or hit_share (the "
+                             "share of input tokens that hit the cache), or both")
+        if self.tokens is None and "groups" in self.model_fields_set:
+            raise ValueError("groups needs tokens (the length of each group's prefix)")
+        return self
+
+    def cached_tokens(self, input_tokens: np.ndarray) -> np.ndarray:
+        """Input tokens of each request billed at the API's cached-input price."""
+        inp = np.asarray(input_tokens, np.float64)
+        if self.hit_share is not None:
+            return self.hit_share * inp
+        assert self.tokens is not None
+        return np.where(inp > self.tokens, float(self.tokens), 0.0)
+
+
+def longest_tokens(config: LengthConfig) -> float:
+    """The longest length a length model can give (an empirical column's longest)."""
+    if isinstance(config, FixedLength):
+        return float(config.value)
+    if isinstance(config, LognormalLength | ExponentialLength):
+        return float(config.max)
+    return float(read_length_column(resolve_trace_path(config.path), config.column).max())
+
+
+def _prefix_problem(tokens: int, longest: float, where: str) -> str | None:
+    if tokens < longest:
+        return None
+    return (f"tokens ({tokens}) must be less than the longest prompt {where} "
+            f"({longest:g}): a prompt holds the prefix only if it has tokens of its own "
+            "beyond it, so no request could ever hit the cache")
+
+
 class StreamConfig(Model):
     name: str = Field(min_length=1)
     traffic_class: str = Field("interactive", alias="class", min_length=1)
@@ -123,6 +201,20 @@ class StreamConfig(Model):
     input_tokens: LengthConfig | None = None
     output_tokens: LengthConfig | None = None
     slo: SloConfig = SloConfig()
+    prefix: PrefixConfig | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_fits(cls, prefix: PrefixConfig | None, info: ValidationInfo
+                     ) -> PrefixConfig | None:
+        inp = info.data.get("input_tokens")
+        if prefix is not None and prefix.tokens is not None and inp is not None \
+                and not isinstance(inp, EmpiricalLength):  # (checked when it is read)
+            problem = _prefix_problem(prefix.tokens, longest_tokens(inp),
+                                      "input_tokens can give")
+            if problem:
+                raise ValueError(problem)
+        return prefix
 
     @model_validator(mode="after")
     def _lengths_given(self) -> StreamConfig:
@@ -233,6 +325,7 @@ def _resolve_stream(s: StreamConfig, scale: float, base_dir: Path | None, file: 
     """``s`` with absolute trace paths, after checking that each file parses."""
     where = where or ""
     updates: dict[str, Any] = {}
+    trace: Trace | None = None
     arr = s.arrivals
     if isinstance(arr, TraceArrivals):
         field = _join(where, "arrivals.path") or ""
@@ -249,6 +342,17 @@ def _resolve_stream(s: StreamConfig, scale: float, base_dir: Path | None, file: 
             _located(lambda c=cfg, p=path: read_length_column(p, c.column), file,
                      _join(where, f"{key}.column") or "")
             updates[key] = cfg.model_copy(update={"path": str(path)})
+    if s.prefix is not None and s.prefix.tokens is not None and (
+            s.input_tokens is None or isinstance(s.input_tokens, EmpiricalLength)):
+        if s.input_tokens is None:
+            assert trace is not None  # (lengths may be left out only for trace replay)
+            longest, what = float(trace.input_tokens.max()), "in the trace"
+        else:
+            longest = longest_tokens(updates["input_tokens"])
+            what = "in the input_tokens column"
+        problem = _prefix_problem(s.prefix.tokens, longest, what)
+        if problem:
+            raise ConfigError(problem, file=file, field=_join(where, "prefix.tokens"))
     return s.model_copy(update=updates) if updates else s
 
 
