@@ -3,7 +3,12 @@
 Blocks of finished requests (:class:`~sim.serving.engine.FinishedBlock`) are folded into
 bounded-size accumulators as they complete, vectorised with numpy:
 
-* counts and token totals per destination, per traffic class and per API model;
+* counts and token totals per destination, per traffic class and per API model; the
+  cached input tokens of an API are its ``cached_input_share`` of its input, except for
+  streams that declare a prefix (:class:`~sim.workload.streams.PrefixConfig`), billed by
+  their declaration (``api.<name>.prefix_input_tokens`` / ``prefix_cached_input_tokens``,
+  and over all their requests ``prefix.input_tokens_total`` / ``prefix.cached_input_tokens_total``
+  for the API-only alternative);
 * log-bucketed histograms (:mod:`sim.core.histogram`, 1% relative error) of queue wait, TTFT,
   end-to-end latency and time per output token, per class and per destination;
 * SLO attainment per request against its stream's SLO (a failed request misses it);
@@ -46,6 +51,7 @@ import pyarrow as pa
 
 from sim.core.histogram import LogHistogram
 from sim.serving.engine import FAIL_REASONS, OUTCOME_API, OUTCOME_FAILED, OUTCOME_GPU, FinishedBlock
+from sim.workload.streams import PrefixConfig
 
 __all__ = ["MetricsAccumulator", "StreamSlo", "interval_integral", "LATENCIES", "DESTS"]
 
@@ -127,13 +133,20 @@ class MetricsAccumulator:
                  stream_slos: Sequence[StreamSlo], api_names: Sequence[str],
                  api_cached_share: Sequence[float], horizon_s: float, bin_s: float,
                  replicas: int, saturated_tokens_per_s: float,
-                 prefill_tokens_per_s: float = float("inf"), keep_requests: bool = False):
+                 prefill_tokens_per_s: float = float("inf"), keep_requests: bool = False,
+                 stream_prefix: Sequence[PrefixConfig | None] = ()):
         self.class_names = list(class_names)
         self.stream_class = np.asarray(stream_class, np.int16)
         self.slo = {f: np.array([getattr(s, f) for s in stream_slos] or [np.inf])
                     for f in ("ttft_s", "e2e_s", "tpot_s", "deadline_s")}
         self.api_names = list(api_names)
         self.api_cached_share = np.asarray(api_cached_share, np.float64)
+        # Streams that declare a prefix bill their API input by it, not by the API's share:
+        # their input and cached input tokens, per API and over every request.
+        self.stream_prefix = list(stream_prefix)
+        self.has_prefix = any(p is not None for p in self.stream_prefix)
+        self.api_prefix_tokens = np.zeros((len(self.api_names), 2))  # input, cached
+        self.prefix_tokens = np.zeros(2)
         self.horizon_s = horizon_s
         self.bin_s = bin_s
         self.replicas = replicas
@@ -216,7 +229,26 @@ class MetricsAccumulator:
             self.api_tokens[:, 0] += np.bincount(a, minlength=k)
             self.api_tokens[:, 1] += np.bincount(a, r.input_tokens[api], minlength=k)
             self.api_tokens[:, 2] += np.bincount(a, r.output_tokens[api], minlength=k)
+        if self.has_prefix:
+            self._count_prefix(fb, api)
         self.fail_reasons += np.bincount(fb.reason[failed], minlength=len(FAIL_REASONS))
+
+    def _count_prefix(self, fb: FinishedBlock, api: np.ndarray) -> None:
+        """Input and cached input tokens of the streams that declare a prefix."""
+        sid, inp = fb.requests.stream_id, fb.requests.input_tokens
+        k = len(self.api_names)
+        for s, prefix in enumerate(self.stream_prefix):
+            mine = np.flatnonzero(sid == s) if prefix is not None else ()
+            if not len(mine):
+                continue
+            tin = inp[mine]
+            cached = prefix.cached_tokens(tin)
+            self.prefix_tokens += (tin.sum(), cached.sum())
+            sel = api[mine]
+            if k and sel.any():
+                a = fb.api[mine][sel]
+                self.api_prefix_tokens[:, 0] += np.bincount(a, tin[sel], minlength=k)
+                self.api_prefix_tokens[:, 1] += np.bincount(a, cached[sel], minlength=k)
 
     def _histograms(self, cls, gpu, api, lat) -> None:
         # Every histogram has the same layout: each latency's buckets are computed once
@@ -339,10 +371,20 @@ class MetricsAccumulator:
             n, tin, tout = int(n), float(tin), float(tout)
             row[f"api.{name}.requests"] = n
             row[f"api.{name}.input_tokens"] = tin
-            row[f"api.{name}.cached_input_tokens"] = tin * self.api_cached_share[a]
+            if self.has_prefix:  # declared streams by their prefix, the rest by the share
+                pin, pcached = (float(x) for x in self.api_prefix_tokens[a])
+                row[f"api.{name}.cached_input_tokens"] = ((tin - pin) * self.api_cached_share[a]
+                                                          + pcached)
+                row[f"api.{name}.prefix_input_tokens"] = pin
+                row[f"api.{name}.prefix_cached_input_tokens"] = pcached
+            else:
+                row[f"api.{name}.cached_input_tokens"] = tin * self.api_cached_share[a]
             row[f"api.{name}.output_tokens"] = tout
             api_in, api_out = api_in + tin, api_out + tout
         row["api_input_tokens"], row["api_output_tokens"] = api_in, api_out
+        if self.has_prefix:
+            row["prefix.input_tokens_total"] = float(self.prefix_tokens[0])
+            row["prefix.cached_input_tokens_total"] = float(self.prefix_tokens[1])
         for ci, cname in enumerate(self.class_names):
             row.update(self._class_scalars(ci, cname))
         return row
