@@ -80,12 +80,15 @@ def _stream_policies(exp: Experiment, api_index: dict[str, int]) -> list[StreamP
         rule = exp.config.overflow.get(s.traffic_class)
         deadline = s.slo.deadline_s if s.slo.deadline_s is not None else INF
         rank = order.index(s.traffic_class) if s.traffic_class in order else len(order)
+        tokens = s.prefix.tokens if s.prefix is not None and s.prefix.tokens else 0
+        prefix = {"prefix_tokens": tokens, "prefix_groups": s.prefix.groups if tokens else 0}
         if rule is None:
-            policies.append(StreamPolicy("never", None, INF, deadline, rank))
+            policies.append(StreamPolicy("never", None, INF, deadline, rank, **prefix))
         else:
             policies.append(StreamPolicy(
                 rule.when, api_index.get(rule.to) if rule.to else None,
-                rule.threshold_s if rule.threshold_s is not None else INF, deadline, rank))
+                rule.threshold_s if rule.threshold_s is not None else INF, deadline, rank,
+                **prefix))
     return policies
 
 
@@ -170,6 +173,7 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
         stream_class=[wl.class_names.index(s.traffic_class) for s in wl.streams],
         stream_slos=[_slo(s) for s in wl.streams], api_names=api_names,
         api_cached_share=[exp.apis[n].cached_input_share for n in api_names],
+        stream_prefix=[s.prefix for s in wl.streams],
         horizon_s=cfg.horizon, bin_s=cfg.output.timeseries_bin_s,
         replicas=cfg.fleet.replicas if fleet is None else len(engine.replicas),
         saturated_tokens_per_s=float(profile.saturated_tokens_per_s),
