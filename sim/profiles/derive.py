@@ -585,13 +585,19 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
            kv_dtype: str = "auto", max_num_seqs: int | None = None,
            max_num_batched_tokens: int | None = None, max_model_len: int | None = None,
            gpu_memory_utilization: float = 0.9, engine_version: str = "vllm-0.10",
-           usd_per_gpu_hour: float | None = None, name: str | None = None) -> dict[str, Any]:
+           usd_per_gpu_hour: float | None = None, name: str | None = None,
+           async_scheduling: bool = False) -> dict[str, Any]:
     """A profile mapping in the step-time format for ``model`` on ``tp`` x ``gpu``.
 
     ``dtype`` is the GEMM weight dtype (bf16, fp8 or int4; None = the checkpoint's own),
     ``kv_dtype`` the KV-cache dtype (auto = bf16, or fp8). Unset vLLM limits take vLLM V1's
     server defaults for the GPU; ``max_model_len`` defaults to the model's context capped by
-    the KV capacity. Raises :class:`DeriveError` (one line) when it cannot be derived.
+    the KV capacity. ``async_scheduling`` (vLLM ``--async-scheduling``): the engine core
+    schedules step n+1 and processes the outputs of step n while the GPU runs step n, so
+    the CPU terms (``per_step_s`` and the CPU part of ``per_seq_s``) overlap the GPU step
+    and add nothing as long as the GPU step is the longer one, which the derivation
+    checks at one decode token per sequence (else the excess stays).
+    Raises :class:`DeriveError` (one line) when it cannot be derived.
     """
     m = model if isinstance(model, ModelSpec) else get_model(model)
     g = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
@@ -657,7 +663,19 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
     terms = step_terms(s, knots)
     att = terms["attention"]
     per_step = eng["per_step_s"] + (eng["per_step_tp_s"] if tp > 1 else 0.0)
-    per_seq = eng["per_seq_cpu_s"] + att["per_seq"]
+    per_seq_cpu = eng["per_seq_cpu_s"]
+    cpu_txt = (f"per_step_s = {per_step * 1e3:.1f} ms CPU per step (assumption, "
+               f"{eng['engine']})")
+    if async_scheduling:
+        # hidden behind the GPU step when the GPU's own decode step (1 token) is longer
+        gpu_step_1 = terms["linear_s"][0] + att["per_seq"]
+        hidden = min(per_step, gpu_step_1)
+        cpu_txt = (f"async scheduling: the {per_step * 1e3:.1f} ms CPU per step and "
+                   f"{per_seq_cpu * 1e6:.0f} us per sequence overlap the GPU step "
+                   f"({gpu_step_1 * 1e3:.2f} ms at one token); "
+                   f"{(per_step - hidden) * 1e3:.2f} ms stays")
+        per_step, per_seq_cpu = per_step - hidden, 0.0
+    per_seq = per_seq_cpu + att["per_seq"]
     ref = _ref_gpu(g)
     gemm_src = (f"GEMMs interpolated in vLLM kernel measurements on {g.key}" if g.measured else
                 f"GEMMs: {ref.key}'s measured kernels x ({g.key} roofline / {ref.key} "
@@ -670,9 +688,8 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
     step_src = (f"{gemm_src}; {att['source']}"
                 + (f"; {notes_moe}" if notes_moe else "")
                 + f"; elementwise kernels at {ELEMENTWISE_BW_EFFICIENCY:.0%} of "
-                f"{g.mem_bw_bytes_per_s / 1e12:.2f} TB/s; per_step_s = {per_step * 1e3:.1f} ms "
-                f"CPU per step (assumption, {eng['engine']}); per_seq_s = "
-                f"{eng['per_seq_cpu_s'] * 1e6:.0f} us CPU + {att['per_seq'] * 1e6:.1f} us "
+                f"{g.mem_bw_bytes_per_s / 1e12:.2f} TB/s; {cpu_txt}; per_seq_s = "
+                f"{per_seq_cpu * 1e6:.0f} us CPU + {att['per_seq'] * 1e6:.1f} us "
                 "decode-attention per sequence (measured fit)")
     name = name or f"{m.name}-{dtype}-{tp}x{g.key}"
     weights_total = m.weight_bytes(dtype)
@@ -731,7 +748,7 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
 
 DERIVE_KEYS = ("model", "gpu", "tp", "dtype", "kv_dtype", "max_num_seqs",
                "max_num_batched_tokens", "max_model_len", "gpu_memory_utilization",
-               "engine_version", "usd_per_gpu_hour", "name")
+               "engine_version", "usd_per_gpu_hour", "name", "async_scheduling")
 
 
 def derive_from_mapping(args: Any, base_dir: Path | None = None) -> dict[str, Any]:
