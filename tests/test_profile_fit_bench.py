@@ -27,6 +27,7 @@ from sim.profiles.fit import (
     simulate_metrics,
     write_vllm_bench_json,
 )
+from sim.profiles.steptime import StepUncertainty
 from sim.serving.bench_replay import replay
 from tests.shared_data import SHARED_DATA
 from tests.stepkit import run_fast
@@ -187,6 +188,16 @@ def test_round_trip_recovers_known_terms(tmp_path):
     table = result.table()
     assert table.count("\n") == 15 and "vllm-c32-800.json" in table and "tpot" in table
     assert set(result.rel_std) == set(result.fitted)
+    # the spreads and their correlation, as the profile's uncertainty block
+    corr = np.array(result.correlation)
+    assert corr.shape == (len(result.fitted),) * 2
+    assert np.allclose(corr, corr.T) and np.allclose(np.diag(corr), 1.0)
+    block = result.uncertainty()
+    assert set(block["terms"]) == {"linear_s" if n == "linear_scale" else n
+                                   for n in result.fitted}
+    assert block["terms"]["per_step_s"] == pytest.approx(result.rel_std["per_step_s"],
+                                                         abs=1e-4)
+    assert StepUncertainty.model_validate(block).terms == block["terms"]
 
 
 def test_round_trip_from_summaries_only(tmp_path):
@@ -299,6 +310,11 @@ def test_cli_fits_and_writes_a_step_level_profile(tmp_path):
     assert terms.per_step_s == pytest.approx(TRUE.per_step_s, rel=0.03)
     assert terms.linear_s[-1] == pytest.approx(TRUE.linear_s[-1], rel=0.03)
     assert doc["name"] == "start" and "capsim profile fit" in doc["step_time"]["source"]
+    # the fit's spreads travel with the profile: a Monte Carlo run draws within them
+    unc = StepUncertainty.model_validate(doc["step_time"]["uncertainty"])
+    assert not unc.certain and set(unc.terms) >= {"per_step_s", "linear_s"}
+    assert all(0 < v <= 1 for v in unc.terms.values())
+    assert unc.correlation is not None and len(unc.correlation) == len(unc.terms)
 
 
 def test_cli_refusals_are_one_line_with_status_2(tmp_path):

@@ -7,7 +7,10 @@ replica (:mod:`sim.serving.bench_replay`) and fits the step-time terms of the st
 profile (:mod:`sim.profiles.fit`); it prints the
 residuals per file and metric and writes the fitted step-level profile (YAML, the agreed
 format of notes/steptime-spec.md) with the fit's provenance in a header and in
-``step_time.source``. The start is a step-level profile file, a shipped profile name
+``step_time.source``, and the fitted terms' spreads and correlation as
+``step_time.uncertainty`` (replacing the start's: a Monte Carlo run then draws the step
+time within what the benchmarks allow, :mod:`sim.profiles.steptime`). The start is a
+step-level profile file, a shipped profile name
 (a legacy curve profile is converted first), or a profile derived for
 ``--model/--gpu/--tp`` (:func:`sim.profiles.derive.derive`). Files that cannot identify
 the coefficients are refused in one line saying which measurement is missing; bad input
@@ -144,10 +147,12 @@ def _write(path: Path, doc: dict[str, Any], result: Any, records: Any, origin: s
     fitted = ", ".join(f"{k}={v:.4g}" for k, v in result.fitted.items())
     out["step_time"]["source"] = (f"capsim profile fit of {origin} to {len(records)} load "
                                   f"points ({', '.join(files)}): {fitted}")
+    out["step_time"]["uncertainty"] = result.uncertainty()
     header = ["# Fitted by `capsim profile fit`.", f"# Start: {origin}"]
     header += [f"# Bench: {f}" for f in files]
     header += [f"# {line}" for line in result.table().splitlines()]
-    header += [f"# {k}: +-{v:.0%} (1 sd, relative)" for k, v in result.rel_std.items()]
+    header += [f"# {k}: +-{v:.0%} (1 sd, relative; step_time.uncertainty)"
+               for k, v in result.rel_std.items()]
     header += [f"# {k} held: {why}" for k, why in result.held.items()]
     text = "\n".join(header) + "\n" + yaml.safe_dump(out, sort_keys=False,
                                                      default_flow_style=None, width=100)

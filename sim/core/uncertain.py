@@ -145,7 +145,8 @@ def lognormal_factor(rel_std: float, z: float) -> float:
 def correlation_problem(matrix: Any, size: int) -> str | None:
     """What is wrong with ``matrix`` as a ``size`` x ``size`` correlation matrix, or None:
     square of that size, symmetric, ones on the diagonal, entries in [-1, 1], and positive
-    semi-definite (no eigenvalue below -1e-6)."""
+    semi-definite (no eigenvalue below -1e-3: a matrix written with 3 decimals may be a
+    little off; :func:`correlated_scores` clips such eigenvalues to 0)."""
     try:
         m = np.asarray(matrix, dtype=np.float64)
     except (TypeError, ValueError):
@@ -160,7 +161,7 @@ def correlation_problem(matrix: Any, size: int) -> str | None:
         return "must have ones on the diagonal"
     if np.any(np.abs(m) > 1.0 + 1e-9):
         return "entries must lie in [-1, 1]"
-    if size and float(np.linalg.eigvalsh(m).min()) < -1e-6:
+    if size and float(np.linalg.eigvalsh(m).min()) < -1e-3:
         return "is not positive semi-definite (not a possible correlation matrix)"
     return None
 

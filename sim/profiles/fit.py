@@ -29,7 +29,12 @@ refused in one line saying which measurement is missing (and one load point is r
 outright: it cannot separate ``per_step_s`` from the token-proportional cost); after the
 fit the same check at the solution may hold one more overhead and refit. The result
 carries each fitted value's relative spread (``rel_std``, from the final Jacobian and the
-larger of ``noise_rel`` and the residuals' size).
+larger of ``noise_rel`` and the residuals' size) and their correlation (``correlation``,
+from the same linearization); :meth:`FitResult.uncertainty` is them as the profile's
+``step_time.uncertainty`` block (``linear_scale`` is the spread of ``linear_s``), which
+``capsim profile fit`` writes so that a Monte Carlo run carries how sure the fit is. Held
+and unfitted terms are written as certain (their start values; the fitted terms absorb
+what they get wrong on the fitted load points).
 
 Replay (assumptions): each load point is replayed as it was run -- a request rate as
 gamma inter-arrivals with the file's burstiness (1 = Poisson; the vLLM client rescales
@@ -340,6 +345,23 @@ class FitResult:
     evaluations: int
     rel_std: dict[str, float] = field(default_factory=dict)  # of each fitted value
     notes: tuple[str, ...] = field(default=())
+    correlation: tuple[tuple[float, ...], ...] = field(default=())  # of rel_std's, its order
+
+    def uncertainty(self) -> dict[str, Any]:
+        """The fitted terms' spreads as a profile's ``step_time.uncertainty`` block (plain
+        data; spreads above 100% are written as 100%, the schema's bound)."""
+        names = list(self.rel_std)
+        terms = {("linear_s" if n == "linear_scale" else n): round(min(self.rel_std[n], 1.0), 4)
+                 for n in names}
+        out: dict[str, Any] = {"terms": terms}
+        if len(names) > 1 and len(self.correlation) == len(names):
+            out["correlation"] = [[round(float(x), 3) for x in row]
+                                  for row in self.correlation]
+        out["source"] = ("capsim profile fit: 1 sd of each fitted term, linearized at the "
+                         "fit (finite-difference Jacobian), for measurements off by the "
+                         "larger of 2% and the residuals' root mean square; correlation "
+                         "from the same linearization")
+        return out
 
     def table(self) -> str:
         """Residuals per load point and metric, as printed by ``capsim profile fit``."""
@@ -355,7 +377,8 @@ class FitResult:
         return "\n".join(lines)
 
     def summary(self) -> dict[str, Any]:
-        return {"fitted": self.fitted, "rel_std": self.rel_std, "held": self.held,
+        return {"fitted": self.fitted, "rel_std": self.rel_std,
+                "correlation": [list(r) for r in self.correlation], "held": self.held,
                 "success": self.success,
                 "message": self.message, "evaluations": self.evaluations,
                 "residuals": [{**asdict(r), "rel_error": r.rel_error} for r in self.residuals],
@@ -532,27 +555,30 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
                                       f"polish ({polish.nfev} evaluations)")
         return best
 
-    def spreads(sol: Any, active: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    def spreads(sol: Any, active: list[str]
+                ) -> tuple[dict[str, float], dict[str, float], tuple[tuple[float, ...], ...]]:
         """Each fitted value's standard deviation, linearized at the solution: (1) for
         measurements off by ``noise_rel``, relative to the value or to the parameter's
         floor if larger (identifiability: a value near zero may be well determined as
         zero); (2) for measurements off by the larger of ``noise_rel`` and the residuals,
-        relative to the value (what the result reports)."""
+        relative to the value (what the result reports); and (3) their correlation
+        matrix."""
         jac = np.asarray(sol.jac)
         rms = math.sqrt(2 * sol.cost / max(jac.shape[0] - jac.shape[1], 1))
         _, sv, vt = np.linalg.svd(jac, full_matrices=False)
         inv = np.where(sv > sv[0] * 1e-12, 1.0 / np.maximum(sv, 1e-300), math.inf)
         with np.errstate(invalid="ignore"):
             unit = np.sqrt(np.nansum((vt.T * inv) ** 2, axis=1))
+        corr = _correlation(vt, inv)
         ident, report = {}, {}
         for a, u, x in zip(active, unit, sol.x, strict=True):
             floor = _FLOORS[a] / scales[KNOWN_PARAMETERS.index(a)]
             ident[a] = float(noise_rel * u / max(x, floor))
             report[a] = float(max(noise_rel, rms) * u / max(x, 1e-12))
-        return ident, report
+        return ident, report, corr
 
     sol = solve(names)
-    ident, spread_at = spreads(sol, names)
+    ident, spread_at, corr = spreads(sol, names)
     weak = [o for o in _OVERHEADS if o in names and ident[o] > hold_rel_std]
     if weak:  # an overhead the solution leaves loose: keep it at the start instead
         hold = max(weak, key=lambda o: ident[o])
@@ -560,7 +586,7 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
                       f"for a {noise_rel:.0%} error, at the fit); kept at the start value")
         names.remove(hold)
         sol = solve(names)
-        ident, spread_at = spreads(sol, names)
+        ident, spread_at, corr = spreads(sol, names)
     loose = [a for a in names if a not in _OVERHEADS and ident[a] > max_rel_std]
     if loose:
         raise _unidentified(max(loose, key=lambda a: ident[a]), records, False)
@@ -571,7 +597,21 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
         fitted={p: float(fitted_terms.parameter(p, start)) for p in names}, held=held,
         residuals=residual_list(fitted_terms, final_sims), start_residuals=start_res,
         success=bool(sol.success), message=str(sol.message), evaluations=evaluations,
-        rel_std=spread_at, notes=tuple(notes))
+        rel_std=spread_at, notes=tuple(notes), correlation=corr)
+
+
+def _correlation(vt: np.ndarray, inv: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    """The correlation of least-squares estimates whose covariance is proportional to
+    ``V diag(inv^2) V^T`` (SVD of the Jacobian; an infinite ``inv``, a direction the data
+    do not determine, gives no finite correlation: independent is written instead)."""
+    if not np.all(np.isfinite(inv)):
+        return tuple(tuple(float(i == j) for j in range(vt.shape[1]))
+                     for i in range(vt.shape[1]))
+    cov = (vt.T * inv ** 2) @ vt
+    sd = np.sqrt(np.diag(cov))
+    corr = np.clip(cov / np.outer(sd, sd), -1.0, 1.0)
+    np.fill_diagonal(corr, 1.0)
+    return tuple(tuple(float(x) for x in row) for row in corr)
 
 
 def _unidentified(name: str, records: Sequence[BenchRecord], too_few: bool) -> ConfigError:
