@@ -15,10 +15,13 @@ What they show, from a sweep's ``summary.parquet`` rows (one per configuration):
   API-only, GPU-only and hybrid, with break-even volumes marked.
 
 Assumptions: the GPU count of a configuration is its mean ``replicas`` times
-``gpus_per_replica`` (a dynamic fleet's mean billed replicas). Lines are labelled directly
-at their right end rather than in a legend. Figures are drawn with matplotlib's object API
-(no pyplot) and written atomically: PNG through :func:`sim.report.plots.save_figure`, SVG (the
-``svg`` flag) through :func:`sim.core.files.atomic_write`.
+``gpus_per_replica`` (a dynamic fleet's mean billed replicas). Several lines or layers
+share one legend outside the panels (direct labels at the lines' ends ran into the
+neighbouring panel); the few lines of the break-even plot are labelled at their right end.
+Titles are wrapped to the figure's width (:func:`sim.report.plots.fitted_title`).
+Figures are drawn with matplotlib's object API (no pyplot) and written atomically: PNG
+through :func:`sim.report.plots.save_figure`, SVG (the ``svg`` flag) through
+:func:`sim.core.files.atomic_write`.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from sim.core.files import atomic_write
 from sim.costs.model import COST_LAYERS
 from sim.report.formats import format_count, format_usd_short
-from sim.report.plots import count_axis, save_figure, usd_axis
+from sim.report.plots import count_axis, fitted_title, save_figure, usd_axis
 
 __all__ = [
     "write_figure",
@@ -129,24 +134,38 @@ def _total_cost(rows: Sequence[Row]) -> float:
 
 def plot_cost_vs_gpus(rows: Sequence[Row], path: str | os.PathLike[str], *,
                       series_keys: Sequence[str] = (), svg: bool = False) -> Path:
-    """Monthly cost by layer vs GPU count, p5-p95 band of the total, API-only line."""
+    """Monthly cost by layer vs GPU count, p5-p95 band of the total, API-only line; one
+    legend for every panel below them, each panel's cheapest point named in its title."""
     groups = sorted(_series(rows, series_keys).items(), key=lambda kv: _total_cost(kv[1]))
     shown = groups[:_MAX_PANELS]
     cols = min(3, len(shown)) or 1
     nrows = math.ceil(len(shown) / cols) or 1
-    fig = Figure(figsize=(4.8 * cols + 1.5, 3.8 * nrows + 0.6), layout="constrained")
+    fig = Figure(figsize=(4.8 * cols + 1.5, 3.8 * nrows + 1.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, cols, sharey=True, squeeze=False)).ravel()
+    layers: set[str] = set()
     for k, (label, group) in enumerate(shown):
-        _cost_panel(axes[k], group, label=label, labels=(k == 0))
+        layers |= _cost_panel(axes[k], group, label=label, ylabel=(k % cols == 0))
     for ax in axes[len(shown):]:
         ax.set_visible(False)
+    handles = [Patch(color=_LAYER_STYLE[n][0], alpha=0.85, label=_LAYER_STYLE[n][1])
+               for n in COST_LAYERS if n in layers]
+    handles += [Line2D([], [], color="black", marker="o", markersize=3, linewidth=1.6,
+                       label="total (mean)"),
+                Patch(color="black", alpha=0.15, label="total p5-p95"),
+                Line2D([], [], color="#f58518", linestyle="--", linewidth=1.4,
+                       label="API-only"),
+                Line2D([], [], color="black", marker="v", linestyle="none",
+                       label="cheapest")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
+               fontsize=8.5)
     more = f" (cheapest {len(shown)} of {len(groups)} shown)" if len(groups) > len(shown) else ""
-    fig.suptitle(f"Monthly cost vs fleet size, by cost layer (mean; band: p5-p95 of the "
+    fitted_title(fig, "Monthly cost vs fleet size, by cost layer (mean; band: p5-p95 of the "
                  f"total across replications){more}")
     return write_figure(fig, path, svg=svg)
 
 
-def _cost_panel(ax: Axes, rows: Sequence[Row], *, label: str, labels: bool) -> None:
+def _cost_panel(ax: Axes, rows: Sequence[Row], *, label: str, ylabel: bool) -> set[str]:
+    """One panel; returns the cost layers drawn."""
     x = np.array([_gpus(r) for r in rows])
     layers = [(name, np.nan_to_num([_num(r, f"cost.{name}_usd.mean") for r in rows]))
               for name in COST_LAYERS]
@@ -161,22 +180,19 @@ def _cost_panel(ax: Axes, rows: Sequence[Row], *, label: str, labels: bool) -> N
     ax.plot(x, total, color="black", linewidth=1.6, marker="o", markersize=3)
     api_only = np.array([_num(r, "cost.api_only_usd.mean") for r in rows])
     ax.plot(x, api_only, color="#f58518", linestyle="--", linewidth=1.4)
-    ends = [(x[-1], api_only[-1], "API-only", "#f58518")]
-    if labels:
-        ends.append((x[-1], total[-1], "total (band p5-p95)", "black"))
-        bottom = 0.0
-        for name, values in layers:
-            ends.append((x[-1], bottom + values[-1] / 2, *_LAYER_STYLE[name][::-1]))
-            bottom += values[-1]
-    _dodged_labels(ax, ends)
-    best = int(np.nanargmin(total)) if np.isfinite(total).any() else None
-    if best is not None:
-        ax.annotate(f"min {format_usd_short(total[best])}", (x[best], total[best]), xytext=(0, 10),
-                    textcoords="offset points", ha="center", fontsize=8)
-    ax.set_title(label or "all configurations", fontsize=10)
+    title = label or "all configurations"
+    if np.isfinite(total).any():
+        best = int(np.nanargmin(total))
+        ax.plot(x[best], total[best], marker="v", color="black", markersize=8,
+                linestyle="none")
+        title += f"\ncheapest {format_usd_short(total[best])}/month at {x[best]:g} GPUs"
+    fitted_title(ax, title, fontsize=10)
     ax.yaxis.set_major_formatter(usd_axis())
-    ax.set_ylabel("USD per month")
+    if ylabel:
+        ax.set_ylabel("USD per month")
     _gpu_axis(ax)
+    ax.set_ylim(bottom=0)
+    return {n for n, _ in layers}
 
 
 def _dodged_labels(ax: Axes, items: Sequence[tuple[float, float, str, str]]) -> None:
@@ -216,18 +232,21 @@ def _class_keys(rows: Sequence[Row], suffix: str) -> list[str]:
 
 
 def _lines(ax: Axes, groups: Mapping[str, Sequence[Row]], key: str) -> None:
-    """One line with CI bars per group; groups labelled at their right end."""
-    ends: list[tuple[float, float, str, str]] = []
+    """One line with CI bars per group, labelled with the group (for the legend)."""
     for i, (label, rows) in enumerate(groups.items()):
         color = _PALETTE[i % len(_PALETTE)]
         x, mean, err = _xy(rows, key)
         ax.errorbar(x, mean, yerr=err, color=color, marker="o", markersize=3, capsize=2,
-                    linewidth=1.4)
-        ok = np.isfinite(x) & np.isfinite(mean)
-        if ok.any() and len(groups) > 1:
-            j = np.flatnonzero(ok)[-1]
-            ends.append((float(x[j]), float(mean[j]), label, color))
-    _dodged_labels(ax, ends)
+                    linewidth=1.4, label=label or "all configurations")
+
+
+def _series_legend(fig: Figure, ax: Axes, groups: Mapping[str, Sequence[Row]],
+                   series_keys: Sequence[str]) -> None:
+    """One legend for every panel, below them, when there is more than one line."""
+    if len(groups) > 1:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8.5,
+                   ncols=min(len(groups), 4), title_fontsize=9,
+                   title=", ".join(_short(k) for k in series_keys) or None)
 
 
 def plot_service_vs_gpus(rows: Sequence[Row], path: str | os.PathLike[str], *,
@@ -235,23 +254,24 @@ def plot_service_vs_gpus(rows: Sequence[Row], path: str | os.PathLike[str], *,
     """Overflow share and p99 TTFT per traffic class vs GPU count (95% CI bars)."""
     groups = _series(rows, series_keys)
     ttft = _class_keys(rows, ".ttft_p99_s")
-    fig = Figure(figsize=(5.2 * (1 + len(ttft)) + 1.5, 4.4), layout="constrained")
+    fig = Figure(figsize=(4.6 * (1 + len(ttft)) + 2.5, 4.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, 1 + len(ttft), squeeze=False)).ravel()
     axes[0].set_ylim(0, max(0.01, 1.1 * max(
         (v for r in rows if math.isfinite(v := _num(r, "overflow_share.ci95_high"))),
         default=0.0)))
     _lines(axes[0], groups, "overflow_share")
     axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
-    axes[0].set_ylabel("Requests sent to the API")
-    axes[0].set_title("Overflow share")
+    axes[0].set_ylabel("Requests sent to the API (%)")
+    fitted_title(axes[0], "Overflow share")
     for ax, key in zip(axes[1:], ttft, strict=True):
         _log_if_wide(ax, [_num(r, f"{key}.mean") for r in rows])
         _lines(ax, groups, key)
-        ax.set_ylabel("Seconds")
-        ax.set_title(f"p99 time to first token: {key.split('.')[0]}")
+        ax.set_ylabel("p99 TTFT (seconds)")
+        fitted_title(ax, f"p99 time to first token: {key.split('.')[0]}")
     for ax in axes:
         _gpu_axis(ax)
-    fig.suptitle("Service vs fleet size (mean and 95% CI across replications)")
+    _series_legend(fig, axes[0], groups, series_keys)
+    fitted_title(fig, "Service vs fleet size (mean and 95% CI across replications)")
     return write_figure(fig, path, svg=svg)
 
 
@@ -272,19 +292,23 @@ def plot_utilization_vs_gpus(rows: Sequence[Row], path: str | os.PathLike[str], 
                              series_keys: Sequence[str] = (), svg: bool = False) -> Path:
     """GPU token utilization and busy fraction vs GPU count (95% CI bars)."""
     groups = _series(rows, series_keys)
-    fig = Figure(figsize=(12.5, 4.4), layout="constrained")
+    fig = Figure(figsize=(11.5, 4.6), layout="constrained")
     axes = fig.subplots(1, 2)
-    titles = {"gpu_utilization": "Token utilization (tokens served / capacity)",
-              "gpu_busy_fraction": "Busy fraction (time prefilling or decoding)"}
-    for ax, (key, title) in zip(axes, titles.items(), strict=True):
+    panels = {"gpu_utilization": ("Token utilization (tokens served / capacity)",
+                                  "Token utilization (%)"),
+              "gpu_busy_fraction": ("Busy fraction (time prefilling or decoding)",
+                                    "Busy (% of GPU time)")}
+    for ax, (key, (title, ylabel)) in zip(axes, panels.items(), strict=True):
         top = max((v for r in rows if math.isfinite(v := _num(r, f"{key}.ci95_high"))),
                   default=1.0)
         ax.set_ylim(0, max(1.05, 1.05 * top))  # work draining after the horizon can pass 1
         _lines(ax, groups, key)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        fitted_title(ax, title)
         _gpu_axis(ax)
-    fig.suptitle("GPU utilization vs fleet size (mean and 95% CI across replications)")
+    _series_legend(fig, axes[0], groups, series_keys)
+    fitted_title(fig, "GPU utilization vs fleet size (mean and 95% CI across replications)")
     return write_figure(fig, path, svg=svg)
 
 
@@ -318,7 +342,10 @@ def _frontier(points: Sequence[Row]) -> list[Row]:
     return out
 
 
-def _pareto_errorbars(ax: Axes, points: Sequence[Row], *, feasible: bool) -> None:
+def _pareto_errorbars(ax: Axes, points: Sequence[Row], *, feasible: bool,
+                      skip: Sequence[str] = ()) -> None:
+    """The points (feasible or not) with 95% CI bars, each labelled unless in ``skip``
+    (the recommended and GPU-only points, which have their own labels)."""
     pts = [p for p in points if bool(p["feasible"]) == feasible]
     if not pts:
         return
@@ -335,8 +362,11 @@ def _pareto_errorbars(ax: Axes, points: Sequence[Row], *, feasible: bool) -> Non
                 markerfacecolor=color if feasible else "white", markersize=5, capsize=2,
                 linewidth=1)
     for p in pts:
-        ax.annotate(p["label"], (p["latency"], p["cost"]), xytext=(5, -9),
-                    textcoords="offset points", fontsize=7.5, color=color)
+        if p["label"] in skip:
+            continue
+        # up and right of the point: clear of its vertical and horizontal error bars
+        ax.annotate(p["label"], (p["latency"], p["cost"]), xytext=(3, 3), ha="left",
+                    va="bottom", textcoords="offset points", fontsize=7.5, color=color)
 
 
 def plot_pareto(points: Sequence[Row], path: str | os.PathLike[str], *,
@@ -351,8 +381,9 @@ def plot_pareto(points: Sequence[Row], path: str | os.PathLike[str], *,
     """
     fig = Figure(figsize=(10, 6), layout="constrained")
     ax = fig.subplots()
-    _pareto_errorbars(ax, points, feasible=False)
-    _pareto_errorbars(ax, points, feasible=True)
+    named = [p["label"] for p in (recommended, gpu_only) if p is not None]
+    _pareto_errorbars(ax, points, feasible=False, skip=named)
+    _pareto_errorbars(ax, points, feasible=True, skip=named)
     front = _frontier(points)
     if len(front) > 1:
         ax.plot([p["latency"] for p in front], [p["cost"] for p in front], color="#1f77b4",
@@ -383,13 +414,24 @@ def plot_pareto(points: Sequence[Row], path: str | os.PathLike[str], *,
     _log_if_wide(ax, [p["latency"] for p in points], axis="x")
     ax.set_xlim(left=0 if ax.get_xscale() != "log" else None)
     ax.yaxis.set_major_formatter(usd_axis())
-    ax.set_xlabel(f"{latency_key} (seconds; mean and 95% CI)")
+    ax.set_xlabel(f"{_latency_name(latency_key)} (seconds; mean and 95% CI)")
     ax.set_ylabel("Monthly cost (USD; mean and 95% CI)")
     ax.set_title("Cost vs latency of every configuration evaluated\n"
                  "filled: meets every SLO; hollow: misses one; line: cost/latency frontier",
                  fontsize=11)
     ax.grid(alpha=0.3, which="both")
     return write_figure(fig, path, svg=svg)
+
+
+def _latency_name(key: str) -> str:
+    """``interactive.ttft_p99_s`` -> ``p99 time to first token, interactive``."""
+    cls, _, metric = key.rpartition(".")
+    parts = metric.removesuffix("_s").split("_")
+    what = {"ttft": "time to first token", "e2e": "end-to-end latency", "tpot":
+            "time per output token", "wait": "wait for a GPU"}.get(parts[0])
+    if what is None or len(parts) != 2:
+        return key
+    return f"{parts[1]} {what}" + (f", {cls}" if cls else "")
 
 
 # ------------------------------------------------------------------------- breakeven

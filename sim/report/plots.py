@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from sim.core.errors import ConfigError
@@ -31,7 +34,7 @@ from sim.report.formats import format_count, format_usd_short
 
 __all__ = ["plot_day_profile", "plot_latency_cdfs", "plot_cost_breakdown", "plot_fleet_day",
            "plot_fleet_comparison", "plot_workload", "save_figure", "usd_axis", "count_axis",
-           "COLORS"]
+           "fitted_title", "COLORS"]
 
 _DAY_S = 86400.0
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -64,6 +67,26 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) ->
         if tmp.exists():
             tmp.unlink()
     return target
+
+
+def fitted_title(where: Figure | Axes, text: str, **kwargs: Any) -> Text:
+    """Set a figure's suptitle or an axes' title, wrapped at word boundaries so that it
+    fits the figure's (or the axes') width as rendered: never clipped at the edge."""
+    fig = where if isinstance(where, Figure) else where.get_figure(root=True)
+    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    if isinstance(where, Figure):
+        title = where.suptitle(text, **kwargs)
+        room = 0.96 * fig.bbox.width
+    else:
+        title = where.set_title(text, **kwargs)
+        room = 0.9 * where.get_window_extent().width  # constrained layout shrinks it a bit
+    renderer = fig.canvas.get_renderer()
+    width = len(text)
+    while title.get_window_extent(renderer).width > room and width > 16:
+        width = int(width * 0.9)
+        title.set_text("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
+    return title
 
 
 # ----------------------------------------------------------------------- day profile
@@ -118,7 +141,7 @@ def plot_day_profile(timeseries: Any, path: str | os.PathLike[str]) -> Path:
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     ax_util, ax_over = fig.subplots(2, 1, sharex=True)
     panels = ((ax_util, "utilization", "GPU utilization", COLORS[0]),
-              (ax_over, "overflow", "Share of requests sent to the API", COLORS[1]))
+              (ax_over, "overflow", "Requests sent to the API", COLORS[1]))
     for ax, column, label, color in panels:
         values = wide_by[column]
         hours = _bin_hours(values.shape[0], bin_s)
@@ -134,14 +157,16 @@ def plot_day_profile(timeseries: Any, path: str | os.PathLike[str]) -> Path:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
+        peak = ""
         finite = np.isfinite(mean)
-        if finite.any():
+        if finite.any():  # marked on the curve, named in the panel title (never on the data)
             i = int(np.nanargmax(np.where(finite, mean, -np.inf)))
-            ax.annotate(f"peak {mean[i]:.0%} at {_clock(hours[i])}", (hours[i], mean[i]),
-                        xytext=(6, 6), textcoords="offset points", fontsize=9, color=color)
+            ax.plot(hours[i], mean[i], marker="v", color=color, markersize=7,
+                    linestyle="none")
+            peak = f"; peak ▼ {mean[i]:.0%} at {_clock(hours[i])}"
         band = f"line: mean; band: p5–p95 across {n_rep} replications" if n_rep > 1 \
             else "one replication: no band"
-        ax.set_title(f"{label} — {band}", fontsize=10, loc="left")
+        ax.set_title(f"{label}{peak} — {band}", fontsize=10, loc="left")
     _time_of_day_axis(ax_over)
     fig.suptitle(f"Average day: GPU utilization and overflow ({bin_s / 60:g}-min bins, "
                  "all days folded)", fontsize=12)
@@ -209,13 +234,14 @@ def plot_fleet_day(timeseries: Any, path: str | os.PathLike[str]) -> Path:
                 label="up (serving)")
     ax_rep.set_ylabel("Replicas (mean)")
     ax_rep.set_ylim(bottom=0)
-    ax_rep.legend(fontsize=8, loc="upper left", ncols=min(4, len(pools) + 1))
+    handles, labels = ax_rep.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=min(len(labels), 4))
     ax_rep.grid(alpha=0.3)
     ax_rep.set_title("Replicas billed per pool (stacked) and replicas up", fontsize=10,
                      loc="left")
     ax_over.plot(hours, overflow, color=COLORS[1], linewidth=1.8)
     ax_over.set_ylabel("Share sent to the API (%)", color=COLORS[1])
-    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax_over.set_ylim(bottom=0)
     ax_over.grid(alpha=0.3)
     ax_rate = ax_over.twinx()
@@ -262,11 +288,13 @@ def plot_fleet_comparison(series: Mapping[str, tuple[Any, float | None]],
         ax_over.plot(hours, overflow, color=color, linewidth=1.5, label=name)
     ax_rep.set_ylabel("Replicas billed (mean)")
     ax_rep.set_ylim(bottom=0)
-    ax_rep.legend(fontsize=9, loc="upper left")
+    handles, labels = ax_rep.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=9, loc="outside lower center", ncols=min(len(labels), 3),
+               title="variant", title_fontsize=9)
     ax_rep.grid(alpha=0.3)
     ax_rep.set_title("Replicas billed over the day", fontsize=10, loc="left")
     ax_over.set_ylabel("Share sent to the API (%)")
-    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax_over.set_ylim(bottom=0)
     ax_over.grid(alpha=0.3)
     ax_over.set_title("Overflow share over the day", fontsize=10, loc="left")
@@ -281,11 +309,13 @@ def plot_fleet_comparison(series: Mapping[str, tuple[Any, float | None]],
 
 def plot_latency_cdfs(cdfs: Mapping[str, tuple[np.ndarray, np.ndarray]],
                       path: str | os.PathLike[str]) -> Path:
-    """TTFT CDF per ``class/destination`` label (x in seconds, log scale), labelled directly.
+    """TTFT CDF per ``class/destination`` label (x in seconds, log scale).
 
-    Each curve is labelled at its median; dotted lines mark the 50th and 99th percentiles.
+    Curves are named in a legend beside the axes (direct labels at the median collided
+    with the p50 line and with each other); dotted lines mark the 50th and 99th
+    percentiles, labelled just outside the right edge of the axes.
     """
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    fig = Figure(figsize=(10, 5.5), layout="constrained")
     ax = fig.subplots()
     drawn = 0
     for i, (label, (x, f)) in enumerate(sorted(cdfs.items())):
@@ -297,24 +327,20 @@ def plot_latency_cdfs(cdfs: Mapping[str, tuple[np.ndarray, np.ndarray]],
             continue
         order = np.argsort(x, kind="stable")
         x, f = x[order], f[order]
-        color = COLORS[i % len(COLORS)]
-        ax.step(x, f, where="post", color=color, linewidth=1.6, label=label)
-        j = min(int(np.searchsorted(f, 0.5)), x.size - 1)
-        ax.annotate(label, (x[j], f[j]), xytext=(6, -4 - 10 * (i % 3)),
-                    textcoords="offset points", fontsize=9, color=color,
-                    fontweight="bold")
+        ax.step(x, f, where="post", color=COLORS[i % len(COLORS)], linewidth=1.6,
+                label=label)
         drawn += 1
     if drawn == 0:
         ax.text(0.5, 0.5, "no TTFT data", transform=ax.transAxes, ha="center",
                 va="center")
     else:
         ax.set_xscale("log")
+        fig.legend(loc="outside right upper", fontsize=9,
+                   title="class / destination", title_fontsize=9)
     for level in (0.5, 0.99):
         ax.axhline(level, color="grey", linestyle=":", linewidth=1)
         ax.text(1.0, level, f" p{level * 100:g}", transform=ax.get_yaxis_transform(),
                 va="center", ha="left", fontsize=8, color="grey")
-    if drawn > 6:
-        ax.legend(fontsize=8, loc="lower right")
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel("Time to first token (seconds, log scale)")
@@ -395,8 +421,9 @@ def plot_cost_breakdown(rows: Sequence[Mapping[str, Any]], path: str | os.PathLi
 
     totals = _column(rows, "cost.total_usd")
     if totals.size:
+        # (no fliers: every replication is drawn as a dot beside the box)
         ax_dist.boxplot(totals, positions=[0], widths=0.5, whis=(5, 95), showmeans=True,
-                        patch_artist=True, boxprops={"facecolor": "#cfe2f3"},
+                        showfliers=False, patch_artist=True, boxprops={"facecolor": "#cfe2f3"},
                         medianprops={"color": "black"})
         jitter = np.linspace(-0.12, 0.12, totals.size) if totals.size > 1 else np.zeros(1)
         ax_dist.scatter(jitter, totals, s=10, color=COLORS[0], alpha=0.6, zorder=3)
