@@ -14,6 +14,7 @@ import yaml
 import sim
 from sim.core.errors import ConfigError
 from sim.core.rng import replication_seeds
+from sim.experiment.montecarlo import profile_note, profile_share
 from sim.experiment.replication import replication_profile, run_replication
 from sim.profiles.schema import load_profile
 from sim.profiles.steptime import UNCERTAIN_TERMS, StepUncertainty
@@ -178,6 +179,18 @@ def test_monte_carlo_intervals_widen_with_profile_uncertainty():
     tpots = np.array(on.runs.column("interactive.tpot_mean_s").to_pylist())
     base = off.metrics["interactive.tpot_mean_s"]["mean"]
     assert np.allclose(tpots / base, factor, rtol=0.02)
+    # how much of each interval is the profile's: the same replications with it fixed
+    keys = ["interactive.ttft_p99_s", "interactive.tpot_mean_s"]
+    share = profile_share(on.experiment, on.replications, keys, workers=2)
+    for key in keys:
+        assert share.fixed[key]["mean"] == pytest.approx(off.metrics[key]["mean"], rel=1e-12)
+        assert share.drawn[key]["mean"] == pytest.approx(on.metrics[key]["mean"], rel=1e-12)
+        assert 0 < share.share(key) < 1
+    assert share.share("interactive.tpot_mean_s") > 0.9  # TPOT: the step time, no traffic
+    assert len(share.lines()) == 2 and "of the width comes from the profile" in share.lines()[0]
+    note = profile_note(on.experiment, [r.row for r in on.replications])
+    assert note is not None and "15% on the whole step" in note
+    assert profile_note(off.experiment, [r.row for r in off.replications]) is None
 
 
 # ------------------------------------------------------------------------------ plan

@@ -7,18 +7,35 @@ Replications run on the executors of :mod:`sim.core.executors` (the same pool an
 loop as a sweep): one worker runs them in this process; more fork a process pool whose
 workers die with this process, are terminated on an interrupt or a failed run, and see a
 Ctrl-C only between waits.
+
+Profile uncertainty (issue #21): a replication serves with one draw of the profile's
+step-time uncertainty (:func:`sim.experiment.replication.replication_profile`), so the
+intervals across replications include "how sure are we of this GPU's speed".
+:func:`profile_note` says so in one line from the rows alone (free);
+:func:`profile_share` shows how much of each interval comes from it by running the same
+replications again with the profile fixed at its point estimate (the same seeds, so the
+same traffic and cost draws: common random numbers; it costs one more run) and comparing
+the interval widths.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from sim.core.executors import bounded_map, default_workers, open_executor
+from sim.core.stats import summarize_values
 from sim.experiment.config import Experiment
 from sim.experiment.replication import ReplicationResult, run_replication
 
-__all__ = ["run_replications"]
+__all__ = ["run_replications", "profile_note", "profile_share", "ProfileShare",
+           "FACTOR_KEY"]
+
+FACTOR_KEY = "input.profile.step_time_factor"
+"""The row column of a replication's drawn step-time factor (a full decode step's time
+over the point estimate's)."""
 
 
 def run_replications(exp: Experiment, *, workers: int | None = None,
@@ -39,3 +56,68 @@ def run_replications(exp: Experiment, *, workers: int | None = None,
             if on_done:
                 on_done(res)
     return sorted(results, key=lambda r: r.index)
+
+
+def profile_note(exp: Experiment, rows: Sequence[Mapping[str, object]]) -> str | None:
+    """One line on the profile uncertainty in these rows' intervals (None if none drawn)."""
+    factors = [float(r[FACTOR_KEY]) for r in rows  # type: ignore[arg-type]
+               if isinstance(r.get(FACTOR_KEY), int | float)]
+    unc = exp.profile.step_uncertainty
+    if not factors or unc is None:
+        return None
+    stated = []
+    if unc.rel_std:
+        stated.append(f"{unc.rel_std:.0%} on the whole step")
+    stated += [f"{name} {sd:.0%}" for name, sd in unc.terms.items() if sd]
+    return (f"Profile uncertainty is in these intervals: each replication drew its step time "
+            f"(1 sd {', '.join(stated)}; full decode step x{min(factors):.2f} to "
+            f"x{max(factors):.2f}, mean x{sum(factors) / len(factors):.2f}); "
+            "--set uncertainty.profile=false runs the same replications at the point "
+            "estimate")
+
+
+@dataclass(frozen=True)
+class ProfileShare:
+    """Each metric's interval with the profile drawn and with it fixed, and the share of
+    the interval's width that the profile's uncertainty adds (``1 - fixed / drawn``; 0 when
+    fixing it does not narrow the interval)."""
+
+    drawn: dict[str, dict[str, float]]
+    fixed: dict[str, dict[str, float]]
+
+    def share(self, key: str) -> float:
+        width = self.drawn[key]["ci95_high"] - self.drawn[key]["ci95_low"]
+        fixed = self.fixed[key]["ci95_high"] - self.fixed[key]["ci95_low"]
+        if not (math.isfinite(width) and math.isfinite(fixed)) or width <= 0:
+            return math.nan
+        return max(0.0, 1.0 - fixed / width)
+
+    def lines(self) -> list[str]:
+        """``key: mean (low-high); profile fixed: mean (low-high): X% of the width``."""
+        out = []
+        for key in self.drawn:
+            d, f = self.drawn[key], self.fixed[key]
+            out.append(f"{key}: {d['mean']:.4g} ({d['ci95_low']:.4g} to {d['ci95_high']:.4g});"
+                       f" profile fixed: {f['mean']:.4g} ({f['ci95_low']:.4g} to "
+                       f"{f['ci95_high']:.4g}): {self.share(key):.0%} of the width comes "
+                       "from the profile")
+        return out
+
+
+def profile_share(exp: Experiment, results: Sequence[ReplicationResult], keys: Sequence[str],
+                  *, workers: int | None = None) -> ProfileShare:
+    """Run ``exp``'s replications again with the profile fixed (``uncertainty.profile``
+    off) and compare the intervals of ``keys`` with those of ``results`` (the run with it
+    drawn). Raises ValueError for a key no replication has."""
+    fixed_exp = replace(exp, config=exp.config.model_copy(update={
+        "uncertainty": exp.config.uncertainty.model_copy(update={"profile": False})}))
+    fixed = run_replications(fixed_exp, workers=workers, keep_requests=False)
+    drawn_rows = [r.row for r in results]
+    fixed_rows = [r.row for r in fixed]
+    out_d, out_f = {}, {}
+    for key in keys:
+        if not any(key in row for row in drawn_rows):
+            raise ValueError(f"no replication has the metric {key!r}")
+        out_d[key] = summarize_values([row[key] for row in drawn_rows if key in row])
+        out_f[key] = summarize_values([row[key] for row in fixed_rows if key in row])
+    return ProfileShare(out_d, out_f)
