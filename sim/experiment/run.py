@@ -40,7 +40,7 @@ from sim.core.stats import summarize
 from sim.core.uncertain import Range
 from sim.costs.model import resolve_usd_per_gpu_hour
 from sim.experiment.config import Experiment
-from sim.experiment.montecarlo import run_replications
+from sim.experiment.montecarlo import profile_note, run_replications
 from sim.experiment.replication import LitellmResult, ReplicationResult
 from sim.profiles.schema import gpu_prices
 from sim.report.document import Column, Report, Table, Value, dumps, render, to_dict
@@ -176,6 +176,9 @@ class RunResult:
                               "initial": p.initial, "min": p.lowest, "max": p.highest}
                              for p in fleet.pool_list]
         meta["notes"].append(self.speed_note())
+        profile = profile_note(exp, [r.row for r in self.replications])
+        if profile:
+            meta["notes"].append(profile)
         return meta
 
     def write(self, out: str | Path, *, plots: bool = True, overwrite: bool = False) -> Path:
