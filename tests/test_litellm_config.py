@@ -154,14 +154,104 @@ def test_capsim_run_with_a_router_config_writes_the_tables_and_plot(tmp_path):
 
 
 def test_router_config_flag_on_the_default_experiment(tmp_path):
-    # azure/gpt-4o-mini-eu names no capsim API model: the experiment must say which
+    # azure/gpt-4o-mini-eu names no capsim API model: the experiment must say which; the
+    # default fleet (1 replica) cannot back two servers: fleet.replicas says how many
     res = CliRunner().invoke(main, ["run", "--router-config", str(EXAMPLE), "--set",
                                     "horizon=2h", "--set",
                                     "router.litellm.deployments.azure-mini.api=gpt-4o-mini",
+                                    "--set", "fleet.replicas=2",
                                     "-n", "1", "--no-plots", "--json",
                                     "--out", str(tmp_path / "o")], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert '"routing_strategy": "simple-shuffle"' in res.output
+    # the default experiment's overflow rule does not apply, and says so on one line
+    notes = [line for line in res.output.splitlines()
+             if line.startswith("warning:") and "does not apply" in line]
+    assert len(notes) == 1 and "interactive: wait_exceeds 2 s -> gpt-4o" in notes[0]
+    assert "llama-8b -> gpt-4o-mini" in notes[0]
+
+
+# ------------------------------------------------- what applies of the experiment's fleet
+
+
+def _default_with_router(*sets: str):
+    return load_experiment(None, [f"router.litellm_config={EXAMPLE}",
+                                  "router.litellm.deployments.azure-mini.api=gpt-4o-mini",
+                                  *sets])
+
+
+@pytest.mark.parametrize("replicas, split", [(2, (1, 1)), (3, (2, 1)), (7, (4, 3))])
+def test_the_fleet_is_split_over_the_servers_not_copied(replicas, split):
+    """--router-config on an N-replica fleet runs N replicas in all (it ran N per server)."""
+    exp = _default_with_router(f"fleet.replicas={replicas}")
+    deps = {d.name: d.replicas for d in exp.litellm.deployments if d.kind == "gpu"}
+    assert (deps["vllm-a"], deps["vllm-b"]) == split
+    assert exp.litellm.replicas == replicas
+    assert exp.litellm.gpus == replicas * exp.profile.gpus_per_replica
+
+
+def test_servers_with_their_own_replicas_take_them_from_the_fleet():
+    exp = _default_with_router("fleet.replicas=5", "router.litellm.deployments.vllm-b.replicas=1")
+    deps = {d.name: d.replicas for d in exp.litellm.deployments if d.kind == "gpu"}
+    assert deps == {"vllm-a": 4, "vllm-b": 1}
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (["fleet.replicas=1"], r"fleet\.replicas: 1 replica leave 1 for 2 self-hosted .*vllm-a, "
+                           r"vllm-b.*at least 1 each"),
+    (["fleet.replicas=2", "router.litellm.deployments.vllm-a.replicas=2"],
+     r"fleet\.replicas: 2 replicas \(vllm-a 2 taken by router\.litellm\.deployments\) "
+     r"leave 0 for 1"),
+    (["fleet={profile: llama-8b-1xh100, pools: [{name: a, tier: on_demand, replicas: 2}]}"],
+     r"fleet: fleet\.pools does not apply to a LiteLLM router config"),
+])
+def test_a_fleet_that_cannot_apply_is_refused_in_one_line(sets, needle):
+    with pytest.raises(ConfigError, match=needle) as info:
+        _default_with_router(*sets)
+    assert "\n" not in str(info.value)
+
+
+def test_explicit_replicas_must_add_up_to_the_fleet():
+    with pytest.raises(ConfigError, match=r"fleet\.replicas: 6 replicas, but router\.litellm"
+                                          r"\.deployments sizes every self-hosted deployment "
+                                          r"\(vllm-a 2, vllm-b 1: 3 in all\); set "
+                                          r"fleet\.replicas=3"):
+        load_experiment(EXPERIMENT, ["fleet.replicas=6"])
+
+
+def test_a_fleet_with_no_server_to_apply_to_is_refused(tmp_path):
+    data = minimal()
+    data["model_list"] = data["model_list"][1:]  # the API deployment only
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError, match=r"fleet\.replicas: 3 replicas, but no deployment "
+                                          r".*is self-hosted.*set fleet\.replicas=0"):
+        load_experiment(EXPERIMENT, [f"router.litellm_config={path}",
+                                     "router.litellm.deployments={}", "router.litellm.model=gpt"])
+    exp = load_experiment(EXPERIMENT, [f"router.litellm_config={path}", "fleet.replicas=0",
+                                       "router.litellm.deployments={}",
+                                       "router.litellm.model=gpt"])
+    assert exp.litellm.gpus == 0
+
+
+def test_overflow_warning_names_no_fallbacks_when_there_are_none(tmp_path):
+    path = write(tmp_path, minimal())
+    exp = load_experiment(None, [f"router.litellm_config={path}", "fleet.replicas=1",
+                                 "router.litellm.model=llm"])
+    notes = [w for w in exp.litellm.warnings if w.startswith("overflow")]
+    assert len(notes) == 1 and "no fallbacks" in notes[0]
+    quiet = load_experiment(None, [f"router.litellm_config={path}", "fleet.replicas=1",
+                                   "router.litellm.model=llm", "overflow={}"])
+    assert not [w for w in quiet.litellm.warnings if w.startswith("overflow")]
+
+
+def test_outages_after_the_horizon_are_named_in_one_line_each():
+    exp = load_experiment(EXPERIMENT, ["horizon=1d"])
+    late = [w for w in exp.litellm.warnings if "never happens" in w]
+    assert len(late) == 2
+    assert any(w.startswith("router.litellm.deployments.vllm-b.outages[0] starts at day 2 "
+                            "10:05, after the 1-day horizon") for w in late)
+    assert any("azure-mini.outages[0]" in w for w in late)
+    assert not [w for w in load_experiment(EXPERIMENT).litellm.warnings if "never" in w]
 
 
 def test_sweep_compares_strategies_on_the_same_traffic(tmp_path):

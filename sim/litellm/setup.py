@@ -9,6 +9,19 @@ binding, else the model name without its provider prefix, e.g. ``openai/gpt-4o``
 ``gpt-4o``). Every traffic class asks for ``router.litellm.model`` (default: the config's
 first model group) unless ``router.litellm.classes`` names another group.
 
+**What applies of the rest of the experiment.** The fleet's size: ``fleet.replicas`` is
+the number of self-hosted replicas in all. Deployments bound with their own ``replicas``
+take theirs from it; the rest share what remains, as evenly as possible (the first listed
+takes the remainder), so ``--router-config`` on a 3-replica experiment runs 3 replicas, not
+3 per deployment. A fleet that cannot be split that way (fewer replicas than deployments
+left to size, or explicit replicas that do not add up to ``fleet.replicas``), a dynamic
+fleet (``fleet.pools``, ``fleet.failures``) and ``fleet.replicas`` with no self-hosted
+deployment to apply to are refused with one line saying what to set instead. The
+experiment's ``overflow:`` rules do not apply: where a request goes is the config's
+routing, retries and fallbacks; a rule that would send traffic somewhere gets one warning
+line naming the fallbacks that apply instead. An outage (a deployment's, or its API
+model's) that starts after the horizon gets a warning line: it never happens.
+
 A replication (:func:`sim.experiment.replication.run_litellm_replication`) replays the
 experiment's workload through :class:`sim.litellm.router.LitellmRouterSim` and returns a
 flat row -- request outcomes, retry and fallback rates, latency, per-deployment share,
@@ -21,6 +34,7 @@ compare`` work unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -90,10 +104,13 @@ class LitellmSetup:
     stream_groups: tuple[str, ...]
     api_prices: dict[str, tuple[float, float, float]]  # deployment -> USD per 1M tokens
     cached_share: dict[str, float]
+    notes: tuple[str, ...] = ()
+    """Warnings about the experiment around the config (overflow rules that do not apply,
+    outages after the horizon)."""
 
     @property
     def warnings(self) -> list[str]:
-        return self.config.warnings
+        return [*self.config.warnings, *self.notes]
 
     @property
     def outage_windows(self) -> list[tuple[float, float]]:
@@ -117,10 +134,13 @@ class LitellmSetup:
 
 def resolve_litellm(config_path: str, binding: LitellmBinding, fleet: FleetConfig,
                     workload: WorkloadConfig, apis: dict[str, ApiModel], *, file: str,
-                    base_dir: Path) -> LitellmSetup:
+                    base_dir: Path, horizon_s: float | None = None,
+                    overflow: Mapping[str, Any] | None = None) -> LitellmSetup:
     """Read the LiteLLM config at ``config_path`` (``router.litellm_config``, relative to
     ``base_dir``) and bind it as ``binding`` says, with ``fleet`` behind self-hosted
-    deployments that name no profile or replicas (one-line ConfigErrors)."""
+    deployments (its replicas split among those that name none; one-line ConfigErrors).
+    ``horizon_s`` and the experiment's ``overflow`` rules only produce warnings (see the
+    module docstring)."""
     path = Path(config_path)
     if not path.is_absolute():
         path = base_dir / path
@@ -130,20 +150,21 @@ def resolve_litellm(config_path: str, binding: LitellmBinding, fleet: FleetConfi
     refuse_closed_loop(workload, "a LiteLLM router config", file=file)
     lc = load_litellm_config(path, overrides=dict(binding.settings))
     bound = _bindings(lc, binding, file)
+    sizes = _fleet_split(lc, bound, fleet, file)
     prices_table = _price_table(binding, file)
     deps, gpus, prices, cached = [], [], {}, {}
     for d in lc.deployments:
         key, b = bound.get(d.name, (d.name, None))
         where = f"router.litellm.deployments.{key}"
         outages = tuple((o.start, o.start + o.duration) for o in (b.outages if b else []))
-        gpu = (b is not None and (b.profile is not None or b.replicas is not None)) or (
-            d.self_hosted and (b is None or b.api is None))
+        gpu = d.name in sizes
         common = dict(name=d.name, group=d.group, weight=d.weight, rpm=d.rpm, tpm=d.tpm,
                       order=d.order, timeout_s=d.timeout_s,
                       stream_timeout_s=d.stream_timeout_s,
                       max_input_tokens=float(d.max_input_tokens or INF), outages=outages)
         if gpu:
-            dep, g = _server(d, b, fleet, common, file=file, base_dir=base_dir, where=where)
+            dep, g = _server(d, b, sizes[d.name], fleet, common, file=file,
+                             base_dir=base_dir, where=where)
         else:
             dep, per_token = _api(d, b, apis, common, prices_table, lc.warnings, file=file,
                                   where=where)
@@ -153,7 +174,117 @@ def resolve_litellm(config_path: str, binding: LitellmBinding, fleet: FleetConfi
         deps.append(dep)
         gpus.append(g)
     groups = _stream_groups(lc, binding, workload, file)
-    return LitellmSetup(lc, tuple(deps), tuple(gpus), groups, prices, cached)
+    notes = _overflow_notes(lc, overflow or {})
+    if horizon_s is not None:
+        notes += _horizon_notes(lc, bound, deps, horizon_s)
+    return LitellmSetup(lc, tuple(deps), tuple(gpus), groups, prices, cached, tuple(notes))
+
+
+def _is_gpu(d: Deployment, b: LitellmDeploymentBinding | None) -> bool:
+    """Whether a deployment is one of the fleet's servers (else an API model)."""
+    if b is not None and (b.profile is not None or b.replicas is not None):
+        return True
+    return d.self_hosted and (b is None or b.api is None)
+
+
+def _fleet_split(lc: LitellmConfig, bound: dict[str, tuple[str, LitellmDeploymentBinding]],
+                 fleet: FleetConfig, file: str) -> dict[str, int]:
+    """Replicas of each self-hosted deployment: its own ``replicas``, else its share of
+    what ``fleet.replicas`` leaves (see the module docstring; one-line refusals)."""
+    if fleet.dynamic:
+        what = "fleet.pools" if fleet.pools is not None else "fleet.failures"
+        raise ConfigError(f"{what} does not apply to a LiteLLM router config (its "
+                          "deployments are fixed servers): give fleet.replicas, or "
+                          "router.litellm.deployments.<id>.replicas and .outages",
+                          file=file, field="fleet")
+    total = int(fleet.replicas or 0)
+    servers = [d for d in lc.deployments if _is_gpu(d, bound.get(d.name, ("", None))[1])]
+    own = {d.name: bound[d.name][1].replicas for d in servers
+           if d.name in bound and bound[d.name][1].replicas is not None}
+    rest = [d.name for d in servers if d.name not in own]
+    fixed = ", ".join(f"{name} {n}" for name, n in own.items())
+    if not servers:
+        if total:
+            raise ConfigError(f"{_replicas(total)}, but no deployment in {lc.file} is "
+                              "self-hosted: the fleet would apply to nothing; set "
+                              "fleet.replicas=0", file=file, field="fleet.replicas")
+        return {}
+    if not rest:
+        if sum(own.values()) != total:
+            raise ConfigError(f"{_replicas(total)}, but router.litellm.deployments sizes "
+                              f"every self-hosted deployment ({fixed}: "
+                              f"{sum(own.values())} in all); set fleet.replicas="
+                              f"{sum(own.values())} or change those", file=file,
+                              field="fleet.replicas")
+        return dict(own)
+    left = total - sum(own.values())
+    if left < len(rest):
+        taken = f" ({fixed} taken by router.litellm.deployments)" if own else ""
+        raise ConfigError(f"{_replicas(total)}{taken} leave {max(left, 0)} for "
+                          f"{len(rest)} self-hosted deployment(s) ({', '.join(rest)}), "
+                          "at least 1 each; raise fleet.replicas or set "
+                          "router.litellm.deployments.<id>.replicas", file=file,
+                          field="fleet.replicas")
+    each, extra = divmod(left, len(rest))
+    split = {name: each + (1 if k < extra else 0) for k, name in enumerate(rest)}
+    return {d.name: own.get(d.name, split.get(d.name, 0)) for d in servers}
+
+
+def _replicas(n: int) -> str:
+    return f"{n} replica" if n == 1 else f"{n} replicas"
+
+
+def _overflow_notes(lc: LitellmConfig, overflow: Mapping[str, Any]) -> list[str]:
+    """One line if the experiment's overflow rules would send traffic anywhere."""
+    rules = [f"{cls}: {rule.when}" + (f" {rule.threshold_s:g} s" if rule.threshold_s is not None
+                                      else "") + f" -> {rule.to}"
+             for cls, rule in overflow.items() if getattr(rule, "when", "never") != "never"]
+    if not rules:
+        return []
+    settings = lc.settings
+    pairs = [f"{a} -> {', '.join(b)}" for entry in settings.fallbacks for a, b in entry.items()]
+    if settings.default_fallbacks:
+        pairs.append(f"any -> {', '.join(settings.default_fallbacks)}")
+    fallbacks = "; ".join(pairs)
+    instead = (f"its fallbacks apply instead ({fallbacks})" if fallbacks
+               else "it has no fallbacks, so nothing leaves a model group")
+    return [f"overflow ({'; '.join(rules)}) does not apply under the LiteLLM router config "
+            f"{lc.file}: its routing and retries decide where a request goes, and {instead}"]
+
+
+def _horizon_notes(lc: LitellmConfig, bound: dict[str, tuple[str, LitellmDeploymentBinding]],
+                   deps: list[DeploymentModel], horizon_s: float) -> list[str]:
+    """One line per outage that starts at or after the end of the horizon."""
+    notes = []
+    for dep in deps:
+        key, b = bound.get(dep.name, (dep.name, None))
+        for k, o in enumerate(b.outages if b is not None else []):
+            if o.start >= horizon_s:
+                notes.append(_late(f"router.litellm.deployments.{key}.outages[{k}]", o.start,
+                                   horizon_s))
+    seen = set()  # (an API model behind several deployments: its outages named once)
+    for dep in deps:
+        if dep.api is None or dep.api.name in seen:
+            continue
+        seen.add(dep.api.name)
+        for k, o in enumerate(dep.api.outages):
+            if o.start >= horizon_s:
+                notes.append(_late(f"api.{dep.api.name}.outages[{k}]", o.start, horizon_s))
+    return notes
+
+
+def _late(field: str, start_s: float, horizon_s: float) -> str:
+    return (f"{field} starts at {_clock(start_s)}, after the {_clock(horizon_s, span=True)} "
+            "horizon: it never happens in this run (set a longer horizon or an earlier start)")
+
+
+def _clock(t_s: float, *, span: bool = False) -> str:
+    """``day 2 10:05`` (days counted from 0), or for a span ``3-day`` / ``2 h``."""
+    if span:
+        days, rest = divmod(t_s, 86400.0)
+        return f"{days:g}-day" if rest == 0 else f"{t_s / 3600:g} h"
+    day, rest = divmod(int(t_s), 86400)
+    return f"day {day} {rest // 3600:02d}:{rest % 3600 // 60:02d}"
 
 
 def _bindings(lc: LitellmConfig, binding: LitellmBinding, file: str
@@ -170,13 +301,11 @@ def _bindings(lc: LitellmConfig, binding: LitellmBinding, file: str
     return out
 
 
-def _server(d: Deployment, b: LitellmDeploymentBinding | None, fleet: FleetConfig,
-            common: dict, *, file: str, base_dir: Path,
+def _server(d: Deployment, b: LitellmDeploymentBinding | None, replicas: int,
+            fleet: FleetConfig, common: dict, *, file: str, base_dir: Path,
             where: str) -> tuple[DeploymentModel, int]:
     spec_src = b.profile if b is not None and b.profile is not None else fleet.profile
     profile = load_profile(spec_src, base_dir=base_dir, file=file, field=f"{where}.profile")
-    replicas = b.replicas if b is not None and b.replicas is not None else (
-        fleet.replicas if fleet.replicas is not None else fleet.initial_replicas)
     dep = DeploymentModel(kind="gpu", spec=replica_spec(profile), replicas=int(replicas),
                           usd_per_input_token=d.input_cost_per_token or 0.0,
                           usd_per_output_token=d.output_cost_per_token or 0.0, **common)
