@@ -289,7 +289,8 @@ def resolve(cfg: ExperimentConfig, raw: dict, *, file: str, base_dir: Path) -> E
     litellm = None
     if cfg.router.litellm_config is not None:
         litellm = resolve_litellm(cfg.router.litellm_config, cfg.router.litellm, cfg.fleet,
-                                  workload, apis, file=file, base_dir=base_dir)
+                                  workload, apis, file=file, base_dir=base_dir,
+                                  horizon_s=cfg.horizon, overflow=cfg.overflow)
     exp = Experiment(cfg, workload, profile, apis, costs, file, raw, litellm)
     _check_fleet(exp, file)
     if exp.api_only_model not in apis:
