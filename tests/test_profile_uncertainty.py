@@ -131,14 +131,14 @@ def test_each_replication_draws_once_and_the_same_at_every_fleet_size():
     rows = {n: [run_replication(e, i, keep_requests=False).row for i in range(3)]
             for n, e in ((3, small), (6, large))}
     keys = [k for k in rows[3][0] if k.startswith("input.profile.")]
-    assert "input.profile.step_time_factor" in keys and len(keys) == len(UNCERTAIN_TERMS) + 1
+    assert "input.profile.step_time_factor" in keys and len(keys) == len(UNCERTAIN_TERMS) + 2
     for i in range(3):
         assert {k: rows[3][i][k] for k in keys} == {k: rows[6][i][k] for k in keys}
     factors = [r["input.profile.per_step_s_factor"] for r in rows[3]]
     assert len(set(factors)) == 3  # a draw per replication
     for r in rows[3]:  # one factor on the whole step: a full step is that much longer
-        assert r["input.profile.step_time_factor"] == pytest.approx(
-            r["input.profile.per_step_s_factor"], rel=1e-9)
+        for key in ("input.profile.step_time_factor", "input.profile.single_step_time_factor"):
+            assert r[key] == pytest.approx(r["input.profile.per_step_s_factor"], rel=1e-9)
         assert r["input.profile.pre_s_factor"] == 1.0
 
 

@@ -36,6 +36,8 @@ __all__ = ["run_replications", "profile_note", "profile_share", "ProfileShare",
 FACTOR_KEY = "input.profile.step_time_factor"
 """The row column of a replication's drawn step-time factor (a full decode step's time
 over the point estimate's)."""
+SINGLE_KEY = "input.profile.single_step_time_factor"
+"""The same for a decode step of one sequence."""
 
 
 def run_replications(exp: Experiment, *, workers: int | None = None,
@@ -69,9 +71,14 @@ def profile_note(exp: Experiment, rows: Sequence[Mapping[str, object]]) -> str |
     if unc.rel_std:
         stated.append(f"{unc.rel_std:.0%} on the whole step")
     stated += [f"{name} {sd:.0%}" for name, sd in unc.terms.items() if sd]
+    single = [float(r[SINGLE_KEY]) for r in rows  # type: ignore[arg-type]
+              if isinstance(r.get(SINGLE_KEY), int | float)]
+    steps = f"full decode step x{min(factors):.2f} to x{max(factors):.2f}"
+    if single:
+        steps = (f"decode step of 1 sequence x{min(single):.2f} to x{max(single):.2f}, "
+                 f"of {exp.profile.max_batch} x{min(factors):.2f} to x{max(factors):.2f}")
     return (f"Profile uncertainty is in these intervals: each replication drew its step time "
-            f"(1 sd {', '.join(stated)}; full decode step x{min(factors):.2f} to "
-            f"x{max(factors):.2f}, mean x{sum(factors) / len(factors):.2f}); "
+            f"(1 sd {', '.join(stated)}; {steps}); "
             "--set uncertainty.profile=false runs the same replications at the point "
             "estimate")
 

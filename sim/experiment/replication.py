@@ -20,10 +20,12 @@ replication's seed: like the cost inputs, the draw depends only on the root seed
 replication, so replication i draws the same speed at every fleet size, router or
 overflow setting of a sweep (common random numbers). All replicas of a replication share
 the draw (one GPU type, one serving stack). The row records it as
-``input.profile.<term>_factor`` and ``input.profile.step_time_factor`` (how much longer a
-full decode step at ``max_batch`` takes than the point estimate's). The experiment's
-``uncertainty.profile: false`` serves every replication with the point estimate. A
-LiteLLM experiment's deployments are not drawn (they are certain).
+``input.profile.<term>_factor``, ``input.profile.step_time_factor`` (how much longer a
+full decode step at ``max_batch`` takes than the point estimate's) and
+``input.profile.single_step_time_factor`` (the same for a decode step of one sequence;
+the two differ when the terms' factors differ, e.g. a fit's per-step and per-token
+costs). The experiment's ``uncertainty.profile: false`` serves every replication with the
+point estimate. A LiteLLM experiment's deployments are not drawn (they are certain).
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ def replication_profile(exp: Experiment, seed: np.random.SeedSequence
     row = {f"input.profile.{name}_factor": value for name, value in factors.items()}
     row["input.profile.step_time_factor"] = (float(exp.profile.saturated_tokens_per_s)
                                              / float(drawn.saturated_tokens_per_s))
+    row["input.profile.single_step_time_factor"] = (
+        float(exp.profile.decode_tokens_per_s(1.0)) / float(drawn.decode_tokens_per_s(1.0)))
     return drawn, row
 
 
