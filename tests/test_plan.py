@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from math import factorial
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from sim.cli import main
 from sim.core.errors import ConfigError
 from sim.study.plan import (
+    PlanResult,
     SearchSpace,
     Slo,
     check_metrics,
@@ -22,6 +24,7 @@ from sim.study.plan import (
     search_space,
     smallest_feasible,
 )
+from sim.study.reports import plan_outcome, plan_report
 from sim.study.sweep import Point, PointStats
 
 # An M/M/c queue: Poisson arrivals (lambda = 4/s), one request at a time per replica
@@ -206,7 +209,9 @@ def test_plan_matches_erlang_c_sizing(tmp_path):
     for c in (expected - 1, expected):  # the simulated p95 wait is the formula's
         p95 = evaluated[c]["metrics"]["interactive.wait_p95_s"]["mean"]
         assert p95 == pytest.approx(wait_p95(c), rel=0.2)
-    assert "Recommended: 7 replicas" in res.output
+    # the cheapest fleet (API-only may still be cheaper: its own line says so)
+    assert re.search(r"(Recommended|Cheapest self-hosted): 7 replicas \(7 GPUs\)", res.output)
+    assert "API-only on gpt-4o" in res.output
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -222,8 +227,60 @@ def test_plan_cli_errors_and_infeasible_search(tmp_path):
     assert bad.exit_code == 2 and "bad SLO" in bad.output
     one = runner.invoke(main, ["plan", str(exp), "-n", "1", "--slo", "slo_attainment=0.9"])
     assert one.exit_code == 2 and "at least 2 replications" in one.output
+    # fewer replicas than the offered load (4): unstable, no fleet meets the SLO even on
+    # the mean; the API-only alternative is barred by an overflow bound
     none = runner.invoke(main, ["plan", str(exp), "-n", "2", "--slo",
-                                "interactive.wait_p95_s=0.6", "--over", "fleet.replicas=1..3",
+                                "interactive.wait_p95_s=0.6", "--slo", "overflow_share=0.5",
+                                "--over", "fleet.replicas=1..3",
                                 "--out", str(tmp_path / "b"), "-j", "1"])
-    assert none.exit_code == 1 and "No configuration" in none.output
+    assert none.exit_code == 1, none.output
+    assert "Self-hosted: infeasible: no fleet in the search space" in none.output
+    assert "API-only on gpt-4o" in none.output and "misses overflow_share" in none.output
     assert Path(tmp_path / "b" / "plan.json").is_file()
+
+
+# ------------------------------------------------------- too few replications (#22)
+
+
+def _stats(replicas: int, values: list[float], cost: float) -> PointStats:
+    rows = [{"replication": i, "m": v, "cost.total_usd": cost, "replicas": replicas,
+             "gpus_per_replica": 1, "failure_share": 0.0, "overflow_share": 0.0}
+            for i, v in enumerate(values)]
+    return PointStats(Point.of({"fleet.replicas": replicas}), rows)
+
+
+def test_too_few_replications_is_undecided_not_infeasible():
+    """Two replications whose mean meets m <= 1 but whose 95% interval (t = 12.7) does
+    not: the plan must say the interval is too wide, not that the plan is infeasible."""
+    slo = Slo("m", "<=", 1.0)
+    two = _stats(4, [0.80, 0.95], 400.0)
+    assert not slo.met(two) and two.stat("m") < 1.0
+    result = PlanResult([slo], SearchSpace([4], [Point.of({})]), [two], None, [], None)
+    assert plan_outcome(result) == "undecided"
+    text = "\n".join(x.text for x in plan_report(result, name="t").lines)
+    assert "undecided, not infeasible" in text and "Self-hosted: infeasible" not in text
+    assert "warning: the 95% interval of m is too wide to decide the plan." in text
+    # the same values, more replications: decided
+    ten = _stats(4, [0.80, 0.95] * 5, 400.0)
+    assert slo.met(ten)
+    worse = _stats(4, [1.10, 1.30], 400.0)  # even the mean misses: infeasible
+    result = PlanResult([slo], SearchSpace([4], [Point.of({})]), [worse], None, [], None)
+    assert plan_outcome(result) == "infeasible"
+
+
+def test_api_only_cheapest_and_feasible_is_the_recommendation():
+    slo = Slo("m", "<=", 1.0)
+    fleet = _stats(4, [0.5, 0.5, 0.5], 400.0)
+    api = PointStats(Point.of({"fleet.replicas": 0}), [
+        {"replication": i, "m": 0.2, "cost.api_only_usd": 300.0 + i, "replicas": 0,
+         "gpus_per_replica": 1, "failure_share": 0.0, "overflow_share": 1.0}
+        for i in range(3)])
+    result = PlanResult([slo], SearchSpace([4], [Point.of({})]), [fleet], fleet, [], fleet,
+                        api_only=api)
+    assert plan_outcome(result) == "api-only"
+    text = "\n".join(x.text for x in plan_report(result, name="t",
+                                                 api_only_model="gpt-4o").lines)
+    assert "Recommended: API-only on gpt-4o: $301 ± 2/month" in text
+    assert "Cheapest self-hosted: 4 replicas (4 GPUs)" in text
+    result.api_only = PointStats(api.point, [dict(r, m=2.0) for r in api.rows])
+    assert plan_outcome(result) == "fleet"

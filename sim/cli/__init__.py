@@ -2,8 +2,9 @@
 
 ``main`` is the click group; each command lives in its own module and is registered here
 with ``add_command`` (nothing else imports this package): ``run`` (:mod:`sim.cli.run`),
-``workload`` (:mod:`sim.cli.workload`), ``compare`` (:mod:`sim.cli.compare`) and
-``sweep``, ``plan``, ``breakeven`` (:mod:`sim.cli.study`). Every command turns a
+``workload`` (:mod:`sim.cli.workload`), ``compare`` (:mod:`sim.cli.compare`),
+``sweep``, ``plan``, ``breakeven`` (:mod:`sim.cli.study`), ``list`` (:mod:`sim.cli.listing`)
+and ``report`` (:mod:`sim.cli.report`). Every command turns a
 ConfigError (bad input) into one line on stderr and exit status 2, and an interrupt into a
 short message and status 130 (:mod:`sim.cli.common`); results are written atomically.
 
@@ -23,7 +24,9 @@ import click
 
 from sim.cli.common import debug_wanted, guarded
 from sim.cli.compare import compare_command
+from sim.cli.listing import list_command
 from sim.cli.profile import profile_group
+from sim.cli.report import report_command
 from sim.cli.run import run_command
 from sim.cli.study import breakeven_command, plan_command, sweep_command
 from sim.cli.validate import validate_command
@@ -62,3 +65,5 @@ for _command in (run_command, workload_group, compare_command, sweep_command, pl
     main.add_command(_command)
 main.add_command(profile_group)  # capsim profile derive | list | show | fit
 main.add_command(validate_command)  # capsim validate
+main.add_command(list_command)  # capsim list [experiments|workloads|profiles|apis|gpus|models]
+main.add_command(report_command)  # capsim report DIR

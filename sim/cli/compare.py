@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from sim.cli.common import (
+    format_option,
     out_option,
     overwrite_option,
     replications_option,
@@ -30,16 +31,26 @@ __all__ = ["compare_command"]
 @out_option("Output folder (default: results/<name>-compare-<timestamp>/).")
 @overwrite_option()
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@format_option()
 def compare_command(experiment: str | None, names: tuple[str, ...], overrides: tuple[str, ...],
                     replications: int | None, workers: int | None, out_dir: str | None,
-                    overwrite: bool, no_plots: bool) -> None:
-    """Run every variant of EXPERIMENT on the same traffic and compare them."""
+                    overwrite: bool, no_plots: bool, fmt: str) -> None:
+    """Run every variant of EXPERIMENT on the same traffic and compare them.
+
+    Writes one results folder per variant, comparison.json and report.html.
+
+    \b
+    Examples:
+      capsim compare fleet-dynamics -n 5
+      capsim compare fleet-dynamics --variant peak-fixed --variant trough-hybrid \\
+        --set horizon=7d --format markdown
+    """
     from sim.study.compare import compare  # (startup speed: see sim.cli)
 
     try:
         compare(experiment, names, overrides=overrides, replications=replications,
                 workers=workers, out=out_dir, plots=not no_plots, quiet=False,
-                overwrite=overwrite)
+                overwrite=overwrite, fmt=fmt)
     except ConfigError as exc:
         click.echo(f"capsim: error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None

@@ -183,6 +183,9 @@ def _headline(summary: Summary, meta: Mapping[str, Any], to_month: float) -> lis
     gpu = (f"GPUs: utilization {interval_text(_v(summary, 'gpu_utilization'), 'share')} of "
            "fleet capacity (prefill + decode at best rates), busy "
            f"{interval_text(_v(summary, 'gpu_busy_fraction'), 'share')} of the time")
+    paid = _v(summary, "paid_utilization")
+    if meta.get("pools") and paid.defined:
+        gpu += f"; {interval_text(paid, 'share')} of the replica-time paid for"
     if not _v(summary, "gpu_utilization").defined and not meta.get("pools") \
             and int(meta.get("replicas", 0) or 0) == 0:
         gpu = "GPUs: none in the fleet (every request goes to the API or fails)."

@@ -12,8 +12,10 @@ Every variant is a full ``capsim run`` (same seed, so the same requests: common 
 numbers, and the same cost-input draws) written to ``<out>/<variant>/``; the comparison of
 the headline metrics (monthly cost by layer, replicas billed, utilization of what was paid
 for, overflow, SLO attainment and latency per class, fleet events) goes to
-``<out>/comparison.json``, a table on the terminal and ``<out>/comparison.png`` (replicas
-billed and overflow over an average day, per variant). The first variant is the
+``<out>/comparison.json`` (strict JSON), the report (:func:`sim.study.reports.compare_report`:
+on the terminal as ``--format table|json|csv|markdown``, and as ``<out>/report.json`` and
+``<out>/report.html``) and ``<out>/comparison.png`` (replicas billed and overflow over an
+average day, per variant). The first variant is the
 baseline: the total cost of each variant minus the baseline's is also given with a
 paired confidence interval (replication by replication).
 """
@@ -36,8 +38,11 @@ from sim.core.stats import summarize_values
 from sim.costs.model import SECONDS_PER_MONTH
 from sim.experiment.config import Experiment, ExperimentSource, load_experiment, load_variant
 from sim.experiment.run import run_and_write
+from sim.report.document import render as render_report
+from sim.report.document import strict
 from sim.report.formats import finite, format_count, format_percent, format_seconds, format_usd
 from sim.report.plots import plot_fleet_comparison
+from sim.study.reports import compare_report, write_reports
 
 __all__ = ["compare", "load_variants", "run_comparison", "render", "COMPARED"]
 
@@ -95,7 +100,7 @@ def variant_folders(names: Sequence[str]) -> dict[str, str]:
 
 def run_comparison(variants: Mapping[str, Experiment], out: Path, *,
                    workers: int | None = None, plots: bool = True,
-                   quiet: bool = False, overwrite: bool = False) -> dict:
+                   quiet: bool = False, overwrite: bool = False, fmt: str = "table") -> dict:
     """Run every variant into ``out/<name>`` and write ``out/comparison.json``."""
     console = Console(stderr=True)
     rows: dict[str, dict] = {}
@@ -115,12 +120,15 @@ def run_comparison(variants: Mapping[str, Experiment], out: Path, *,
     _add_paired_differences(rows, out, list(variants))
     result = {"variants": rows, "meta": meta, "baseline": next(iter(variants)),
               "seed": next(iter(variants.values())).config.seed}
-    write_json(out / "comparison.json", result)
+    write_json(out / "comparison.json", strict(result))
     if plots:
         plot_fleet_comparison(series, out / "comparison.png")
+    report = compare_report(result, name=next(iter(variants.values())).name)
+    write_reports(report, out)
     if not quiet:
-        render(rows, meta, Console())
-        Console().print(f"[dim]results written to {out}/[/dim]")
+        render_report(report, fmt, Console())
+        if fmt == "table":
+            Console().print(f"[dim]results written to {out}/ (report.html to share)[/dim]")
     return result
 
 
@@ -210,7 +218,7 @@ def _cell(entry: Mapping[str, float] | None, fmt, scale: float, *, with_ci: bool
 def compare(experiment: ExperimentSource = None, variants: Sequence[str] = (), *,
             overrides: Sequence[str] = (), replications: int | None = None,
             workers: int | None = None, out: str | Path | None = None, plots: bool = True,
-            quiet: bool = True, overwrite: bool = False) -> dict:
+            quiet: bool = True, overwrite: bool = False, fmt: str = "table") -> dict:
     """Run the ``variants`` of ``experiment`` (default: all) on the same traffic into
     ``out/<variant>/`` (default ``results/<name>-compare-<timestamp>/``) and return the
     comparison (also in ``out/comparison.json``); ``quiet=False`` prints the table."""
@@ -221,6 +229,6 @@ def compare(experiment: ExperimentSource = None, variants: Sequence[str] = (), *
         Path("results"), f"{first.name}-compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     check_out_dir(folder, overwrite=overwrite)  # before the first variant runs
     result = run_comparison(chosen, folder, workers=workers, plots=plots, quiet=quiet,
-                            overwrite=overwrite)
+                            overwrite=overwrite, fmt=fmt)
     result["folder"] = str(folder)
     return result

@@ -25,7 +25,10 @@ over the ``fleet.replicas`` values (default 1..32), evaluating both ends first. 
 mean ``cost.total_usd``; the recommendation is the cheapest feasible configuration among
 all evaluated, the runners-up are the next cheapest. The GPU-only extreme is the smallest
 fleet of the recommended combination that meets the SLOs with every overflow rule set to
-``never``; the API-only cost is the experiment's ``cost.api_only_usd``.
+``never``. The API-only extreme is simulated too (:func:`api_only_point`: no replicas,
+every traffic class sent to the experiment's API-only model, so its rate limits and
+latencies apply) and judged on the same SLOs; its cost is its ``cost.api_only_usd`` (API
+spend alone: no GPUs and no self-hosting overheads).
 """
 
 from __future__ import annotations
@@ -248,6 +251,10 @@ class PlanResult:
     """The numeric metrics a run has (what an SLO may name)."""
     folder: Path | None = None
     """Where the study's runs are (``plan`` sets it)."""
+    api_only: PointStats | None = None
+    """Every request to the API (see :func:`api_only_point`; ``plan`` sets it)."""
+    name: str = "experiment"
+    api_only_model: str | None = None
 
     def is_feasible(self, stats: PointStats) -> bool:
         return feasible(stats, self.slos)
@@ -297,6 +304,18 @@ def _gpu_only(evaluator: Evaluator, space: SearchSpace, best: PointStats,
     return found[1] if found else None
 
 
+def api_only_point(evaluator: Evaluator) -> Point:
+    """No replicas, every traffic class overflowing ``always`` to the experiment's API-only
+    model: the configuration "send everything to the API"."""
+    exp = evaluator.base.load()
+    model = exp.api_only_model
+    values: dict[str, Any] = {"fleet.replicas": 0}
+    for cls in exp.workload.class_names:
+        values[f"overflow.{cls}.when"] = "always"
+        values[f"overflow.{cls}.to"] = model
+    return Point.of(values)
+
+
 def latency_metric(slos: Sequence[Slo], names: Sequence[str]) -> str | None:
     """The latency on the Pareto plot: the first SLO on a p99 TTFT, else the p99 TTFT of
     the first SLO's traffic class, else of the first class with one."""
@@ -337,6 +356,16 @@ def plan(experiment: str | None = None, slos: Sequence[str | Slo] = (), *,
         evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=bar,
                               experiments=experiments)
         result = make_plan(evaluator, parsed, space)
+        api = api_only_point(evaluator)
+        try:
+            evaluator.experiment(api)  # e.g. a fleet of pools has no fleet.replicas
+        except ConfigError:
+            result.api_only = None
+        else:
+            result.api_only = evaluator.evaluate([api])[api.id]
+    exp = base.load()
     result.metric_names = names
     result.folder = store.folder
+    result.name = exp.name
+    result.api_only_model = exp.api_only_model
     return result

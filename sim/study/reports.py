@@ -35,10 +35,11 @@ from sim.report.document import Column, Report, Table, Value, dumps, to_dict
 from sim.report.folder import plots_in
 from sim.report.formats import format_count, format_percent, format_usd
 from sim.report.html import write_html
-from sim.report.run_report import interval_text
+from sim.report.run_report import SLO_GOAL, interval_text
 
-__all__ = ["plan_report", "sweep_report", "breakeven_report", "compare_report",
-           "write_reports", "PRECISION", "metric_kind", "stats_value"]
+__all__ = ["plan_report", "plan_outcome", "sweep_report", "breakeven_report",
+           "compare_report", "static_report", "write_reports", "PRECISION", "metric_kind",
+           "stats_value"]
 
 PRECISION = 0.05
 """Relative half-width of a cost interval above which a verdict warns."""
@@ -135,11 +136,30 @@ def _met_on_mean(slo: Any, stats: Any) -> bool:
     return mean <= slo.target if slo.op == "<=" else mean >= slo.target
 
 
+def _api_only_line(report: Report, api_only: Any, slos: Sequence[Any], model: str,
+                   best: Any, outcome: str) -> None:
+    cost = stats_value(api_only, "cost.api_only_usd")
+    where = f"API-only on {model}: {interval_text(cost, 'usd')}/month"
+    if outcome == "api-only":
+        report.line(f"Recommended: {where}: the cheapest configuration that meets every SLO "
+                    "with 95% confidence: self-hosting does not pay at this volume.", "ok")
+        return
+    ok = api_only.ok and all(s.met(api_only) for s in slos)
+    if ok:
+        report.line(f"{where}: within every SLO, but dearer than the recommended fleet.")
+        return
+    cheaper = best is None or (cost.defined and float(cost.mean) < best.stat(  # type: ignore[arg-type]
+        "cost.total_usd"))
+    report.line(f"{where}: {'cheaper, but ' if cheaper else ''}"
+                f"{_verdict_text(api_only, slos)}.", "info")
+
+
 def _candidate_row(role: str, stats: Any, slos: Sequence[Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "role": role, "configuration": _label(stats) if role != "API-only" else
         "no GPUs, every request to the API", "gpus": _gpus(stats),
-        "cost": stats_value(stats, "cost.total_usd"),
+        "cost": stats_value(stats, "cost.api_only_usd" if role == "API-only"
+                            else "cost.total_usd"),
         "failed": stats_value(stats, "failure_share"),
         "overflow": stats_value(stats, "overflow_share"),
         "verdict": _verdict_text(stats, slos), "replications": len(stats.rows)}
@@ -157,6 +177,23 @@ def _candidate_columns(slos: Sequence[Any]) -> list[Column]:
             Column("verdict", "Verdict")]
 
 
+def plan_outcome(result: Any) -> str:
+    """What the plan found: ``api-only`` (sending everything to the API is feasible and
+    cheapest), ``fleet`` (a self-hosted or hybrid configuration is), ``undecided`` (none is
+    feasible with confidence, but some meet every SLO on the mean: too few replications)
+    or ``infeasible``."""
+    best, api = result.recommended, getattr(result, "api_only", None)
+    api_ok = api is not None and api.ok and all(s.met(api) for s in result.slos)
+    if api_ok and (best is None or api.stat("cost.api_only_usd") < best.stat(
+            "cost.total_usd")):
+        return "api-only"
+    if best is not None:
+        return "fleet"
+    near = [s for s in result.evaluated if s.ok and all(
+        x.met(s) or _met_on_mean(x, s) for x in result.slos)]
+    return "undecided" if near else "infeasible"
+
+
 def plan_report(result: Any, *, name: str = "experiment",
                 api_only_model: str | None = None, replications: int | None = None
                 ) -> Report:
@@ -164,65 +201,59 @@ def plan_report(result: Any, *, name: str = "experiment",
     slos = list(result.slos)
     report = Report("plan", f"capsim plan: {name}")
     n = replications or max((len(s.rows) for s in result.evaluated), default=0)
-    report.line(f"capsim plan: {name} ({len(result.evaluated)} configurations evaluated, "
+    k = len(result.evaluated)
+    report.line(f"capsim plan: {name} ({k} configuration{'' if k == 1 else 's'} evaluated, "
                 f"{n} replications each; SLOs met on the 95% CI: "
                 f"{', '.join(map(str, slos))})", "title")
     report.line("Verdict", "title")
     best = result.recommended
     api_only = getattr(result, "api_only", None)
     model = api_only_model or "the API"
+    outcome = plan_outcome(result)
+    if api_only is not None:
+        _api_only_line(report, api_only, slos, model, best, outcome)
     if best is not None:
         p5, p50, p95 = (best.stat("cost.total_usd", p) for p in ("p5", "p50", "p95"))
-        report.line(f"Recommended: {_label(best)}: "
+        head = "Recommended" if outcome == "fleet" else "Cheapest self-hosted"
+        report.line(f"{head}: {_label(best)}: "
                     f"{interval_text(stats_value(best, 'cost.total_usd'), 'usd')}/month "
                     f"(single months p5 {format_usd(p5)}, p50 {format_usd(p50)}, "
-                    f"p95 {format_usd(p95)}); meets every SLO with 95% confidence.", "ok")
+                    f"p95 {format_usd(p95)}); meets every SLO with 95% confidence.",
+                    "ok" if outcome == "fleet" else "info")
         fail = stats_value(best, "failure_share")
         if fail.defined and (fail.mean or 0) > 0:
-            report.line(f"Note: the recommended fleet fails {interval_text(fail, 'share')} "
-                        "of requests; add failure_share<=X to the SLOs to bound it.", "warn")
+            report.line(f"Note: this fleet fails {interval_text(fail, 'share')} of "
+                        "requests; add failure_share<=X to the SLOs to bound it.", "warn")
         if result.gpu_only is not None and result.gpu_only is not best:
             report.line(f"GPU-only (no overflow): {_label(result.gpu_only)}: "
                         f"{interval_text(stats_value(result.gpu_only, 'cost.total_usd'), 'usd')}"
                         "/month.")
-        elif result.gpu_only is None and best is not None:
+        elif result.gpu_only is None:
             report.line("GPU-only (no overflow): no fleet in the search range meets every "
                         "SLO without the API.")
     else:
         near = [s for s in result.evaluated if s.ok and all(
             x.met(s) or _met_on_mean(x, s) for x in slos)]
+        level = "warn" if outcome != "api-only" else "info"
         if near:
             cheapest = min(near, key=lambda s: s.stat("cost.total_usd"))
             wide = sorted({x.metric for s in near for x in slos if not x.met(s)})
-            report.line(f"Undecided, not infeasible: no configuration meets every SLO with "
-                        f"95% confidence, but {len(near)} meet every SLO on the mean "
+            report.line(f"Self-hosted: undecided, not infeasible: no fleet meets every SLO "
+                        f"with 95% confidence, but {len(near)} "
+                        f"{'meets' if len(near) == 1 else 'meet'} every SLO on the mean "
                         f"(cheapest: {_label(cheapest)}). The intervals of {n} replications "
-                        "are too wide to decide: rerun with more replications "
-                        f"(-n {max(10, 4 * n)}).", "warn")
+                        f"are too wide to decide: rerun with more replications "
+                        f"(-n {max(10, 4 * n)}).", level)
             for metric in wide:
                 report.line(f"warning: the 95% interval of {metric} is too wide to decide "
                             "the plan.", "warn")
         else:
-            report.line("Infeasible: no configuration in the search space meets every SLO "
-                        f"({', '.join(map(str, slos))}), even on the mean; widen --over "
-                        "fleet.replicas or relax an SLO.", "bad")
-    if api_only is not None:
-        cost = stats_value(api_only, "cost.total_usd")
-        ok = api_only.ok and all(s.met(api_only) for s in slos)
-        cheaper = best is None or (cost.defined and float(cost.mean) < best.stat(  # type: ignore[arg-type]
-            "cost.total_usd"))
-        where = f"API-only on {model}: {interval_text(cost, 'usd')}/month"
-        if ok and cheaper:
-            report.line(f"{where}: the cheapest feasible option, and within every SLO: "
-                        "self-hosting does not pay at this volume.", "ok")
-        elif ok:
-            report.line(f"{where}: within every SLO, but dearer than the recommended fleet.")
-        else:
-            why = _verdict_text(api_only, slos)
-            report.line(f"{where}: {'cheaper, but ' if cheaper else ''}{why}.",
-                        "warn" if cheaper else "info")
-    elif best is not None:
-        report.line(f"API-only on {model} (estimated from the same traffic): "
+            report.line("Self-hosted: infeasible: no fleet in the search space meets every "
+                        f"SLO ({', '.join(map(str, slos))}), even on the mean; widen --over "
+                        "fleet.replicas or relax an SLO.",
+                        "bad" if outcome == "infeasible" else "info")
+    if api_only is None and best is not None:
+        report.line(f"API-only on {model} (priced from the same traffic, not simulated): "
                     f"{format_usd(best.stat('cost.api_only_usd'))}/month.")
     if best is not None:
         cheaper_on_mean = [s for s in result.evaluated if s.ok and not result.is_feasible(s)
@@ -230,9 +261,10 @@ def plan_report(result: Any, *, name: str = "experiment",
                            and all(x.met(s) or _met_on_mean(x, s) for x in slos)]
         if cheaper_on_mean:
             c = min(cheaper_on_mean, key=lambda s: s.stat("cost.total_usd"))
+            wide = sorted({x.metric for x in slos if not x.met(c)})
             report.line(f"warning: {_label(c)} is cheaper and meets every SLO on the mean, "
-                        "but not with 95% confidence: more replications may show it "
-                        "feasible.", "warn")
+                        f"but the 95% interval of {', '.join(wide)} is too wide to say it "
+                        "meets them: more replications may show it feasible.", "warn")
     cols = _candidate_columns(slos)
     cands = Table("candidates", "Candidates (mean over replications, 95% CI)", cols)
     if best is not None:
@@ -290,7 +322,7 @@ def sweep_report(outcome: Any, *, name: str = "experiment") -> Report:
         ttft = next((k.removesuffix(".mean") for k in first
                      if k.endswith(".ttft_p99_s.mean") and k.count(".") == 2), None)
         if ttft:
-            metrics.append((ttft, ttft.replace("_", " ").replace(".", " ")))
+            metrics.append((ttft, f"{ttft.split('.')[0]} TTFT p99"))
         metrics += [("overflow_share", "Overflow"), ("gpu_utilization", "Utilization")]
     cols += [Column(k, label, metric_kind(k)) for k, label in metrics]  # type: ignore[arg-type]
     table = Table("points", "Sweep summary (mean over replications, 95% CI)", cols)
@@ -389,6 +421,27 @@ def breakeven_report(result: Any, static: Any, *, name: str = "experiment") -> R
     return report
 
 
+def static_report(static: Any, *, name: str = "experiment") -> Report:
+    """The report of ``capsim breakeven --static`` (no simulation)."""
+    s = static
+    report = Report("breakeven", f"capsim breakeven --static: {name}")
+    report.line("Static break-even (no simulation): fixed monthly cost / blended API price "
+                "per token", "title")
+    report.line(f"Fleet: {s.replicas} replica{'s' if s.replicas != 1 else ''}, "
+                f"{_gpus_text(float(s.gpus))}, billed all month.")
+    report.line(f"Fixed monthly cost (compute + engineering + infra): "
+                f"{format_usd(s.fixed_usd_low)} (low inputs) to {format_usd(s.fixed_usd_high)} "
+                "(high inputs).")
+    report.line(f"API price: ${s.usd_per_1m_blended:.2f} per 1M tokens blended "
+                f"({s.api_model}).")
+    report.line(f"Break-even: {format_count(s.breakeven_low)} to "
+                f"{format_count(s.breakeven_high)} tokens/month.", "ok")
+    report.line("This ignores latency, SLOs, overflow and traffic peaks: capsim breakeven "
+                "without --static simulates them.", "note")
+    report.data = {"static": dict(vars(s))}
+    return report
+
+
 def _monotone_warning(report: Report, result: Any, n: int) -> None:
     for attr, label in (("gpu_only", "GPU-only"), ("hybrid", "hybrid")):
         sizes = [(v.volume, _gpus(getattr(v, attr))) for v in result.volumes
@@ -404,6 +457,17 @@ def _monotone_warning(report: Report, result: Any, n: int) -> None:
 
 
 # --------------------------------------------------------------------------- compare
+
+
+def _goal(att: Value) -> str:
+    """An SLO attainment against :data:`SLO_GOAL`: met, missed or undecided (95% CI)."""
+    low = att.low if att.interval else att.mean
+    high = att.high if att.interval else att.mean
+    if low is not None and low >= SLO_GOAL:
+        return f"goal {format_percent(SLO_GOAL)} met"
+    if high is not None and high < SLO_GOAL:
+        return f"goal {format_percent(SLO_GOAL)} missed"
+    return f"goal {format_percent(SLO_GOAL)} undecided: interval too wide"
 
 
 def compare_report(result: Mapping[str, Any], *, name: str = "experiment") -> Report:
@@ -438,8 +502,9 @@ def compare_report(result: Mapping[str, Any], *, name: str = "experiment") -> Re
                          f"{format_usd(low)} to {format_usd(high)})")
             else:
                 more = float(delta.mean) > 0  # type: ignore[arg-type]
-                amount = Value(abs(float(delta.mean)), None if low is None else abs(  # type: ignore[arg-type]
-                    high if more else low), None if high is None else abs(low if more else high))  # type: ignore[arg-type]
+                amount = (delta if more else Value(-float(delta.mean),  # type: ignore[arg-type]
+                                                   None if high is None else -high,
+                                                   None if low is None else -low))
                 text += (f"; {interval_text(amount, 'usd')}/month "
                          f"{'more' if more else 'less'} than {baseline} (paired)")
         elif failing:
@@ -447,8 +512,13 @@ def compare_report(result: Mapping[str, Any], *, name: str = "experiment") -> Re
         for cls in classes:
             att = v(row, f"{cls}.slo_attainment")
             if att.defined:
-                text += f"; {cls} SLO met by {interval_text(att, 'share')}"
+                text += f"; {cls} SLO met by {interval_text(att, 'share')} ({_goal(att)})"
         report.line(text + ".", "bad" if failing else "info")
+        if vname != baseline and delta.interval and not failing \
+                and float(delta.low) <= 0 <= float(delta.high):  # type: ignore[arg-type]
+            report.line(f"warning: the paired interval of cost.total_usd for {vname} minus "
+                        f"{baseline} contains 0: too wide to say which costs less; run more "
+                        "replications (-n).", "warn")
     cols = [Column("variant", "Variant"), Column("cost", "Total", "usd", "$/month"),
             Column("compute", "Compute", "usd", "$/month"),
             Column("api", "API", "usd", "$/month"),

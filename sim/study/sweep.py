@@ -621,6 +621,8 @@ class SweepOutcome:
     plots: list[Path]
     grid: list[str] = field(default_factory=list)
     """The swept fields (``grid.<path>`` columns of the summary)."""
+    name: str = "experiment"
+    """The base experiment's name."""
 
 
 def prepare_sweep(path: str | None, *, grid: Iterable[str] = (),
@@ -654,7 +656,8 @@ def run_sweep(sweep: Sweep, folder: str | Path, executor: Executor, *,
         figures = plot_capacity(summary.to_pylist(), store.folder,
                                 grid_keys=list(sweep.grid), svg=svg)
     return SweepOutcome(store.folder, evaluator.ran, evaluator.skipped, failures,
-                        time.perf_counter() - t0, summary, figures, list(sweep.grid))
+                        time.perf_counter() - t0, summary, figures, list(sweep.grid),
+                        sweep.experiment.name)
 
 
 def _failures(runs: pa.Table, points: Sequence[Point]) -> list[tuple[str, int, str]]:
