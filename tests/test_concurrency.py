@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from sim.cli import main
 from sim.serving.engine import OUTCOME_GPU, Engine, FinishedBlock, StreamPolicy
 from sim.serving.replica import ReplicaSpec
-from sim.workload.arrivals import ExponentialThink, FixedThink
+from sim.workload.arrivals import MIN_CYCLE_S, ExponentialThink, FixedThink
 from sim.workload.lengths import ExponentialLength, FixedLength
 from sim.workload.streams import ClosedLoopStream, client_chunk
 
@@ -164,3 +164,71 @@ def test_open_loop_only_paths_refuse_a_closed_loop(tmp_path):
     res = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2, res.output
     assert "workload.streams[0].arrivals.kind" in res.output and "LiteLLM" in res.output
+
+
+def small_experiment(streams, overflow=None, replicas=1):
+    exp = yaml.safe_load((ROOT / "experiments" / "llmperf-closed-loop.yaml").read_text())
+    exp["workload"] = {"streams": streams}
+    exp["fleet"]["replicas"] = replicas
+    exp["horizon"] = "10m"
+    if overflow is not None:
+        exp["overflow"] = {"interactive": overflow}
+        # limits far above this load: no 429s, so every request has an end time
+        exp["api"] = {"gpt-4o-mini": {"base": "gpt-4o-mini", "rpm": 1_000_000,
+                                      "tpm": 1_000_000_000}}
+    return exp
+
+
+def run_yaml(tmp_path, name, exp):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    out = tmp_path / name
+    res = run_cli(str(path), "-n", "2", "--no-plots", "--requests", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    return (pq.read_table(out / "runs.parquet").to_pandas(),
+            pq.read_table(out / "requests.parquet").to_pandas())
+
+
+LENGTHS = {"input_tokens": {"kind": "lognormal", "mean": 800, "sigma": 0.5, "max": 8000},
+           "output_tokens": {"kind": "lognormal", "mean": 300, "sigma": 0.5, "max": 4000}}
+
+
+def test_closed_loop_beside_open_loop_with_overflow(tmp_path):
+    """A closed loop and a Poisson stream share a small fleet that overflows to the API:
+    the open-loop stream's requests are the same as without the closed loop (common random
+    numbers), each client has at most one request in flight, whatever its fate, and a
+    client's next request follows its previous one's end (GPU or API) by its think time."""
+    poisson = {"name": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 2.0}, **LENGTHS}
+    loop = {"name": "bench", "arrivals": {"kind": "concurrency", "clients": 200,
+                                          "think_s": {"kind": "exponential", "mean": 1.0}},
+            **LENGTHS}
+    overflow = {"when": "wait_exceeds", "threshold_s": 0.2, "to": "gpt-4o-mini"}
+    _, alone = run_yaml(tmp_path, "alone", small_experiment([poisson], overflow))
+    runs, both = run_yaml(tmp_path, "both", small_experiment([poisson, loop], overflow))
+    mine = both[both.stream == 0].sort_values(["replication", "arrival_s"])
+    ref = alone.sort_values(["replication", "arrival_s"])
+    for col in ("arrival_s", "input_tokens", "output_tokens"):
+        assert np.array_equal(mine[col].to_numpy(), ref[col].to_numpy())
+    bench = both[both.stream == 1]
+    assert set(bench.outcome) == {"gpu", "api"}  # both fates occur
+    for rep, g in bench.groupby("replication"):
+        assert in_flight_max(g.arrival_s.to_numpy(), g.end_s.to_numpy()) <= 200
+        row = runs[runs.replication == rep].iloc[0]
+        assert row["stream.bench.achieved_rate_per_s"] == pytest.approx(len(g) / 600.0)
+        assert row.achieved_rate_per_s == pytest.approx(
+            (len(g) + (mine.replication == rep).sum()) / 600.0)
+
+
+def test_instant_failures_do_not_loop_at_one_instant(tmp_path):
+    """Prompts no replica can hold, no API: every request fails at once; with no think
+    time a client still sends at most one request per MIN_CYCLE_S."""
+    loop = {"name": "huge", "arrivals": {"kind": "concurrency", "clients": 2},
+            "input_tokens": {"kind": "fixed", "value": 200_000},
+            "output_tokens": {"kind": "fixed", "value": 10}}
+    exp = small_experiment([loop])
+    exp["horizon"] = "2s"
+    runs, req = run_yaml(tmp_path, "huge", exp)
+    assert (req.outcome == "failed").all() and (req.fail_reason == "too_large").all()
+    per_client = 2.0 / MIN_CYCLE_S  # (+1: sums of MIN_CYCLE_S round down, or the one at 0)
+    assert (runs.requests_arrived <= 2 * (per_client + 1)).all()
+    assert (runs.requests_arrived >= 2 * (per_client - 1)).all()
