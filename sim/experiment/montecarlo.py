@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from sim.core.executors import bounded_map, default_workers, open_executor
-from sim.core.stats import summarize_values
+from sim.core.stats import summarize
 from sim.experiment.config import Experiment
 from sim.experiment.replication import ReplicationResult, run_replication
 
@@ -114,17 +114,15 @@ class ProfileShare:
 def profile_share(exp: Experiment, results: Sequence[ReplicationResult], keys: Sequence[str],
                   *, workers: int | None = None) -> ProfileShare:
     """Run ``exp``'s replications again with the profile fixed (``uncertainty.profile``
-    off) and compare the intervals of ``keys`` with those of ``results`` (the run with it
-    drawn). Raises ValueError for a key no replication has."""
+    off) and compare the intervals of ``keys`` (as the reports compute them,
+    :func:`sim.core.stats.summarize`) with those of ``results`` (the run with it drawn).
+    Raises ValueError for a key no replication has."""
     fixed_exp = replace(exp, config=exp.config.model_copy(update={
         "uncertainty": exp.config.uncertainty.model_copy(update={"profile": False})}))
     fixed = run_replications(fixed_exp, workers=workers, keep_requests=False)
-    drawn_rows = [r.row for r in results]
-    fixed_rows = [r.row for r in fixed]
-    out_d, out_f = {}, {}
+    drawn = summarize([r.row for r in results])
+    still = summarize([r.row for r in fixed])
     for key in keys:
-        if not any(key in row for row in drawn_rows):
+        if key not in drawn or key not in still:
             raise ValueError(f"no replication has the metric {key!r}")
-        out_d[key] = summarize_values([row[key] for row in drawn_rows if key in row])
-        out_f[key] = summarize_values([row[key] for row in fixed_rows if key in row])
-    return ProfileShare(out_d, out_f)
+    return ProfileShare({k: drawn[k] for k in keys}, {k: still[k] for k in keys})
