@@ -62,7 +62,13 @@ from scipy import stats as sps
 from sim.core.errors import ConfigError
 from sim.profiles.benchfiles import BenchRecord, read_measurements
 from sim.profiles.derive import derive
-from sim.profiles.fit import ReplayLoad, StepTerms, fit_profile, simulate_metrics
+from sim.profiles.fit import (
+    FIT_PARAMETERS,
+    ReplayLoad,
+    StepTerms,
+    fit_profile,
+    simulate_metrics,
+)
 from sim.serving.bench_replay import replay
 from sim.serving.engine import Engine, FinishedBlock, StreamPolicy
 from sim.serving.replica import ReplicaSpec
@@ -255,6 +261,7 @@ class Recipe:
     engine_scope: bool = False                # latencies from engine timestamps (no HTTP)
     lengths_file: dict[str, str] = field(default_factory=dict)  # model part -> summary csv
     replications: int = 1
+    async_scheduling: bool = False            # vLLM --async-scheduling
 
 
 RECIPES: tuple[Recipe, ...] = (
@@ -268,7 +275,7 @@ RECIPES: tuple[Recipe, ...] = (
            "--no-enable-prefix-caching --async-scheduling, --kv-cache-dtype fp8 in the H200 "
            "70B script only", range_ratio=0.8, prompts_per_client=10,
            max_num_seqs_is_concurrency=True, max_num_batched_tokens=8192,
-           max_model_len=10240, kv_fp8=("70b-fp8-h200",)),
+           max_model_len=10240, kv_fp8=("70b-fp8-h200",), async_scheduling=True),
     Recipe("llmservingsim-", "LLMServingSim bench/examples/<hw>/<model>/vllm/meta.json (engine "
            "args in the set's columns) and its 300-request ShareGPT workload; lengths sampled "
            "from the shipped quantile summary (validation/lengths/), Poisson arrivals at the "
@@ -425,7 +432,8 @@ def _profile(plan: SetPlan, row: dict[str, str], max_num_seqs: int | None) -> di
                   max_num_batched_tokens=rc.max_num_batched_tokens or (
                       int(float(row["max_num_batched_tokens"]))
                       if row.get("max_num_batched_tokens") else None),
-                  max_model_len=rc.max_model_len, usd_per_gpu_hour=1.0)
+                  max_model_len=rc.max_model_len, usd_per_gpu_hour=1.0,
+                  async_scheduling=rc.async_scheduling)
 
 
 def _terms(plan: SetPlan, profile: dict[str, Any]) -> StepTerms:
@@ -535,6 +543,7 @@ class FitRow:
     fitted_on: str
     point: PointResult
     derived: PointResult | None = None
+    parameters: str = ""
 
 
 def _record(plan: SetPlan, row: dict[str, str], load: ReplayLoad,
@@ -545,10 +554,17 @@ def _record(plan: SetPlan, row: dict[str, str], load: ReplayLoad,
                    completed=len(load.input_lens), num_prompts=len(load.input_lens))
 
 
+# Tried in turn: fit.py's default terms, then only the two that set the step time's scale
+# (fit.py refuses terms the fitted points cannot identify).
+FIT_PARAMETER_SETS = (FIT_PARAMETERS, ("linear_scale", "per_step_s"))
+
+
 def fitted_checks(plans: Sequence[SetPlan], *, seed: int = 0, max_evaluations: int = 40,
-                  polish_evaluations: int = 60,
-                  progress: Progress | None = None) -> list[FitRow]:
-    """Fit each concurrency set on :data:`FIT_POINTS`, score the held-back points."""
+                  polish_evaluations: int = 60, progress: Progress | None = None,
+                  refused: list[Excluded] | None = None) -> list[FitRow]:
+    """Fit each concurrency set on :data:`FIT_POINTS`, score the held-back points; a set
+    whose fit is refused by every parameter set of :data:`FIT_PARAMETER_SETS` is added to
+    ``refused`` with fit.py's reason."""
     rows: list[FitRow] = []
     for i, plan in enumerate(p for p in plans if p.rows[0]["load_kind"] == "concurrency"):
         concs = [int(float(r["max_concurrency"])) for r in plan.rows]
@@ -566,14 +582,26 @@ def fitted_checks(plans: Sequence[SetPlan], *, seed: int = 0, max_evaluations: i
         start = _terms(plan, _profile(plan, plan.rows[0], max(concs)))
         fit_records = [_record(plan, r, loads[c], records)
                        for r, c in zip(plan.rows, concs, strict=True) if c in fit_c]
-        result = fit_profile(fit_records, start, replay=replay, max_requests=10 ** 6, seed=seed,
-                             max_evaluations=max_evaluations,
-                             polish_evaluations=polish_evaluations)
+        result, why = None, ""
+        for params in FIT_PARAMETER_SETS:
+            try:
+                result = fit_profile(fit_records, start, replay=replay, parameters=params,
+                                     max_requests=10 ** 6, seed=seed,
+                                     max_evaluations=max_evaluations,
+                                     polish_evaluations=polish_evaluations)
+                break
+            except ConfigError as exc:
+                why = exc.message
+        if result is None:
+            if refused is not None:
+                refused.append(Excluded(plan.set_id, len(held), f"fit refused: {why}"))
+            continue
+        names = ", ".join(result.fitted)
         for r, c in zip(plan.rows, concs, strict=True):
             if c in held:
                 rows.append(FitRow(plan.set_id, ",".join(map(str, fit_c)),
                                    _point(plan, r, result.terms, [loads[c]]),
-                                   _point(plan, r, start, [loads[c]])))
+                                   _point(plan, r, start, [loads[c]]), names))
     return rows
 
 
@@ -589,6 +617,7 @@ class ValidationReport:
     fitted: list[FitRow]
     excluded: list[Excluded]
     sets: list[str]
+    fit_refused: list[Excluded] = field(default_factory=list)
 
     def median_abs(self, metric: str, points: Sequence[PointResult] | None = None,
                    implied: bool | None = None) -> float:
@@ -628,5 +657,8 @@ def run_validation(*, full: bool = False, sets: Sequence[str] | None = None,
     th = theory_checks(full=full, progress=progress) if theory else []
     points = fidelity_checks(plans, seed=seed, progress=progress)
     fit_plans = plans if (full or sets) else [p for p in plans if p.set_id in QUICK_FIT_SETS]
-    fitted = fitted_checks(fit_plans, seed=seed, progress=progress) if fits else []
-    return ValidationReport(full, th, points, fitted, excluded, [p.set_id for p in plans])
+    refused: list[Excluded] = []
+    fitted = (fitted_checks(fit_plans, seed=seed, progress=progress, refused=refused)
+              if fits else [])
+    return ValidationReport(full, th, points, fitted, excluded, [p.set_id for p in plans],
+                            refused)

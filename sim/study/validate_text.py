@@ -127,6 +127,9 @@ def to_text(r: ValidationReport) -> str:
                          f"{_pct(p.error('e2e')) + ('*' if p.e2e_implied else ''):>9}")
         lines.append("  median |error| TTFT / TPOT / E2E: " + " / ".join(
             _abs_pct(r.fitted_median_abs(m)) for m in METRICS) + " (target <= 10%)")
+    if r.fit_refused:
+        lines += ["Fits refused (no fitted row):"]
+        lines += [f"  {x.set_id}: {x.reason}" for x in r.fit_refused]
     if r.excluded:
         lines += ["", "Not represented (excluded):"]
         lines += [f"  {x.set_id} ({x.points} points): {x.reason}" for x in r.excluded]
@@ -210,13 +213,14 @@ def to_markdown(r: ValidationReport) -> str:
         out.append("")
     if r.fitted:
         out += ["### Fitted profiles (issue #21): held-back points only", "",
-                "| set | fitted on (concurrency) | held-back point | TTFT meas ms | TTFT fitted "
-                "ms | TTFT err | TPOT meas ms | TPOT fitted ms | TPOT err | E2E* err | "
-                "derived TTFT / TPOT err |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| set | fitted on (concurrency) | terms fitted | held-back point | TTFT meas ms | "
+                "TTFT fitted ms | TTFT err | TPOT meas ms | TPOT fitted ms | TPOT err | E2E* err "
+                "| derived TTFT / TPOT err |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for f in r.fitted:
             p, d = f.point, f.derived
             dtxt = f"{_pct(d.error('ttft'))} / {_pct(d.error('tpot'))}" if d else "-"
-            out.append(f"| {f.set_id} | {f.fitted_on} | {p.load} | {_ms(p.measured['ttft'])} | "
+            out.append(f"| {f.set_id} | {f.fitted_on} | {f.parameters} | {p.load} | "
+                       f"{_ms(p.measured['ttft'])} | "
                        f"{_ms(p.simulated['ttft'])} | {_pct(p.error('ttft'))} | "
                        f"{_ms(p.measured['tpot'])} | {_ms(p.simulated['tpot'])} | "
                        f"{_pct(p.error('tpot'))} | {_pct(p.error('e2e'))} | {dtxt} |")
@@ -226,6 +230,10 @@ def to_markdown(r: ValidationReport) -> str:
             med = r.fitted_median_abs(m)
             out.append(f"| {_NAMES[m]} | {_abs_pct(med)} | <= {FIT_TARGET:.0%} | "
                        f"{'yes' if med <= FIT_TARGET else 'no'} |")
+        out.append("")
+    if r.fit_refused:
+        out += ["Fits refused by sim/profiles/fit.py (no fitted row for these sets):", ""]
+        out += [f"- {x.set_id}: {x.reason}" for x in r.fit_refused]
         out.append("")
     if r.excluded:
         out += ["### Sets not represented", "", "| set | points | why |", "|---|---|---|"]
@@ -262,6 +270,7 @@ def to_data(r: ValidationReport) -> dict[str, Any]:
         "fitted": [{"set_id": f.set_id, "fitted_on_concurrency": f.fitted_on,
                     **_point_data(f.point)} for f in r.fitted],
         "fitted_median_abs_error": {m: _finite(r.fitted_median_abs(m)) for m in METRICS},
+        "fit_refused": [{"set_id": x.set_id, "reason": x.reason} for x in r.fit_refused],
         "excluded": [{"set_id": x.set_id, "points": x.points, "reason": x.reason}
                      for x in r.excluded],
     }
