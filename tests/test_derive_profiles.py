@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sim.profiles.catalog import DeriveError, get_gpu, get_model, gpu_catalog
-from sim.profiles.derive import derive, gemm_s
+from sim.profiles.derive import ENGINE_DEFAULTS, derive, derive_from_mapping, gemm_s
 from tests.shared_data import SHARED_DATA
 
 MODELS = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mixtral-8x7b", "qwen3-32b",
@@ -378,3 +378,24 @@ def test_derive_from_a_mapping(tmp_path):
                     / "Qwen--Qwen3-8B_config.json").read_text())
     q = derive_from_mapping({"model": "my.json", "gpu": "l40s"}, base_dir=tmp_path)
     assert q["model"].startswith("my (bf16")
+
+
+@pytest.mark.parametrize("model,gpu,tp", [("gpt-oss-120b", "h100", 2), ("llama-3.1-8b", "b200", 1),
+                                          ("llama-3.1-70b", "h200", 4)])
+def test_async_scheduling_hides_cpu_terms_behind_the_gpu_step(model, gpu, tp):
+    """--async-scheduling: the CPU per-step and per-sequence terms overlap the GPU step;
+    what exceeds the GPU's one-token step stays. The GPU terms are unchanged."""
+    sync = derive(model, gpu, tp, usd_per_gpu_hour=1.0)["step_time"]
+    asyn = derive(model, gpu, tp, usd_per_gpu_hour=1.0, async_scheduling=True)["step_time"]
+    cpu_seq = ENGINE_DEFAULTS["vllm-0.10"]["per_seq_cpu_s"]
+    gpu_seq = sync["per_seq_s"] - cpu_seq
+    assert asyn["linear_s"] == sync["linear_s"]
+    assert asyn["per_seq_s"] == pytest.approx(gpu_seq, rel=1e-3)
+    gpu_step_1 = sync["linear_s"][0] + gpu_seq
+    assert asyn["per_step_s"] == pytest.approx(max(0.0, sync["per_step_s"] - gpu_step_1),
+                                               abs=1e-7)
+    assert asyn["per_step_s"] < sync["per_step_s"]
+    assert "async scheduling" in asyn["source"]
+    inline = derive_from_mapping({"model": model, "gpu": gpu, "tp": tp, "usd_per_gpu_hour": 1.0,
+                                  "async_scheduling": True})
+    assert inline["step_time"] == asyn
