@@ -45,7 +45,8 @@ def _check_format(p: dict) -> None:
     assert set(sch) == {"max_num_batched_tokens", "block_size", "watermark", "max_model_len",
                         "prefix_caching", "engine"}
     assert set(st) == {"per_step_s", "tokens", "linear_s", "per_seq_s",
-                       "decode_attention_s_per_token", "prefill_attention_s_per_token2", "source"}
+                       "decode_attention_s_per_token", "prefill_attention_s_per_token2", "source",
+                       "uncertainty"}
     assert set(p["overheads"]) == {"pre_s", "pre_s_per_input_token", "post_s"}
     assert len(st["tokens"]) == len(st["linear_s"]) >= 2
     assert all(b > a for a, b in zip(st["tokens"], st["tokens"][1:], strict=False))

@@ -77,6 +77,7 @@ from .catalog import (
     observed_price,
     weight_bytes_per_param,
 )
+from .steptime import derived_uncertainty
 
 __all__ = ["derive", "derive_from_mapping", "DERIVE_KEYS", "ENGINE_DEFAULTS", "gemm_s",
            "memory_plan", "step_terms"]
@@ -734,6 +735,7 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
             "decode_attention_s_per_token": _r(att["per_context_token"]),
             "prefill_attention_s_per_token2": _r(att["per_pair"]),
             "source": step_src,
+            "uncertainty": derived_uncertainty(m.is_moe),
         },
         "overheads": {"pre_s": eng["pre_s"], "pre_s_per_input_token": eng["pre_s_per_input_token"],
                       "post_s": eng["post_s"]},
