@@ -49,9 +49,8 @@ A profile without the block (every legacy profile, and every step profile writte
 it) is certain and serves exactly as before. A Monte Carlo replication draws the factors
 once (:meth:`GpuProfile.step_uncertainty`, :meth:`GpuProfile.with_step_factors`; the
 experiment's ``uncertainty.profile`` switch turns the draw off). Derived profiles carry
-a stated spread (:func:`~sim.profiles.steptime.derived_uncertainty`, from the derivation's
-held-out errors; an inline ``{derive: ...}`` profile gets it here when the derivation did
-not write one); ``capsim profile fit``
+a stated spread (:func:`~sim.profiles.steptime.derived_uncertainty`, written by
+:func:`sim.profiles.derive.derive`, from the derivation's held-out errors); ``capsim profile fit``
 writes the fit's per-term spreads and their correlation.
 
 The shipped profiles live in ``gpu_profiles/*.yaml``; ``tools/fit_profiles.py`` derives
@@ -77,7 +76,7 @@ from scipy.interpolate import PchipInterpolator
 from sim.core.errors import ConfigError
 from sim.core.loader import builtin_names, read_yaml, resolve_named
 from sim.core.schema import DurationS, Model, PositiveFloat, validate
-from sim.profiles.catalog import DeriveError, get_model
+from sim.profiles.catalog import DeriveError
 from sim.profiles.derive import derive_from_mapping
 from sim.profiles.steptime import (
     Overheads,
@@ -85,7 +84,6 @@ from sim.profiles.steptime import (
     StepModel,
     StepTime,
     StepUncertainty,
-    derived_uncertainty,
     from_curve,
     scaled_model,
 )
@@ -381,7 +379,6 @@ def load_profile(spec: str | Path | dict[str, Any] | GpuProfile, *,
                 derived = derive_from_mapping(spec["derive"], base_dir)
             except DeriveError as exc:
                 raise ConfigError(str(exc), file=file, field=f"{field}.derive") from None
-            _state_derived_uncertainty(derived, spec["derive"], base_dir)
             spec = {**derived, **{k: v for k, v in spec.items() if k != "derive"}}
         return validate(GpuProfile, spec, file=file, prefix=field)
     if not isinstance(spec, str | Path) or not str(spec).strip():
@@ -393,23 +390,6 @@ def load_profile(spec: str | Path | dict[str, Any] | GpuProfile, *,
         raise ConfigError("a GPU profile file must be a mapping of fields", file=str(path))
     data = {"name": path.stem, **data}
     return validate(GpuProfile, data, file=str(path))
-
-
-def _state_derived_uncertainty(doc: dict[str, Any], args: Any, base_dir: Path | None) -> None:
-    """Give a derived profile without a ``step_time.uncertainty`` block the stated spread
-    of derivations (:func:`sim.profiles.steptime.derived_uncertainty`: mixture-of-experts
-    models have a larger one)."""
-    step = doc.get("step_time")
-    if not isinstance(step, dict) or "uncertainty" in step:
-        return
-    model = str(args.get("model", "")) if isinstance(args, dict) else ""
-    if base_dir is not None and (Path(base_dir) / model).exists():
-        model = str(Path(base_dir) / model)
-    try:
-        moe = get_model(model).is_moe
-    except DeriveError:
-        moe = False
-    step["uncertainty"] = derived_uncertainty(moe)
 
 
 def gpu_prices(profile: GpuProfile) -> dict[str, float | None]:
