@@ -43,7 +43,7 @@ measurements) and the arithmetic on them:
   :func:`scaled_model`: every step-time term times the common factor and its own factor,
   ``pre_s`` and ``post_s`` times their own. ``capsim profile fit`` writes ``terms`` and
   ``correlation`` from the fit; a derived profile states ``rel_std`` from the derivation's
-  held-out errors.
+  held-out errors (docs/fidelity.md).
 * :func:`run_time_s` / :func:`steps_ending_by` -- closed forms for a run of steps whose
   composition is fixed except that K and A grow by the same amount every step (decoding
   contexts grow by one token per step, a prefill's offset by its chunk): the step times
@@ -152,18 +152,18 @@ class StepUncertainty(_Block):
         return out
 
 
-DERIVED_REL_STD = 0.15
+DERIVED_REL_STD = 0.14
 """The stated spread (1 sd, relative, one factor on the whole step) of a derived dense
-profile. From docs/derived-profiles.md, "How close it is" (measurements not used to build
-it): mean TPOT of Llama-3.1-70B FP8 on H100/H200 (InferenceX, 105 load points) has a median
-absolute error of 6%, i.e. a standard deviation of about 6% / 0.674 = 9% for a normal
-error; the published vLLM inter-token latencies of Llama-3(.1)-8B on H100 and A10G are
-+8% to +18% off (root mean square 14%). 15% covers both."""
-DERIVED_MOE_REL_STD = 0.40
-"""The stated spread of a derived mixture-of-experts profile: the only MoE comparison
-(gpt-oss-120b MXFP4 on H100, 43 InferenceX load points) is off by a median +39% (worst
-+120%, docs/derived-profiles.md); its sign is not known for other MoE models, so it is
-carried as a spread."""
+profile: the root mean square of the end-to-end latency errors of derived profiles on the
+108 dense held-out load points of docs/fidelity.md ("Per load point": InferenceX
+Llama-3.1-70B FP8 on H100/H200 TP1-8 and LLMServingSim's vLLM runs), 13.8%, rounded up.
+Those errors are mostly one-sided (derived steps about 12% too fast on average); a factor
+of mean 1 does not correct that bias, its spread covers it at about one standard
+deviation. TTFT errors are larger (prefill, median 24%) and are not carried separately."""
+DERIVED_MOE_REL_STD = 0.13
+"""The same for a derived mixture-of-experts profile: 12.6% root mean square end-to-end
+error on the 43 gpt-oss-120b load points of docs/fidelity.md (the only MoE model there),
+rounded up."""
 
 
 def derived_uncertainty(moe: bool) -> dict[str, object]:
@@ -171,8 +171,9 @@ def derived_uncertainty(moe: bool) -> dict[str, object]:
     rel = DERIVED_MOE_REL_STD if moe else DERIVED_REL_STD
     kind = "mixture-of-experts" if moe else "dense"
     return {"rel_std": rel,
-            "source": (f"stated spread of a derived {kind} profile: its held-out errors in "
-                       "docs/derived-profiles.md (sim.profiles.steptime."
+            "source": (f"stated spread of a derived {kind} profile: the root mean square "
+                       "end-to-end error of derived profiles on held-out load points, "
+                       "docs/fidelity.md (sim.profiles.steptime."
                        f"{'DERIVED_MOE_REL_STD' if moe else 'DERIVED_REL_STD'})")}
 
 
