@@ -351,7 +351,7 @@ class FitResult:
         """The fitted terms' spreads as a profile's ``step_time.uncertainty`` block (plain
         data; spreads above 100% are written as 100%, the schema's bound)."""
         names = list(self.rel_std)
-        terms = {("linear_s" if n == "linear_scale" else n): round(min(self.rel_std[n], 1.0), 4)
+        terms = {("linear_s" if n == "linear_scale" else n): _bounded_spread(self.rel_std[n])
                  for n in names}
         out: dict[str, Any] = {"terms": terms}
         if len(names) > 1 and len(self.correlation) == len(names):
@@ -383,6 +383,12 @@ class FitResult:
                 "message": self.message, "evaluations": self.evaluations,
                 "residuals": [{**asdict(r), "rel_error": r.rel_error} for r in self.residuals],
                 "notes": list(self.notes)}
+
+
+def _bounded_spread(rel_std: float) -> float:
+    """A spread as the profile schema takes it: at most 100% (also for an undetermined,
+    infinite or NaN one), 4 decimals."""
+    return round(rel_std, 4) if math.isfinite(rel_std) and rel_std < 1.0 else 1.0
 
 
 def _targets(record: BenchRecord) -> dict[str, float]:
