@@ -279,10 +279,12 @@ def _late(field: str, start_s: float, horizon_s: float) -> str:
 
 
 def _clock(t_s: float, *, span: bool = False) -> str:
-    """``day 2 10:05`` (days counted from 0), or for a span ``3-day`` / ``2 h``."""
+    """``day 2 10:05`` (days counted from 0), or for a span ``3-day`` / ``2-hour``."""
     if span:
-        days, rest = divmod(t_s, 86400.0)
-        return f"{days:g}-day" if rest == 0 else f"{t_s / 3600:g} h"
+        for size, unit in ((86400.0, "day"), (3600.0, "hour"), (60.0, "minute")):
+            if t_s >= size and t_s / size == round(t_s / size, 2):
+                return f"{t_s / size:g}-{unit}"
+        return f"{t_s:g}-second"
     day, rest = divmod(int(t_s), 86400)
     return f"day {day} {rest // 3600:02d}:{rest % 3600 // 60:02d}"
 
