@@ -26,7 +26,7 @@ from sim.core.errors import ConfigError
 __all__ = ["handle_errors", "json_default", "set_option", "replications_option",
            "workers_option", "out_option", "overwrite_option", "guarded", "debug_wanted",
            "FINITE_FLOAT", "FINITE_POSITIVE", "MAX_REPLICATIONS", "MAX_WORKERS",
-           "format_option", "FORMATS"]
+           "format_option", "FORMATS", "precision_option", "PRECISION"]
 
 FORMATS = ("table", "json", "csv", "markdown")
 """The ``--format`` choices (:data:`sim.report.document.FORMATS`; repeated here so that
@@ -180,3 +180,45 @@ def format_option() -> Callable[[F], F]:
                         help="How to print the report: a table for people (every number "
                              "in full at any width, and when piped), strict JSON (null "
                              "for missing values), CSV (one row per cell) or Markdown.")
+
+
+class _Precision(click.ParamType):
+    """A relative half-width: ``5%``, ``0.05`` or ``off``."""
+
+    name = "precision"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float | None:
+        if value is None or isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        if text in ("off", "none", "0", "0%"):
+            return None
+        try:
+            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a precision (write e.g. 5% or 0.05, or off)",
+                      param, ctx)
+        if not (math.isfinite(number) and 0 < number < 1):
+            self.fail(f"{value!r} is not a precision between 0% and 100%", param, ctx)
+        return number
+
+
+PRECISION = _Precision()
+
+
+def precision_option(default: str | None) -> Callable[[F], F]:
+    """``--precision 5%`` and ``--max-replications N``: sequential replication, as
+    ``precision`` (None: off) and ``max_replications``."""
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--max-replications", type=click.IntRange(2, MAX_REPLICATIONS), default=None,
+            help="With --precision: the most replications per configuration (default: "
+                 "4x the starting number).")(fn)
+        return click.option(
+            "--precision", type=PRECISION, default=default, show_default=True,
+            metavar="PCT|off",
+            help="Sequential replication: add replications in batches (of the starting "
+                 "number) until the 95% intervals that decide the verdict have relative "
+                 "half-widths within PCT, or the cap is reached; same seed, same numbers.")(fn)
+    return decorate

@@ -18,6 +18,7 @@ from sim.cli.common import (
     handle_errors,
     out_option,
     overwrite_option,
+    precision_option,
     replications_option,
     set_option,
     workers_option,
@@ -43,11 +44,13 @@ __all__ = ["run_command"]
               metavar="LITELLM.yaml",
               help="Route the traffic through this LiteLLM proxy config "
                    "(sets router.litellm_config).")
+@precision_option(None)
 @handle_errors
 def run_command(experiment: str | None, overrides: tuple[str, ...], replications: int | None,
                 workers: int | None, out_dir: str | None, overwrite: bool, fmt: str,
                 as_json: bool,
-                keep_requests: bool | None, no_plots: bool, router_config: str | None) -> None:
+                keep_requests: bool | None, no_plots: bool, router_config: str | None,
+                precision: float | None, max_replications: int | None) -> None:
     """Run EXPERIMENT (a YAML file or built-in name; the built-in default if omitted).
 
     Writes a results folder (runs.parquet, summary.json, report.html, plots) and prints
@@ -58,6 +61,7 @@ def run_command(experiment: str | None, overrides: tuple[str, ...], replications
       capsim run
       capsim run default -n 10 --set fleet.replicas=3
       capsim run default --set horizon=7d --format markdown > report.md
+      capsim run default -n 10 --precision 5% --max-replications 80
     """
     from sim.core.files import check_out_dir, default_out  # (startup speed: see sim.cli)
     from sim.experiment.config import load_experiment
@@ -71,6 +75,7 @@ def run_command(experiment: str | None, overrides: tuple[str, ...], replications
         Path("results"), f"{exp.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     check_out_dir(out, overwrite=overwrite)  # before the simulation, not after it
     summary = run_and_write(exp, out, workers=workers, keep_requests=keep_requests,
-                            plots=not no_plots, quiet=as_json, overwrite=overwrite, fmt=fmt)
+                            plots=not no_plots, quiet=as_json, overwrite=overwrite, fmt=fmt,
+                            precision=precision, max_replications=max_replications)
     if as_json:
         click.echo(dumps(summary))

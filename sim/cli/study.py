@@ -29,6 +29,7 @@ from sim.cli.common import (
     format_option,
     handle_errors,
     out_option,
+    precision_option,
     replications_option,
     set_option,
     workers_option,
@@ -128,11 +129,13 @@ def _show(report: Any, fmt: str) -> None:
 @click.option("--over", "over", multiple=True, metavar="PATH=VALUES",
               help="Search dimension: fleet.replicas=1..32 (the default; bisected) or any "
                    "other field (every value tried).")
+@precision_option("5%")
 @handle_errors
 def plan_command(experiment: str | None, overrides: tuple[str, ...],
                  replications: int | None, out_dir: str | None, executor: str,
                  scheduler: str | None, workers: int | None, svg: bool, fmt: str,
-                 slo_items: tuple[str, ...], over: tuple[str, ...]) -> None:
+                 slo_items: tuple[str, ...], over: tuple[str, ...],
+                 precision: float | None, max_replications: int | None) -> None:
     """Find the cheapest configuration of EXPERIMENT that meets every SLO with 95%
     confidence, and compare it with sending everything to the API.
 
@@ -150,11 +153,13 @@ def plan_command(experiment: str | None, overrides: tuple[str, ...],
 
     result = plan(experiment, slo_items, over=over, overrides=overrides,
                   replications=replications, out=out_dir, executor=executor,
-                  scheduler=scheduler, workers=workers, progress=None)
+                  scheduler=scheduler, workers=workers, progress=None,
+                  precision=precision, max_replications=max_replications)
     assert result.folder is not None
     write_json(result.folder / "plan.json", strict(_plan_json(result)))
     _plan_figure(result, result.metric_names, result.folder, svg)
-    report = plan_report(result, name=result.name, api_only_model=result.api_only_model)
+    report = plan_report(result, name=result.name, api_only_model=result.api_only_model,
+                         precision=precision)
     write_reports(report, result.folder)
     _show(report, fmt)
     if plan_outcome(result) in ("undecided", "infeasible"):
@@ -238,13 +243,15 @@ def _plan_figure(result: PlanResult, names: Sequence[str], folder: Path, svg: bo
               default=None, help="--static: the API price per 1M tokens, blended.")
 @click.option("--input-share", type=click.FloatRange(0, 1), default=0.75, show_default=True,
               help="--static without a blended price: input share of the tokens.")
+@precision_option("5%")
 @handle_errors
 def breakeven_command(experiment: str | None, overrides: tuple[str, ...],
                       replications: int | None, out_dir: str | None, executor: str,
                       scheduler: str | None, workers: int | None, svg: bool, fmt: str,
                       volume_range: str, points: int, slo_items: tuple[str, ...],
                       util_cap: float, replicas_spec: str, static: bool,
-                      blended_usd_per_1m: float | None, input_share: float) -> None:
+                      blended_usd_per_1m: float | None, input_share: float,
+                      precision: float | None, max_replications: int | None) -> None:
     """The monthly token volume where self-hosting EXPERIMENT's model gets cheaper than
     the API: API-only vs GPU-only vs the cheapest hybrid, each fully loaded.
 
@@ -270,10 +277,12 @@ def breakeven_command(experiment: str | None, overrides: tuple[str, ...],
     result = breakeven(experiment, volume=volume_range, points=points, slos=slo_items,
                        util_cap=util_cap, replicas=replicas_spec, overrides=overrides,
                        replications=replications, out=out_dir, executor=executor,
-                       scheduler=scheduler, workers=workers, progress=None)
+                       scheduler=scheduler, workers=workers, progress=None,
+                       precision=precision, max_replications=max_replications)
     static_ref = _write_breakeven(result, svg)
     assert result.experiment is not None and result.folder is not None
-    report = breakeven_report(result, static_ref, name=result.experiment.name)
+    report = breakeven_report(result, static_ref, name=result.experiment.name,
+                              precision=precision)
     write_reports(report, result.folder)
     _show(report, fmt)
 

@@ -22,7 +22,9 @@ is the interval of the expected value. Two kinds of metric need more care:
   reported values widened by ``mean * rel_err`` on each side; it has zero width only when
   the quantile is 0 in every replication (below the histogram's lowest bucket).
 
-:func:`key_kind` says which kind a metric key is, from its name.
+:func:`key_kind` says which kind a metric key is, from its name. :func:`precise_enough`
+says whether an interval is tight enough for the decision it serves (the stopping rule of
+sequential replication, ``--precision``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ DEFAULT_REL_ERR = 0.01
 """The relative error of the histograms behind the per-request quantiles
 (:class:`sim.core.histogram.LogHistogram`'s default ``rel_err``)."""
 
-__all__ = ["key_kind", "mean_interval", "t975", "Kind"]
+__all__ = ["key_kind", "mean_interval", "t975", "Kind", "half_width", "decision_scale",
+           "precise_enough"]
 
 Kind = Literal["share", "nonnegative", "quantile", "signed"]
 
@@ -105,3 +108,41 @@ def mean_interval(x: np.ndarray, kind: Kind = "signed",
         low = max(low - mean * rel_err, 0.0)
         high = high + mean * rel_err
     return mean, low, high, std
+
+
+def half_width(low: float, high: float) -> float:
+    """Half the width of an interval (NaN when an end is missing)."""
+    return (high - low) / 2.0 if math.isfinite(low) and math.isfinite(high) else math.nan
+
+
+def decision_scale(threshold: float, kind: Kind) -> float:
+    """What a half-width is relative to when an interval is compared with ``threshold``:
+    ``|threshold|``; for a share threshold inside (0, 1), its distance to the nearer
+    bound (``slo_attainment >= 0.999`` needs a half-width small against 0.001, not 0.999)."""
+    if kind == "share" and 0.0 < threshold < 1.0:
+        return min(threshold, 1.0 - threshold)
+    return abs(threshold)
+
+
+def precise_enough(mean: float, low: float, high: float, precision: float, *,
+                   threshold: float | None = None, kind: Kind = "nonnegative") -> bool:
+    """Whether an interval is tight enough for the decision it serves (sequential
+    replication stops adding replications when every decision-relevant interval is).
+
+    Without a ``threshold``: the relative half-width ``half / |mean|`` is within
+    ``precision``. With one (an SLO target, a break-even 0): the decision is made (the
+    interval lies wholly on one side), or the half-width is within ``precision`` of the
+    :func:`decision_scale` (the mean is then practically at the threshold, and more
+    replications would not change what a planner does). An undefined mean (NaN) is
+    never made more precise by more replications of the same configuration: True.
+    """
+    if not math.isfinite(mean):
+        return True
+    half = half_width(low, high)
+    if not math.isfinite(half):
+        return False  # fewer than two replications
+    if threshold is None:
+        return half <= precision * abs(mean) or (mean == 0.0 and half == 0.0)
+    if low > threshold or high < threshold or (low == high == threshold):
+        return True
+    return half <= precision * decision_scale(threshold, kind)

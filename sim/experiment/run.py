@@ -18,6 +18,8 @@ replication; per-request records only when asked for).
 
 from __future__ import annotations
 
+import functools
+import math
 import platform
 import sys
 import time
@@ -34,14 +36,15 @@ from rich.console import Console
 from rich.progress import Progress
 
 from sim.core.errors import ConfigError
-from sim.core.executors import default_workers
+from sim.core.executors import bounded_map, default_workers, open_executor
 from sim.core.files import OutputDir, atomic_write, write_parquet
+from sim.core.intervals import precise_enough
 from sim.core.stats import summarize
 from sim.core.uncertain import Range
 from sim.costs.model import resolve_usd_per_gpu_hour
 from sim.experiment.config import Experiment
 from sim.experiment.montecarlo import profile_note, run_replications
-from sim.experiment.replication import LitellmResult, ReplicationResult
+from sim.experiment.replication import LitellmResult, ReplicationResult, run_replication
 from sim.profiles.schema import gpu_prices
 from sim.report.document import Column, Report, Table, Value, dumps, render, to_dict
 from sim.report.folder import plots_in
@@ -54,10 +57,10 @@ from sim.report.plots import (
     plot_latency_cdfs,
 )
 from sim.report.progress import progress_columns
-from sim.report.run_report import build_run_report
+from sim.report.run_report import SLO_GOAL, build_run_report
 
 __all__ = ["RunResult", "run", "run_and_write", "runs_table", "timeseries_table",
-           "requests_table", "versions"]
+           "requests_table", "versions", "wide_metrics"]
 
 AnyResult = ReplicationResult | LitellmResult
 
@@ -109,6 +112,10 @@ class RunResult:
     replications: list[AnyResult]
     wall_s: float
     workers: int
+    precision: float | None = None
+    """The ``--precision`` target of sequential replication (None: off)."""
+    started_with: int | None = None
+    """With sequential replication: the replications of the first batch."""
 
     @property
     def litellm(self) -> bool:
@@ -179,6 +186,16 @@ class RunResult:
         profile = profile_note(exp, [r.row for r in self.replications])
         if profile:
             meta["notes"].append(profile)
+        if self.precision is not None:
+            n = len(self.replications)
+            wide = wide_metrics(self.metrics, exp, self.precision)
+            meta["precision"] = self.precision
+            meta["notes"].append(
+                f"Sequential replication (--precision {self.precision:.0%}): {n} "
+                f"replications, started with {self.started_with}; "
+                + (f"the cap was reached with {', '.join(wide)} still wider than the "
+                   "target." if wide else "every decision-relevant interval is within "
+                   "the target."))
         return meta
 
     def write(self, out: str | Path, *, plots: bool = True, overwrite: bool = False) -> Path:
@@ -298,11 +315,17 @@ def _metrics_report(metrics: dict[str, dict[str, float]], meta: dict[str, Any]) 
 
 def run(exp: Experiment, *, replications: int | None = None, workers: int | None = None,
         keep_requests: bool | None = None, progress: bool = False,
-        console: Console | None = None) -> RunResult:
+        console: Console | None = None, precision: float | None = None,
+        max_replications: int | None = None) -> RunResult:
     """Run ``replications`` (default: the experiment's) of ``exp`` on ``workers``
     processes (default: all cores; the results do not depend on it), keeping per-request
     records if ``keep_requests`` (default: the experiment's ``output.per_request``), with
-    a progress bar if ``progress``."""
+    a progress bar if ``progress``.
+
+    ``precision`` (e.g. 0.05) turns on sequential replication: batches of the starting
+    number of replications are added while a decision-relevant interval is too wide
+    (:func:`wide_metrics`), up to ``max_replications`` (default 4x the start).
+    Replication i always has the same seed, so the same seed gives the same numbers."""
     if replications is not None and replications != exp.config.replications:
         if isinstance(replications, bool) or not isinstance(replications, int) \
                 or replications < 1:
@@ -318,12 +341,68 @@ def run(exp: Experiment, *, replications: int | None = None, workers: int | None
         results: list[AnyResult] = run_replications(
             exp, workers=workers, keep_requests=keep_requests,
             on_done=lambda _r: bar.advance(task))
-    return RunResult(exp, results, time.perf_counter() - t0, workers)
+        start = exp.config.replications
+        if precision is not None:
+            cap = max_replications if max_replications is not None else 4 * start
+            while len(results) < cap and wide_metrics(
+                    summarize([r.row for r in results]), exp, precision):
+                more = range(len(results), min(len(results) + start, cap))
+                bar.update(task, total=len(results) + len(more))
+                results += _run_batch(exp, more, workers=workers,
+                                      keep_requests=keep_requests,
+                                      on_done=lambda _r: bar.advance(task))
+            exp = replace(exp, config=exp.config.model_copy(
+                update={"replications": len(results)}),
+                raw={**exp.raw, "replications": len(results)})
+    return RunResult(exp, results, time.perf_counter() - t0, workers, precision,
+                     start if precision is not None else None)
+
+
+def wide_metrics(metrics: dict[str, dict[str, float]], exp: Experiment,
+                 precision: float) -> list[str]:
+    """The metrics whose 95% intervals are too wide for the run's verdict
+    (:func:`sim.core.intervals.precise_enough`): each class's SLO attainment against
+    :data:`sim.report.run_report.SLO_GOAL` (classes with an SLO), and the hybrid's monthly
+    cost (relative half-width) on which the comparison with API-only rests."""
+    out = []
+    slos = _class_slos(exp)
+    for cls in exp.workload.class_names:
+        targets = slos.get(cls)
+        if not targets:
+            continue
+        key = f"{cls}.slo_attainment"
+        e = metrics.get(key, {})
+        if not precise_enough(e.get("mean", math.nan), e.get("ci95_low", math.nan),
+                              e.get("ci95_high", math.nan), precision, threshold=SLO_GOAL,
+                              kind="share"):
+            out.append(key)
+    e = metrics.get("cost.total_usd", {})
+    if not precise_enough(e.get("mean", math.nan), e.get("ci95_low", math.nan),
+                          e.get("ci95_high", math.nan), precision):
+        out.append("cost.total_usd")
+    return out
+
+
+def _run_batch(exp: Experiment, indices: range, *, workers: int | None,
+               keep_requests: bool | None, on_done: Any) -> list[AnyResult]:
+    """Replications ``indices`` of ``exp`` (each a pure function of the experiment and
+    its index, as in :func:`sim.experiment.montecarlo.run_replications`)."""
+    workers = min(workers or default_workers(), len(indices))
+    in_flight = 1 if workers == 1 else 2 * workers
+    run_one = functools.partial(run_replication, keep_requests=keep_requests)
+    out: list[AnyResult] = []
+    with open_executor("local", workers=workers) as executor:
+        for _i, future in bounded_map(executor, run_one, indices, max_in_flight=in_flight,
+                                      args=lambda i: (exp, i)):
+            out.append(future.result())
+            on_done(out[-1])
+    return sorted(out, key=lambda r: r.index)
 
 
 def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
                   keep_requests: bool | None = None, plots: bool = True,
-                  quiet: bool = False, overwrite: bool = False, fmt: str = "table"
+                  quiet: bool = False, overwrite: bool = False, fmt: str = "table",
+                  precision: float | None = None, max_replications: int | None = None
                   ) -> dict[str, Any]:
     """``capsim run``: run with a progress bar (on a terminal), write the folder, print
     the report in ``fmt`` (unless ``quiet``)."""
@@ -331,7 +410,8 @@ def run_and_write(exp: Experiment, out: Path, *, workers: int | None = None,
     for line in exp.litellm.warnings if exp.litellm is not None else ():
         err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
     result = run(exp, workers=workers, keep_requests=keep_requests,
-                 progress=not quiet and sys.stderr.isatty(), console=err)
+                 progress=not quiet and sys.stderr.isatty(), console=err,
+                 precision=precision, max_replications=max_replications)
     result.write(out, plots=plots, overwrite=overwrite)
     if not quiet:
         result.render(Console(), fmt)

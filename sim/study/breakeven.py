@@ -67,6 +67,7 @@ from sim.study.plan import (
     parse_slo,
     probe_metric_names,
     search_space,
+    sequential,
     smallest_feasible,
 )
 from sim.study.sweep import Evaluator, Point, PointStats, RunProgress, open_study
@@ -386,8 +387,10 @@ def _differences(results: Sequence[VolumeResult],
             continue
         cols.append(np.array(stats.values("cost.total_usd"))
                     - np.array(stats.values("cost.api_only_usd")))
-    reps = max((c.size for c in cols if c is not None), default=0)
-    return np.array([c if c is not None and c.size == reps else np.full(reps, np.nan)
+    # sequential replication may give volumes different counts: pair the replications
+    # that every volume has (replication i sees the same traffic at every volume)
+    reps = min((c.size for c in cols if c is not None), default=0)
+    return np.array([c[:reps] if c is not None else np.full(reps, np.nan)
                      for c in cols]).T.reshape(reps, len(results))
 
 
@@ -448,13 +451,16 @@ def breakeven(experiment: str | None = None, *, volume: str = "100M..10B", point
               replicas: str = "1..64", overrides: Sequence[str] = (),
               replications: int | None = None, out: str | Path | None = None,
               executor: ExecutorKind = "local", scheduler: str | None = None,
-              workers: int | None = None, progress: bool | None = False) -> BreakevenResult:
+              workers: int | None = None, progress: bool | None = False,
+              precision: float | None = None, max_replications: int | None = None
+              ) -> BreakevenResult:
     """Simulated break-even: at ``points`` log-spaced monthly volumes in ``volume``
     (``LOW..HIGH``), the API-only, GPU-only and cheapest hybrid set-ups of ``experiment``
     (fleets of ``replicas``; meeting ``slos``, else the GPU-only fleet within ``util_cap``),
     and where their costs cross. Runs go to ``out`` (resumable) as in
-    :func:`sim.study.sweep.sweep`. :func:`static_breakeven` is the arithmetic-only
-    version."""
+    :func:`sim.study.sweep.sweep`. ``precision`` turns on sequential replication as in
+    :func:`sim.study.plan.plan` (judged on the GPU-only and hybrid SLOs and the monthly
+    cost). :func:`static_breakeven` is the arithmetic-only version."""
     check_executor_options(executor, scheduler)
     parsed = [s if isinstance(s, Slo) else parse_slo(s) for s in slos]
     sizes = search_space([f"fleet.replicas={replicas}"]).replicas
@@ -474,11 +480,15 @@ def breakeven(experiment: str | None = None, *, volume: str = "100M..10B", point
     probe = Point.of({"workload.scale": scale, "fleet.replicas": sizes[-1]})
     if parsed:
         check_metrics(parsed, probe_metric_names(base, probe))
+    judged = list({str(s): s for s in (*gpu_only_slos(parsed, util_cap),
+                                         *hybrid_slos(parsed))}.values())
+    seq = sequential(judged, precision, exp.config.replications, max_replications)
     store.open()
     n = workers or default_workers()
     with open_executor(executor, workers=n, scheduler=scheduler) as pool, \
             RunProgress(f"{exp.name}: break-even", enabled=progress) as bar:
-        evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=bar)
+        evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=bar,
+                              precision=seq)
         result = run_breakeven(evaluator, targets, base_tokens=base_tokens, base_scale=scale,
                                replicas=sizes, slos=parsed, util_cap=util_cap,
                                queue_limit=exp.config.router.queue_limit)

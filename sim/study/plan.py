@@ -43,12 +43,14 @@ from typing import Any
 
 from sim.core.errors import ConfigError, closest
 from sim.core.executors import ExecutorKind, check_executor_options, default_workers, open_executor
+from sim.core.intervals import key_kind, precise_enough
 from sim.experiment.replication import run_replication
 from sim.study.sweep import (
     Base,
     Evaluator,
     Point,
     PointStats,
+    Precision,
     RunProgress,
     grid_points,
     open_study,
@@ -71,6 +73,9 @@ __all__ = [
     "make_plan",
     "latency_metric",
     "DEFAULT_REPLICAS",
+    "too_wide",
+    "sequential",
+    "api_only_point",
 ]
 
 DEFAULT_REPLICAS = "1..32"
@@ -143,6 +148,42 @@ def check_metrics(slos: Sequence[Slo], names: Sequence[str]) -> None:
         if slo.metric not in names:
             raise ConfigError(f"unknown metric '{slo.metric}'{closest(slo.metric, names)}",
                               field="--slo")
+
+
+def too_wide(slos: Sequence[Slo], target: float) -> Callable[[PointStats], list[str]]:
+    """The decision-relevant metrics of a point whose 95% intervals are too wide for
+    ``target`` (see :func:`sim.core.intervals.precise_enough`): every SLO metric whose
+    decision is open, and for a point that meets every SLO (a candidate, ranked by cost)
+    its monthly cost (``cost.api_only_usd`` for the API-only point, no GPUs)."""
+    def wide(stats: PointStats) -> list[str]:
+        out = []
+        for slo in slos:
+            m = slo.metric
+            if not precise_enough(stats.stat(m), stats.stat(m, "ci95_low"),
+                                  stats.stat(m, "ci95_high"), target, threshold=slo.target,
+                                  kind=key_kind(m)):
+                out.append(m)
+        if not out and all(slo.met(stats) for slo in slos):
+            cost = ("cost.api_only_usd" if stats.point.get("fleet.replicas") == 0
+                    else "cost.total_usd")
+            if not precise_enough(stats.stat(cost), stats.stat(cost, "ci95_low"),
+                                  stats.stat(cost, "ci95_high"), target):
+                out.append(cost)
+        return out
+    return wide
+
+
+def sequential(slos: Sequence[Slo], target: float | None, start: int,
+               cap: int | None) -> Precision | None:
+    """The sequential replication of a plan (None: off): batches of ``start``
+    replications up to ``cap`` (default 4 x ``start``)."""
+    if target is None:
+        return None
+    cap = cap if cap is not None else 4 * start
+    if cap < start:
+        raise ConfigError(f"--max-replications {cap} is below the {start} replications "
+                          "each configuration starts with", field="--max-replications")
+    return Precision(target, cap, start, too_wide(slos, target))
 
 
 def feasible(stats: PointStats, slos: Sequence[Slo]) -> bool:
@@ -334,12 +375,15 @@ def plan(experiment: str | None = None, slos: Sequence[str | Slo] = (), *,
          over: Sequence[str] = (), overrides: Sequence[str] = (),
          replications: int | None = None, out: str | Path | None = None,
          executor: ExecutorKind = "local", scheduler: str | None = None,
-         workers: int | None = None, progress: bool | None = False) -> PlanResult:
+         workers: int | None = None, progress: bool | None = False,
+         precision: float | None = None, max_replications: int | None = None) -> PlanResult:
     """The cheapest configuration of ``experiment`` meeting every SLO (``METRIC<=X``
     strings or :class:`Slo`) with 95% confidence, searching ``over`` (``fleet.replicas``,
     default 1..32, and any other fields). Every point and the SLOs' metrics are checked
     before anything runs; runs go to ``out`` (resumable) on ``executor`` as in
-    :func:`sim.study.sweep.sweep`."""
+    :func:`sim.study.sweep.sweep`. ``precision`` (e.g. 0.05) turns on sequential
+    replication (:func:`too_wide`, :class:`sim.study.sweep.Precision`) up to
+    ``max_replications`` per configuration (default 4x the experiment's)."""
     check_executor_options(executor, scheduler)
     parsed = [s if isinstance(s, Slo) else parse_slo(s) for s in slos]
     space = search_space(over)
@@ -349,12 +393,13 @@ def plan(experiment: str | None = None, slos: Sequence[str | Slo] = (), *,
                              space.point(c, space.replicas[-1]))}
     names = probe_metric_names(base, space.point(space.combos[0], space.replicas[-1]))
     check_metrics(parsed, names)
+    seq = sequential(parsed, precision, base.load().config.replications, max_replications)
     store.open()
     n = workers or default_workers()
     with open_executor(executor, workers=n, scheduler=scheduler) as pool, \
             RunProgress(f"{base.load().name}: plan", enabled=progress) as bar:
         evaluator = Evaluator(base, store, pool, max_in_flight=2 * n, progress=bar,
-                              experiments=experiments)
+                              experiments=experiments, precision=seq)
         result = make_plan(evaluator, parsed, space)
         api = api_only_point(evaluator)
         try:

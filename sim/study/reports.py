@@ -194,17 +194,35 @@ def plan_outcome(result: Any) -> str:
     return "undecided" if near else "infeasible"
 
 
+def _replications_text(stats: Sequence[Any], precision: float | None) -> tuple[str, int]:
+    """``20 replications each`` or ``20 to 80 replications each (sequential, ±5%)``, and
+    the largest count."""
+    counts = [len(s.rows) + len(s.errors) for s in stats if s is not None]
+    lo, hi = min(counts, default=0), max(counts, default=0)
+    text = f"{lo} replications each" if lo == hi else f"{lo} to {hi} replications each"
+    if precision is not None:
+        text += f" (sequential replication to ±{precision:.0%} where it decides)"
+    return text, hi
+
+
+def _more_replications(n: int, precision: float | None) -> str:
+    if precision is None:
+        return f"rerun with more replications (-n {max(10, 4 * n)}, or --precision 5%)"
+    return (f"the cap of {n} replications was reached: rerun with a higher "
+            f"--max-replications (e.g. {4 * n})")
+
+
 def plan_report(result: Any, *, name: str = "experiment",
-                api_only_model: str | None = None, replications: int | None = None
+                api_only_model: str | None = None, precision: float | None = None
                 ) -> Report:
     """The report of :func:`sim.study.plan.plan` (see the module docstring)."""
     slos = list(result.slos)
     report = Report("plan", f"capsim plan: {name}")
-    n = replications or max((len(s.rows) for s in result.evaluated), default=0)
+    reps, n = _replications_text([*result.evaluated, getattr(result, "api_only", None)],
+                                 precision)
     k = len(result.evaluated)
     report.line(f"capsim plan: {name} ({k} configuration{'' if k == 1 else 's'} evaluated, "
-                f"{n} replications each; SLOs met on the 95% CI: "
-                f"{', '.join(map(str, slos))})", "title")
+                f"{reps}; SLOs met on the 95% CI: {', '.join(map(str, slos))})", "title")
     report.line("Verdict", "title")
     best = result.recommended
     api_only = getattr(result, "api_only", None)
@@ -241,9 +259,8 @@ def plan_report(result: Any, *, name: str = "experiment",
             report.line(f"Self-hosted: undecided, not infeasible: no fleet meets every SLO "
                         f"with 95% confidence, but {len(near)} "
                         f"{'meets' if len(near) == 1 else 'meet'} every SLO on the mean "
-                        f"(cheapest: {_label(cheapest)}). The intervals of {n} replications "
-                        f"are too wide to decide: rerun with more replications "
-                        f"(-n {max(10, 4 * n)}).", level)
+                        f"(cheapest: {_label(cheapest)}). The intervals are too wide to "
+                        f"decide: {_more_replications(n, precision)}.", level)
             for metric in wide:
                 report.line(f"warning: the 95% interval of {metric} is too wide to decide "
                             "the plan.", "warn")
@@ -367,13 +384,14 @@ def sweep_report(outcome: Any, *, name: str = "experiment") -> Report:
 # ------------------------------------------------------------------------- breakeven
 
 
-def breakeven_report(result: Any, static: Any, *, name: str = "experiment") -> Report:
+def breakeven_report(result: Any, static: Any, *, name: str = "experiment",
+                     precision: float | None = None) -> Report:
     """The report of :func:`sim.study.breakeven.breakeven`."""
     report = Report("breakeven", f"capsim breakeven: {name}")
-    n = max((len(s.rows) for v in result.volumes for s in (v.gpu_only, v.hybrid)
-             if s is not None), default=0)
-    report.line(f"capsim breakeven: {name} ({len(result.volumes)} volumes, {n} "
-                "replications per configuration; costs fully loaded, per 30-day month)",
+    reps, n = _replications_text([s for v in result.volumes for s in (v.gpu_only, v.hybrid)],
+                                 precision)
+    report.line(f"capsim breakeven: {name} ({len(result.volumes)} volumes, {reps}; costs "
+                "fully loaded, per 30-day month)",
                 "title")
     report.line("Verdict", "title")
     for c in result.crossings:
@@ -395,7 +413,7 @@ def breakeven_report(result: Any, static: Any, *, name: str = "experiment") -> R
                     f"${static.usd_per_1m_blended:.2f}/1M tokens blended ({static.api_model}):"
                     f" break-even {format_count(static.breakeven_low)} to "
                     f"{format_count(static.breakeven_high)} tokens/month.")
-    _monotone_warning(report, result, n)
+    _monotone_warning(report, result, n, precision)
     cols = [Column("volume", "Volume", "tokens", "tokens/month"),
             Column("api_only", "API-only", "usd", "$/month"),
             Column("gpu_only", "GPU-only", "usd", "$/month"),
@@ -442,7 +460,7 @@ def static_report(static: Any, *, name: str = "experiment") -> Report:
     return report
 
 
-def _monotone_warning(report: Report, result: Any, n: int) -> None:
+def _monotone_warning(report: Report, result: Any, n: int, precision: float | None) -> None:
     for attr, label in (("gpu_only", "GPU-only"), ("hybrid", "hybrid")):
         sizes = [(v.volume, _gpus(getattr(v, attr))) for v in result.volumes
                  if getattr(v, attr) is not None]
@@ -451,8 +469,8 @@ def _monotone_warning(report: Report, result: Any, n: int) -> None:
                 report.line(f"warning: the {label} fleet shrinks as the volume grows "
                             f"({g1:g} GPUs at {format_count(v1)} tokens/month, {g2:g} at "
                             f"{format_count(v2)}): the intervals of {n} replications are too "
-                            "wide to size fleets (cost.total_usd and the SLO metrics); rerun "
-                            "with more replications (-n).", "warn")
+                            "wide to size fleets (cost.total_usd and the SLO metrics): "
+                            f"{_more_replications(n, precision)}.", "warn")
                 break
 
 

@@ -91,6 +91,7 @@ __all__ = [
     "run_one",
     "read_runs",
     "summarize_points",
+    "Precision",
     "canonical",
 ]
 
@@ -486,6 +487,22 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+@dataclass(frozen=True)
+class Precision:
+    """Sequential replication (``--precision``): a point whose decision-relevant intervals
+    are too wide (``wide(stats)`` names the metrics) gets ``batch`` more replications,
+    up to ``cap`` in all. Replication i of a point always has the same seed, so the
+    numbers depend only on the seed, the target and the cap (not on the workers or the
+    order of the search), and the extra replications of one point pair with the same
+    replications of another (common random numbers)."""
+
+    target: float
+    """The relative half-width wanted (0.05: 5%)."""
+    cap: int
+    batch: int
+    wide: Callable[[PointStats], list[str]]
+
+
 @dataclass
 class _Task:
     point: Point
@@ -502,7 +519,8 @@ class Evaluator:
     def __init__(self, base: Base, store: RunStore, executor: Executor, *,
                  max_in_flight: int, progress: RunProgress | None = None,
                  retry_failed: bool = False,
-                 experiments: Mapping[str, Experiment] | None = None):
+                 experiments: Mapping[str, Experiment] | None = None,
+                 precision: Precision | None = None):
         self.base = base
         self.store = store
         self.executor = executor
@@ -512,6 +530,12 @@ class Evaluator:
         self._experiments: dict[str, Experiment] = dict(experiments or {})
         self._rows: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
         self.ran = self.skipped = 0
+        self.precision = precision
+        self._counts: dict[str, int] = {}
+
+    def replications(self, point: Point) -> int:
+        """Replications of ``point``: the experiment's, or more (sequential replication)."""
+        return self._counts.get(point.id, self.experiment(point).config.replications)
 
     def experiment(self, point: Point) -> Experiment:
         if point.id not in self._experiments:
@@ -525,7 +549,7 @@ class Evaluator:
     def _todo(self, points: Sequence[Point]) -> list[_Task]:
         tasks = []
         for point in _unique(points):
-            for rep in range(self.experiment(point).config.replications):
+            for rep in range(self.replications(point)):
                 key = (point.id, rep)
                 if key in self._rows:
                     continue
@@ -557,12 +581,31 @@ class Evaluator:
         return failures
 
     def evaluate(self, points: Sequence[Point]) -> dict[str, PointStats]:
-        """Run what is missing, then every point's rows (stored runs are read back)."""
+        """Run what is missing, then every point's rows (stored runs are read back); with
+        :class:`Precision`, add replications in batches to the points that need them."""
         self.run_missing(points)
+        out = self._collect(points)
+        while self.precision is not None:
+            more = [p for p in _unique(points) if self._wants_more(p, out[p.id])]
+            if not more:
+                break
+            for p in more:
+                self._counts[p.id] = min(self.replications(p) + self.precision.batch,
+                                         self.precision.cap)
+            self.run_missing(more)
+            out.update(self._collect(more))
+        return out
+
+    def _wants_more(self, point: Point, stats: PointStats) -> bool:
+        assert self.precision is not None
+        return (stats.ok and self.replications(point) < self.precision.cap
+                and bool(self.precision.wide(stats)))
+
+    def _collect(self, points: Sequence[Point]) -> dict[str, PointStats]:
         out = {}
         for point in _unique(points):
             stats = PointStats(point, [])
-            for rep in range(self.experiment(point).config.replications):
+            for rep in range(self.replications(point)):
                 row, error = self._row(point.id, rep)
                 if error is not None or row is None:
                     stats.errors[rep] = error or "missing run file"
