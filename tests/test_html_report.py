@@ -18,9 +18,6 @@ import pytest
 
 import sim
 
-pytestmark = pytest.mark.skip(reason="waits for RunResult.write to write report.html "
-                              "(sim.report.html.write_html; integration not yet done)")
-
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
 
@@ -51,8 +48,14 @@ def run_folder(tmp_path_factory) -> Path:
 
 
 def _chromium(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Headless Chromium with a new, empty profile, no background traffic and no way out
+    to the network."""
+    profile = cwd / f"profile-{len(list(cwd.glob('profile-*')))}"
+    profile.mkdir()
     return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                           "--disable-dev-shm-usage", "--hide-scrollbars", *NO_NETWORK,
+                           "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                           "--hide-scrollbars", f"--user-data-dir={profile}", *NO_NETWORK,
                            *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 

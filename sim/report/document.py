@@ -381,14 +381,25 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _md_line(line: Line) -> str:
+    """A line as a paragraph: verdicts (ok, bad) in bold, a ``warning:`` line with a bold
+    **Warning:**, other warn-level lines (advice) in italics."""
+    text = _md_escape(line.text)
+    if line.level in ("ok", "bad"):
+        return f"**{text}**"
+    if line.level == "warn":
+        if text.lower().startswith("warning:"):
+            return f"**Warning:** {text[len('warning:'):].strip()}"
+        return f"_{text}_"
+    return text
+
+
 def to_markdown(report: Report) -> str:
     """The report as Markdown: a heading, the lines as paragraphs, pipe tables."""
     out = [f"# {report.title}", ""]
     for block in report.blocks:
         if isinstance(block, Line):
-            prefix = {"warn": "**Warning:** ", "bad": "**", "ok": "**"}.get(block.level, "")
-            suffix = "**" if block.level in ("bad", "ok") else ""
-            out += [f"{prefix}{_md_escape(block.text)}{suffix}", ""]
+            out += [_md_line(block), ""]
             continue
         out += [f"## {block.title}", ""]
         out.append("| " + " | ".join(_md_escape(header(c)) for c in block.columns) + " |")

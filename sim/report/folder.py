@@ -23,8 +23,8 @@ from sim.report.run_report import build_run_report
 __all__ = ["load_folder_report", "rewrite_html", "PLOT_CAPTIONS", "plots_in", "read_json"]
 
 PLOT_CAPTIONS: dict[str, str] = {
-    "day_profile": "Utilization, overflow and queue over an average day (mean and 5-95% "
-                   "band across replications)",
+    "day_profile": "GPU utilization and the share of requests sent to the API over an "
+                   "average day (mean and 5-95% band across replications)",
     "fleet_day": "Fleet size over an average day",
     "ttft_cdf": "Time to first token: distribution per destination (replication 0)",
     "cost_breakdown": "Monthly cost by layer, and its distribution across replications",
