@@ -104,7 +104,9 @@ def test_events_per_request_do_not_grow_with_output_length():
         assert tot.served_gpu == n
         per_request.append(tot.events / n)
     assert per_request[1] <= 1.3 * per_request[0], per_request
-    assert max(per_request) <= 4.0, per_request
+    # About one arrival, one wake-up at its completion and one move of its replica's
+    # calendar entry per request (joins run the replica ahead: no wake-up of their own).
+    assert max(per_request) <= 3.0, per_request
 
 
 class _Item:

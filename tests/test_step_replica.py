@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.profiles.steptime import StepModel, StepTime, run_time_s, steps_ending_by
+from sim.profiles.steptime import Overheads, StepModel, StepTime, run_time_s, steps_ending_by
 from tests.step_reference import simulate
 from tests.stepkit import run_fast
 
@@ -40,11 +40,18 @@ def _random_model(rng: np.random.Generator, tight_kv: bool) -> StepModel:
 
 
 @pytest.mark.parametrize("tight_kv", [False, True])
-def test_fast_replica_matches_step_reference(tight_kv):
+@pytest.mark.parametrize("overheads", ["per_token", "none"])
+def test_fast_replica_matches_step_reference(tight_kv, overheads):
+    """With a per-input-token overhead a join may be ready before an earlier join (a
+    shorter prompt), so the replica may run ahead only to where no later join can be
+    ready; without overheads every join runs it ahead to the step it joins."""
     seen = {"chunked": 0, "preempted": 0, "prefix": 0}
-    for seed in range(60):
+    cases = 60 if overheads == "per_token" else 30
+    for seed in range(cases):
         rng = np.random.default_rng(100 * seed + tight_kv)
         model = _random_model(rng, tight_kv)
+        if overheads == "none":
+            model = model.model_copy(update={"overheads": Overheads()})
         n = 40
         join = np.cumsum(rng.exponential(0.05, n))
         inp = rng.integers(1, 400, n)
@@ -63,8 +70,8 @@ def test_fast_replica_matches_step_reference(tight_kv):
         seen["preempted"] += int(pre.sum() > 0)
         seen["prefix"] += int(any(p >= model.scheduler.block_size for p in prefix))
     # The cases exercise what they are meant to (preemptions need the tight KV cache).
-    assert seen["chunked"] > 20 and seen["prefix"] > 20
-    assert (seen["preempted"] > 10) == tight_kv
+    assert seen["chunked"] > cases // 3 and seen["prefix"] > cases // 3
+    assert (seen["preempted"] > cases // 6) == tight_kv
 
 
 def _both(model, join, inp, out, groups=None, prefix=()):

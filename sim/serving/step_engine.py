@@ -179,7 +179,7 @@ class StepServing:
                     if not blk.outstanding:
                         self._maybe_finish(blk)  # type: ignore[attr-defined]
             done.clear()
-        rep.sync_kv()
+        rep.kv_used = float((rep.n_blocks - rep.free + rep.promised) * rep.bs)  # sync_kv
         b = len(running)
         if b != b0:
             if rep.up:
@@ -192,7 +192,7 @@ class StepServing:
         if rep.entry is not entry0:  # evicted meanwhile (a drain callback failed it)
             return
         rep.replan()  # nobody else joins it at t now
-        rep.sync_kv()
+        rep.kv_used = float((rep.n_blocks - rep.free + rep.promised) * rep.bs)  # sync_kv
         # Re-arm in place: this wake-up's entry is still the calendar's head, unless an
         # urgent SimPy event came in front of it at this very time (then it stays, stale).
         entry = rep.entry

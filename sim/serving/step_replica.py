@@ -45,8 +45,19 @@ arithmetic sequence: n steps take ``n*T1 + g*n(n-1)/2`` and the steps that end b
 are a quadratic's root. Decoding sequences are data: each has a finish step on a step
 clock (a heap); their KV blocks are tracked by a histogram over ``block_size`` residues of
 (context - step clock), so the first step at which blocks run out is found by counting, not
-stepping. The replica plans one *segment* of identical steps at a time and needs one
-wake-up at its end: events per request do not depend on output length.
+stepping. The replica plans one *segment* at a time and needs one wake-up at its end:
+events per request do not depend on output length. A segment is a run of identical
+steps, or a step that admits requests (or ends a prefill) followed by the run of identical
+steps after it, foreseen from the state that step will leave (a *two-part* segment).
+
+When a request joins during a segment, the segment ends at the first step boundary b at
+or after the time the request is ready. The steps before b are final once none of them
+can still be joined by a later request (each starts before the earliest time a request
+joining from now on can be ready: always so without a per-input-token overhead), and
+then they are applied at once and the next segment is planned from b: the join costs no
+wake-up of its own. A request that joins later but is ready by b still joins the step at
+b (the plan from b is redone, FCFS by ready time). The replica's state may thus run ahead
+of the caller's clock, never past a step whose composition could still change.
 
 Assumptions and simplifications (each stands for a vLLM behaviour, or is what is not
 modelled): chunked prefill on, FCFS policy, no ``long_prefill_token_threshold``; prefix
@@ -61,6 +72,7 @@ Depends only on the standard library and :mod:`sim.profiles.steptime`.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from heapq import heapify, heappop, heappush
 from typing import Any
@@ -70,7 +82,6 @@ from sim.profiles.steptime import (
     StepTime,
     prefill_pairs,
     run_time_s,
-    steps_ending_by,
 )
 
 __all__ = ["StepReplica", "Seq", "INF"]
@@ -182,6 +193,14 @@ class StepReplica:
         self._chunk = 0  # the partial prefill's tokens per step (0: none scheduled)
         self._dec_s = 0  # decoders scheduled in the first step
         self._silent = False  # the planned segment is one step in which nobody completes
+        # A two-part segment: its first step (admissions or a prefill's end), then _m
+        # identical steps of another composition (step time _t2, growth _g2, the partial
+        # prefill's chunk _chunk2, _dec2 decoders, _free2 blocks free after the first of
+        # them), foreseen by _lookahead.
+        self._two = False
+        self._m = 0
+        self._t2 = self._g2 = 0.0
+        self._chunk2 = self._dec2 = self._free2 = 0
 
     # ------------------------------------------------------------------ requests
     def fits(self, input_tokens: int, output_tokens: int) -> bool:
@@ -209,12 +228,53 @@ class StepReplica:
         elif ready <= self.t:
             self._plan()  # ready at the boundary the plan starts from: plan again
         elif ready < self.wake_t:
-            self._cut(ready)
+            self._run_to(ready, t)
         return s
+
+    def _run_to(self, ready: float, t: float) -> None:
+        """A request joining at ``t`` is ready at ``ready``, inside the planned segment:
+        end the segment at the first step boundary b at or after ``ready`` and, where
+        nothing can still change the steps before b, run them now and plan from b (the
+        step that admits it and the run after it: one segment, one wake-up, instead of a
+        wake-up at b). The steps before b are final when each starts before the earliest
+        time a request joining from now on can be ready (``t + pre_s + pre_s_per_input_token``
+        for a one-token prompt). Not for a replica that reports first tokens as they come
+        (``track_first``): its server aborts requests at the time they give up."""
+        if self._two or self.track_first:
+            n0 = self.seg_n
+            self._cut(ready)
+            j = self.seg_n
+            if j == n0 or self.track_first:
+                return
+            x = (self.t if j == 1
+                 else self.t + self.seg_first + run_time_s(j - 2, self._t2, self._g2))
+        else:  # _cut, inlined: one run of identical steps
+            first, growth, t0 = self.seg_first, self.seg_growth, self.t
+            j = _steps_until(ready - t0, first, growth)
+            if j >= self.seg_n:
+                return
+            self.seg_n = j
+            self.wake_t = t0 + (j * first + growth * j * (j - 1) / 2.0)  # run_time_s
+            x = t0 + ((j - 1) * first + growth * (j - 1) * (j - 2) / 2.0)
+        if x < t + self.pre_s + self.pre_tok_s:  # the start of the last step before b
+            self._execute()
+            self._plan()
 
     def _cut(self, ready: float) -> None:
         """End the planned segment at the first step boundary at or after ``ready`` (the
         step in progress then keeps its composition)."""
+        if self._two:
+            t1 = self.t + self.seg_first
+            if ready <= t1:
+                self._two = False
+                self.seg_n = 1
+                self.wake_t = t1
+                return
+            j = 1 + _steps_until(ready - t1, self._t2, self._g2)
+            if j < self.seg_n:
+                self.seg_n = j
+                self.wake_t = t1 + run_time_s(j - 1, self._t2, self._g2)
+            return
         x = ready - self.t
         j = _steps_until(x, self.seg_first, self.seg_growth)
         if j < self.seg_n:
@@ -225,11 +285,65 @@ class StepReplica:
     def _plan(self) -> None:
         """Plan the next segment from the boundary (t, k): the first step's composition by
         the scheduler rules (nothing is changed until the segment ends), then how many
-        identical steps follow it."""
-        t, k, bs = self.t, self.k, self.bs
+        identical steps follow it. The usual case, D decoders and nobody else (none
+        waiting, no prefill), is planned here; the rest in :meth:`_plan_step`."""
+        t = self.t
+        pending, waiting = self.pending, self.waiting
+        if pending and pending[0][0] <= t:
+            self._pop_ready(t)
+        D = self.D
+        if waiting or not D or self.prefill is not None:
+            self._plan_step()
+            return
+        k, bs = self.k, self.bs
+        free = self.free - self.hist[-k % bs]
+        if free < 0:  # a decoder's new block does not fit: preemption
+            self._plan_step()
+            return
+        self.planned = True
+        # StepTime.step_s and growth_s, inlined (no prefill: its terms are zero)
+        a_dec = self._a_dec
+        first = self._per_step + self._lin[D] + self._per_seq * D + a_dec * (self.ksum + D)
+        growth = a_dec * D
+        fk = self.finish
+        while fk[0][2] != fk[0][3].gen:  # drop stale entries
+            heappop(fk)
+        n = fk[0][0] - k
+        if n > 1:
+            if ((n - 1) // bs + 1) * D > free:  # (else plenty of room: see _kv_steps)
+                n = 1 + self._kv_steps(n - 1, free, 0, self.hist, k, D, -1)
+            if pending and n > 1:
+                n = min(n, _steps_until(pending[0][0] - t, first, growth))
+        self._victims = self._admits = _NONE
+        self._free1 = free
+        self._chunk, self._dec_s = 0, D
+        self._silent = self._two = False
+        self.seg_n = n
+        self.seg_first, self.seg_growth = first, growth
+        self.wake_t = t + (n * first + growth * n * (n - 1) / 2.0)  # run_time_s, inlined
+
+    def _pop_ready(self, t: float) -> None:
+        """Requests ready by ``t`` join the waiting queue, FCFS by ready time."""
         pending, waiting = self.pending, self.waiting
         while pending and pending[0][0] <= t:
-            waiting.append(heappop(pending)[2])
+            r = heappop(pending)[2]
+            if waiting and waiting[-1].ready > r.ready:
+                # It joined after the plan ran ahead to t (see _run_to) but was ready
+                # before some that are waiting since t.
+                i = len(waiting) - 1
+                while i > 0 and waiting[i - 1].ready > r.ready:
+                    i -= 1
+                waiting.insert(i, r)
+            else:
+                waiting.append(r)
+
+    def _plan_step(self) -> None:
+        """:meth:`_plan` where the first step is not one of D decoders alone: it has a
+        prefill chunk, admissions or a preemption. A first step in which nobody completes
+        is planned together with the run of identical steps after it where that run is
+        foreseen here (see :meth:`_plan_after`)."""
+        t, k, bs = self.t, self.k, self.bs
+        pending, waiting = self.pending, self.waiting
         self.planned = True
         victims: list[Seq] = _NONE
         admits: list[tuple[Seq, int, int, int]] = _NONE
@@ -251,32 +365,70 @@ class StepReplica:
                 pf_pairs = prefill_pairs(chunk, pf.comp)
         else:  # someone must be preempted: go through the running requests in order
             victims, free, budget, dec_s, ksum_s, chunk, pf_pairs = self._plan_preemption()
-        holders_hit: dict[int, int] = {}
         seqs = dec_s + (1 if chunk else 0)
+        # What the first step leaves, for _plan_after: requests that finish their prompt
+        # in it (new decoders: how many, their computed tokens, the earliest last step,
+        # how many need a block in the next step), the one left prefilling, and whether
+        # one completes (loud) or will register a prefix (then no look-ahead).
+        new_n = new_comp = new_blk = 0
+        new_fin = _NEVER
+        loud = mixed = False
+        pf2: Seq | None = None
+        c2 = 0
+        if pf is not None and chunk:
+            c = pf.comp + chunk
+            if c == pf.P + pf.g:
+                loud = pf.g + 1 >= pf.O
+                mixed = pf.grp >= 0 and not pf.reg
+                new_n, new_comp, new_fin = 1, c, k + pf.O - pf.g
+                new_blk = 1 if c % bs == 0 else 0
         if not victims and waiting:
             n_run = len(self.batch)
-            adm_pairs = 0
+            max_seqs, wm = self.max_seqs, self.wm
+            holders_hit: dict[int, int] | None = None
             for r in waiting:
-                if budget <= 0 or n_run >= self.max_seqs:
+                if budget <= 0 or n_run >= max_seqs:
                     break
                 g = r.grp
-                hit = g >= 0 and self.holders[g] + holders_hit.get(g, 0) > 0
-                cached = self.pb[g] * bs if hit else 0
-                n = min(r.P + r.g - cached, budget)
-                need = -(-(cached + n) // bs) - (self.pb[g] if hit else 0)
-                if need + (self.wm if seqs else 0) > free:
+                if g >= 0:
+                    hit = self.holders[g] + (holders_hit.get(g, 0) if holders_hit else 0) > 0
+                    cached = self.pb[g] * bs if hit else 0
+                else:
+                    hit, cached = False, 0
+                total = r.P + r.g
+                n = total - cached
+                if n > budget:
+                    n = budget
+                c = cached + n
+                need = -(-c // bs) - (self.pb[g] if hit else 0)
+                if need + (wm if seqs else 0) > free:
                     break
                 if admits is _NONE:
                     admits = []
                 admits.append((r, cached, n, need))
                 if hit:
+                    if holders_hit is None:
+                        holders_hit = {}
                     holders_hit[g] = holders_hit.get(g, 0) + 1
+                elif g >= 0:
+                    mixed = True
                 free -= need
                 budget -= n
                 n_run += 1
                 seqs += 1
-                adm_pairs += prefill_pairs(n, cached)
-            pf_pairs += adm_pairs
+                pf_pairs += n * cached + n * (n + 1) // 2  # prefill_pairs, inlined
+                if c == total:
+                    if r.g + 1 >= r.O:
+                        loud = True
+                    new_n += 1
+                    new_comp += c
+                    f = k + r.O - r.g
+                    if f < new_fin:
+                        new_fin = f
+                    if c % bs == 0:
+                        new_blk += 1
+                else:
+                    pf2, c2 = r, c
         if not seqs:  # nothing to run: idle until the next request is ready
             self.planned = False
             self.seg_n = 0
@@ -289,11 +441,9 @@ class StepReplica:
         # StepTime.step_s, inlined (linear(N) from the replica's table)
         first = (self._per_step + self._lin[n_tok] + self._per_seq * seqs
                  + self._a_dec * (ksum_s + dec_s) + self._a_pre * pf_pairs)
-        growth = 0.0
-        n = 1
-        repeatable = (not victims and not admits
-                      and (pf is None or chunk < pf.P + pf.g - pf.comp))
-        if repeatable:
+        self._two = False
+        if not victims and not admits and (pf is None or chunk < pf.P + pf.g - pf.comp):
+            # Repeatable: D decoders and a prefill chunk, as long as nothing changes.
             growth = self.st.growth_s(D, chunk * chunk)
             n = _NEVER
             if D:
@@ -308,34 +458,41 @@ class StepReplica:
                 if g >= 0 and not pf.reg:
                     n = min(n, -(-(self.pb[g] * bs - pf.comp) // chunk))
             if n > 1:
-                n = 1 + self._kv_steps(n - 1, free, chunk)
+                n = 1 + self._kv_steps(n - 1, free, chunk, self.hist, k, D,
+                                       pf.comp + chunk if pf is not None else -1)
             if pending and n > 1:
                 n = min(n, _steps_until(pending[0][0] - t, first, growth))
             self._silent = False
         else:
-            self._silent = self._first_step_silent(pf, chunk, admits)
+            # One step of its own. Silent if nobody completes at its end.
+            if D:
+                fk = self.finish
+                while fk[0][2] != fk[0][3].gen:
+                    heappop(fk)
+                if fk[0][0] == k + 1:
+                    loud = True
+            self._silent = not loud
+            if (not loud and not mixed and not victims and not self.track_first
+                    and self._plan_after(t + first, dec_s, new_n, new_comp, new_fin, new_blk,
+                                         pf2, c2, admits, free)):
+                self._silent = False
+                self._two = True
+                self.seg_first, self.seg_growth = first, 0.0
+                m = self._m
+                self.seg_n = 1 + m
+                g2 = self._g2
+                self.wake_t = t + first + (m * self._t2 + g2 * m * (m - 1) / 2.0)
+                return
+            growth, n = 0.0, 1
         self.seg_n = n
         self.seg_first, self.seg_growth = first, growth
-        self.wake_t = t + run_time_s(n, first, growth)
-
-    def _first_step_silent(self, pf: Seq | None, chunk: int,
-                           admits: list[tuple[Seq, int, int, int]]) -> bool:
-        """Does no request complete at the end of the planned first step?"""
-        if self.D:
-            fk = self.finish
-            while fk[0][2] != fk[0][3].gen:
-                heappop(fk)
-            if fk[0][0] == self.k + 1:
-                return False
-        if pf is not None and chunk and pf.comp + chunk == pf.P + pf.g and pf.g + 1 >= pf.O:
-            return False
-        # An admission that completes its prompt in this step and needs one token only.
-        return not any(cached + n == r.P + r.g and r.g + 1 >= r.O for r, cached, n, _ in admits)
+        self.wake_t = t + (n * first + growth * n * (n - 1) / 2.0)  # run_time_s, inlined
 
     def settle(self) -> None:
         """Nothing else joins at this instant: if the planned segment is a single step in
-        which no request completes, run it now and plan from its end (one wake-up for the
-        step that admits a request and the run of identical steps after it). Only at a real
+        which no request completes (one whose run after it was not foreseen, see
+        :meth:`_plan_after`), run it now and plan from its end (one wake-up for the step
+        that admits a request and the run of identical steps after it). Only at a real
         boundary (the caller's time is ``self.t``): a request that joins later during that
         step is ready after its start, so it could not have joined it anyway."""
         if self.planned and self.seg_n == 1 and self._silent and not self.track_first:
@@ -393,14 +550,86 @@ class StepReplica:
             i += 1
         return victims, free, budget, dec_s, ksum_s, chunk, pairs
 
-    def _kv_steps(self, m_max: int, free: int, chunk: int) -> int:
-        """How many of the next ``m_max`` steps after the first can allocate their blocks
-        from ``free`` (decoders by the residue histogram, the prefill by its offset)."""
-        bs, k, hist, D = self.bs, self.k, self.hist, self.D
-        pf = self.prefill
-        comp1 = pf.comp + chunk if pf is not None else 0
+    def _plan_after(self, t1: float, D: int, new_n: int, new_comp: int, new_fin: int,
+                    new_blk: int, pf2: Seq | None, c2: int,
+                    admits: list[tuple[Seq, int, int, int]], free: int) -> bool:
+        """The planned first step (from clock k, ending at ``t1``; ``D`` decoders in it,
+        ``free`` blocks left after its allocations) admits requests or ends a prefill,
+        and nobody completes or registers a prefix in it: plan the run of identical steps
+        after it too, from the state it will leave, as :meth:`_plan` would from there.
+        ``new_*``: the requests that finish their prompt in it (how many, their computed
+        tokens, their earliest last step, how many need a block in the next step);
+        ``pf2`` the one left prefilling (``c2`` tokens computed). Sets ``_m`` (>= 1) and
+        the run's composition and returns True; False where that run is not foreseen
+        here (a request left waiting that the next step could take; a request ready by
+        ``t1``; a prefill that ends in the next step; a preemption in it): then the
+        segment is the first step alone."""
+        bs, k1 = self.bs, self.k + 1
+        D2 = D + new_n
+        ksum2 = self.ksum + D + new_comp
+        fmin = self.finish[0][0] if D else _NEVER  # (stale entries were dropped)
+        if new_fin < fmin:
+            fmin = new_fin
+        budget = self.budget - D2
+        chunk2 = left2 = pf_need = pairs = 0
+        if pf2 is not None:
+            left2 = pf2.P + pf2.g - c2
+            chunk2 = min(left2, budget)
+            if chunk2 >= left2:
+                return False
+            budget -= chunk2
+            pf_need = -(-(c2 + chunk2) // bs) - (-(-c2 // bs))
+            pairs = chunk2 * c2 + chunk2 * (chunk2 + 1) // 2  # prefill_pairs, inlined
+        if (budget > 0 and len(self.waiting) > len(admits)
+                and len(self.batch) + len(admits) < self.max_seqs):
+            return False
+        pending = self.pending
+        if pending and pending[0][0] <= t1:
+            return False
+        need = (self.hist[-k1 % bs] if D else 0) + new_blk + pf_need
+        if need > free:
+            return False
+        free -= need
+        if chunk2:
+            first = (self._per_step + self._lin[D2 + chunk2] + self._per_seq * (D2 + 1)
+                     + self._a_dec * (ksum2 + D2) + self._a_pre * pairs)
+            growth = self.st.growth_s(D2, chunk2 * chunk2)
+        else:  # StepTime.step_s and growth_s, inlined (no prefill: its terms are zero)
+            first = (self._per_step + self._lin[D2] + self._per_seq * D2
+                     + self._a_dec * (ksum2 + D2))
+            growth = self._a_dec * D2
+        n = fmin - k1
+        if pf2 is not None:
+            n = min(n, left2 // chunk2)
+        if n > 1:
+            m_max = n - 1
+            bound = (m_max // bs + 1) * D2 + (m_max * chunk2 // bs + 1 if pf2 is not None else 0)
+            if bound > free:  # (else plenty of room: see _kv_steps)
+                hist2 = self.hist[:]
+                for r, cached, tokens, _ in admits:
+                    if cached + tokens == r.P + r.g:
+                        hist2[(cached + tokens - k1) % bs] += 1
+                pf = self.prefill
+                if pf is not None and self._chunk and pf.comp + self._chunk == pf.P + pf.g:
+                    hist2[(pf.comp + self._chunk - k1) % bs] += 1
+                n = 1 + self._kv_steps(m_max, free, chunk2, hist2, k1, D2,
+                                       c2 + chunk2 if pf2 is not None else -1)
+        if pending and n > 1:
+            n = min(n, _steps_until(pending[0][0] - t1, first, growth))
+        self._m, self._t2, self._g2 = n, first, growth
+        self._chunk2, self._dec2, self._free2 = chunk2, D2, free
+        return True
+
+    def _kv_steps(self, m_max: int, free: int, chunk: int, hist: list[int], k: int, D: int,
+                  comp1: int) -> int:
+        """How many of the next ``m_max`` steps after the first (from clock ``k``) can
+        allocate their blocks from ``free``: ``D`` decoders by the residue histogram
+        ``hist``, the prefill (if ``comp1`` >= 0: its computed tokens after the first
+        step, ``chunk`` more each step) by its offset."""
+        bs = self.bs
+        has_pf = comp1 >= 0
         # Plenty of room (the usual case): an upper bound of what m_max steps take fits.
-        bound = (m_max // bs + 1) * D + (m_max * chunk // bs + 1 if pf is not None else 0)
+        bound = (m_max // bs + 1) * D + (m_max * chunk // bs + 1 if has_pf else 0)
         if bound <= free:
             return m_max
         base_pf = -(-comp1 // bs)
@@ -412,7 +641,7 @@ class StepReplica:
         def need(m: int) -> int:
             q, r = divmod(m, bs)
             blocks = q * D + cum[r]
-            if pf is not None:
+            if has_pf:
                 blocks += -(-(comp1 + m * chunk) // bs) - base_pf
             return blocks
 
@@ -452,8 +681,126 @@ class StepReplica:
         self.settle()
 
     def _execute(self) -> None:
-        """Apply the planned segment: its n steps have run."""
-        bs, n = self.bs, self.seg_n
+        """Apply the planned segment: its steps have run."""
+        if self._two:
+            self._two = False
+            m = self.seg_n - 1
+            self._apply_head(self.seg_first)
+            self._chunk, self._dec_s, self._free1 = self._chunk2, self._dec2, self._free2
+            if self.prefill is None:
+                self._apply_run(m, self._t2, self._g2)
+            else:
+                self._apply(m, self._t2, self._g2)
+        elif self._admits or self._victims or self.prefill is not None:
+            self._apply(self.seg_n, self.seg_first, self.seg_growth)
+        else:
+            self._apply_run(self.seg_n, self.seg_first, self.seg_growth)
+        self.segments += 1
+        self.planned = False
+        if self._aborting:
+            for s in self._aborting:
+                if s in self.batch:
+                    self._drop(s)
+            self._aborting = []
+
+    def _apply_head(self, first: float) -> None:
+        """:meth:`_apply` for the first step of a two-part segment (see _plan_after): no
+        preemption, nobody completes or registers a prefix; the prefill in progress (if
+        scheduled) and the admitted requests that finish their prompt start decoding."""
+        bs = self.bs
+        self.k = k = self.k + 1
+        self.busy_s += first
+        self.t = t = self.t + first  # (run_time_s of one step)
+        self.steps += 1
+        self.ksum += self.D
+        self.free = self._free1
+        pf = self.prefill
+        chunk = self._chunk
+        if pf is not None and chunk:  # its prefill ends in this step
+            c = pf.comp + chunk
+            pf.own += -(-c // bs) - (-(-pf.comp // bs))
+            pf.comp = c
+            self.prefill = None
+            self._start_decoding(pf, k, t)
+        waiting, batch = self.waiting, self.batch
+        for r, cached, tokens, need in self._admits:
+            waiting.popleft()
+            self.promised -= -(-(r.P + r.g) // bs)
+            r.comp = c = cached + tokens
+            r.own = need
+            if cached:
+                r.reg = True
+                self.holders[r.grp] += 1
+            batch[r] = None
+            if c < r.P + r.g:
+                self.prefill = r
+            else:
+                self._start_decoding(r, k, t)
+        self._admits = _NONE
+
+    def _start_decoding(self, r: Seq, k: int, t: float) -> None:
+        """``r`` computed its whole prompt at step clock ``k`` (time ``t``): its token of
+        that step, then one a step as data on the step clock (it does not complete yet)."""
+        r.g = g = r.g + 1
+        if r.first_s != r.first_s:  # NaN: its first token
+            r.first_s = t
+            if self.track_first:
+                self.firsts.append(r)
+        comp = r.comp
+        r.decoding = True
+        r.k0, r.c0, r.g0 = k, comp, g
+        r.key = key = (comp - k) % self.bs
+        r.finish_k = f = k + r.O - g
+        self.hist[key] += 1
+        self.D += 1
+        self.ksum += comp
+        heappush(self.finish, (f, r.order, r.gen, r))
+
+    def _apply_run(self, n: int, first: float, growth: float) -> None:
+        """:meth:`_apply` for n steps of the D decoders alone (the usual case)."""
+        bs, k, D = self.bs, self.k, self.D
+        free = self._free1
+        if n > 1:
+            # Blocks of steps 2..n: D per bs steps, and the decoders whose residue comes
+            # up in the last rem steps (a cyclic slice of the histogram).
+            q, rem = divmod(n - 1, bs)
+            free -= q * D
+            if rem:
+                hist = self.hist
+                lo = -(k + rem) % bs
+                hi = lo + rem
+                free -= sum(hist[lo:hi]) if hi <= bs else sum(hist[lo:]) + sum(hist[:hi - bs])
+        self.free = free
+        self.ksum += D * n
+        self.k = k = k + n
+        dt = n * first + growth * n * (n - 1) / 2.0  # run_time_s, inlined
+        self.busy_s += dt
+        self.t = t = self.t + dt
+        self.steps += n
+        fk = self.finish
+        if fk and fk[0][0] <= k:
+            self._finish_decoders(k, t)
+
+    def _finish_decoders(self, k: int, t: float) -> None:
+        """Decoders whose last token was emitted by step clock ``k`` (at time ``t``)."""
+        bs, fk, hist, batch = self.bs, self.finish, self.hist, self.batch
+        while fk and fk[0][0] <= k:
+            _, _, gen, s = heappop(fk)
+            if gen != s.gen:
+                continue
+            comp = s.c0 + k - s.k0
+            self.D -= 1
+            self.ksum -= comp
+            hist[s.key] -= 1
+            del batch[s]
+            self.free += -(-comp // bs) - (self.pb[s.grp] if s.reg else 0) + self._unregister(s)
+            s.g, s.comp, s.decoding = s.O, comp, False
+            self._finished(s, t)
+
+    def _apply(self, n: int, first: float, growth: float) -> None:
+        """Apply ``n`` steps of the planned composition (the first as planned, then
+        identical ones; step times ``first``, ``first + growth``, ...)."""
+        bs = self.bs
         k = self.k
         batch, hist = self.batch, self.hist
         admits = self._admits
@@ -492,26 +839,14 @@ class StepReplica:
         self.free = free
         self.ksum += self._dec_s * n
         self.k = k = k + n
-        dt = run_time_s(n, self.seg_first, self.seg_growth)
+        dt = run_time_s(n, first, growth)
         self.busy_s += dt
         self.t = t = self.t + dt
         self.steps += n
-        self.segments += 1
-        self.planned = False
         # 4. Decoders that emitted their last token.
         fk = self.finish
-        while fk and fk[0][0] <= k:
-            _, _, gen, s = heappop(fk)
-            if gen != s.gen:
-                continue
-            comp = s.c0 + k - s.k0
-            self.D -= 1
-            self.ksum -= comp
-            hist[s.key] -= 1
-            del batch[s]
-            self.free += -(-comp // bs) - (self.pb[s.grp] if s.reg else 0) + self._unregister(s)
-            s.g, s.comp, s.decoding = s.O, comp, False
-            self._finished(s, t)
+        if fk and fk[0][0] <= k:
+            self._finish_decoders(k, t)
         # 5. Prefilling requests scheduled in this segment.
         self.prefill = None
         if admits:
@@ -532,33 +867,19 @@ class StepReplica:
                 r.reg = True
             if r.comp < r.P + r.g:
                 self.prefill = r
-                continue
-            r.g += 1
-            if r.first_s != r.first_s:  # NaN: its first token
-                r.first_s = t
-                if self.track_first:
-                    self.firsts.append(r)
-            if r.g >= r.O:
+            elif r.g + 1 < r.O:
+                self._start_decoding(r, k, t)
+            else:  # its only (or last) token: it completes
+                r.g += 1
+                if r.first_s != r.first_s:  # NaN: its first token
+                    r.first_s = t
+                    if self.track_first:
+                        self.firsts.append(r)
                 del batch[r]
                 self.free += r.own + self._unregister(r)
                 r.own = 0
                 self._finished(r, t)
-                continue
-            # It decodes from now on: data on the step clock.
-            r.decoding = True
-            r.k0, r.c0, r.g0 = k, r.comp, r.g
-            r.key = (r.comp - k) % bs
-            r.finish_k = k + r.O - r.g
-            hist[r.key] += 1
-            self.D += 1
-            self.ksum += r.comp
-            heappush(fk, (r.finish_k, r.order, r.gen, r))
         self._victims = self._admits = _NONE
-        if self._aborting:
-            for s in self._aborting:
-                if s in batch:
-                    self._drop(s)
-            self._aborting = []
 
     def _finished(self, s: Seq, t: float) -> None:
         s.end_s = t + self.post_s
@@ -682,10 +1003,20 @@ def _linear_table(st: StepTime, budget: int) -> list[float]:
 
 
 def _steps_until(x: float, first: float, growth: float) -> int:
-    """The first step (1-based) of a run that ends at or after ``x`` from its start."""
-    if x <= 0.0:
+    """The first step (1-based) of a run that ends at or after ``x`` from its start: the
+    least n >= 1 with ``run_time_s(n, first, growth) >= x`` (a guess from the quadratic,
+    corrected against the sum itself, as in ``steps_ending_by``)."""
+    if x <= first:
         return 1
-    m = steps_ending_by(x, first, growth)
-    if m >= 1 and run_time_s(m, first, growth) == x:
-        return m
-    return m + 1
+    if growth <= 0.0:
+        n = int(x / first)
+    else:
+        b = first - growth / 2.0
+        n = int((-b + math.sqrt(b * b + 2.0 * growth * x)) / growth)
+    if n < 1:
+        n = 1
+    while n * first + growth * n * (n - 1) / 2.0 < x:
+        n += 1
+    while n > 1 and (n - 1) * first + growth * (n - 1) * (n - 2) / 2.0 >= x:
+        n -= 1
+    return n
