@@ -33,10 +33,12 @@ from sim.report import capacity_plots, litellm, plots
 # ------------------------------------------------------------------ the layout checks
 
 
-def _ticklabels(ax: Axes) -> list[Text]:
+def _ticklabels(ax: Axes, which: str = "xy") -> list[Text]:
     """The tick labels actually drawn: major ticks inside the view interval, non-empty."""
     out = []
-    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+    for name, axis, limits in (("x", ax.xaxis, ax.get_xlim()), ("y", ax.yaxis, ax.get_ylim())):
+        if name not in which:
+            continue
         low, high = sorted(limits)
         span = high - low
         for tick in axis.get_major_ticks():
@@ -102,6 +104,11 @@ def layout_problems(fig: Figure) -> list[str]:
             continue  # (another panel's ticks: only their own collisions matter)
         if _overlap(b1, b2):
             problems.append(f"{_describe(k1, a1)} overlaps {_describe(k2, a2)}")
+    for ax in fig.axes:  # two ticks of one axis with the same label: unreadable
+        for axis in ("x", "y"):
+            labels = [t.get_text() for t in _ticklabels(ax, axis)]
+            if len(set(labels)) < len(labels):
+                problems.append(f"{axis} tick labels repeat: {labels}")
     for kind, owner, artist, box in items:
         for ax in fig.axes:
             if (ax is owner or not ax.get_visible() or (owner is not None and _twins(ax, owner))
@@ -146,7 +153,7 @@ def check(saved: list[Figure], draw: Callable[[], object]) -> None:
 
 
 def _timeseries(days: int = 2, replications: int = 3, bin_s: float = 300.0,
-                pools: tuple[str, ...] = ()) -> pd.DataFrame:
+                pools: tuple[str, ...] = (), api_scale: float = 1.0) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     t = np.arange(0.0, days * 86400.0, bin_s)
     hour = (t % 86400.0) / 3600.0
@@ -155,7 +162,7 @@ def _timeseries(days: int = 2, replications: int = 3, bin_s: float = 300.0,
     for rep in range(replications):
         arrivals = rng.poisson(100 * load)
         frame = {"replication": rep, "t_s": t, "bin_s": bin_s, "arrivals": arrivals,
-                 "to_api": rng.binomial(arrivals, np.clip(load - 0.6, 0, 1)),
+                 "to_api": rng.binomial(arrivals, api_scale * np.clip(load - 0.6, 0, 1)),
                  "failed": np.zeros_like(arrivals),
                  "utilization": np.clip(load + rng.normal(0, 0.03, t.size), 0, 1),
                  "replicas_up": 2 + np.round(2 * load), "replicas_billed": 3 + np.round(2 * load)}
@@ -255,14 +262,16 @@ def test_the_checker_sees_an_overlap_and_a_clipped_title(saved, tmp_path):
     assert any("leaves the figure" in p and "suptitle" in p for p in problems), problems
 
 
-@pytest.mark.parametrize("replications", [1, 3])
-def test_day_profile(saved, tmp_path, replications):
-    check(saved, lambda: plots.plot_day_profile(_timeseries(replications=replications),
-                                                tmp_path / "day.png"))
+@pytest.mark.parametrize("replications, api_scale", [(1, 1.0), (3, 1.0), (3, 0.02)])
+def test_day_profile(saved, tmp_path, replications, api_scale):
+    """(api_scale 0.02: an overflow share below 1%, whose ticks must still differ)"""
+    ts = _timeseries(replications=replications, api_scale=api_scale)
+    check(saved, lambda: plots.plot_day_profile(ts, tmp_path / "day.png"))
 
 
-def test_fleet_day_and_comparison(saved, tmp_path):
-    ts = _timeseries(pools=("base", "spot-burst", "reserved"))
+@pytest.mark.parametrize("api_scale", [1.0, 0.02])
+def test_fleet_day_and_comparison(saved, tmp_path, api_scale):
+    ts = _timeseries(pools=("base", "spot-burst", "reserved"), api_scale=api_scale)
     check(saved, lambda: plots.plot_fleet_day(ts, tmp_path / "fleet_day.png"))
     series = {"trough-hybrid": (_timeseries(), None), "peak-fixed": (_timeseries(), 4.0),
               "autoscaled-with-a-long-name": (ts, None)}

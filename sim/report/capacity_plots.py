@@ -477,7 +477,7 @@ def plot_breakeven(curves: Mapping[str, Sequence[Row]], crossings: Sequence[Row]
     _dodged_labels(ax, ends)
     ax.xaxis.set_major_formatter(count_axis())
     ax.yaxis.set_major_formatter(usd_axis())
-    ax.set_xlabel("Monthly token volume (input + output)")
+    ax.set_xlabel("Monthly token volume (tokens per month, input + output)")
     ax.set_ylabel("Fully loaded cost per 1M tokens (USD)")
     ax.set_title("Cost per token vs volume (bands: p5-p95 across replications)")
     ax.grid(alpha=0.3, which="both")

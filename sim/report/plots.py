@@ -30,7 +30,7 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from sim.core.errors import ConfigError
 from sim.costs.model import COST_LAYERS
-from sim.report.formats import format_count, format_usd_short
+from sim.report.formats import format_count, format_percent, format_usd_short
 
 __all__ = ["plot_day_profile", "plot_latency_cdfs", "plot_cost_breakdown", "plot_fleet_day",
            "plot_fleet_comparison", "plot_workload", "save_figure", "usd_axis", "count_axis",
@@ -154,7 +154,7 @@ def plot_day_profile(timeseries: Any, path: str | os.PathLike[str]) -> Path:
             ax.fill_between(hours, p5, p95, color=color, alpha=0.2, linewidth=0)
         ax.plot(hours, mean, color=color, linewidth=1.8)
         ax.set_ylabel(f"{label} (%)")
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         peak = ""
@@ -163,7 +163,7 @@ def plot_day_profile(timeseries: Any, path: str | os.PathLike[str]) -> Path:
             i = int(np.nanargmax(np.where(finite, mean, -np.inf)))
             ax.plot(hours[i], mean[i], marker="v", color=color, markersize=7,
                     linestyle="none")
-            peak = f"; peak ▼ {mean[i]:.0%} at {_clock(hours[i])}"
+            peak = f"; peak ▼ {format_percent(mean[i])} at {_clock(hours[i])}"
         band = f"line: mean; band: p5–p95 across {n_rep} replications" if n_rep > 1 \
             else "one replication: no band"
         ax.set_title(f"{label}{peak} — {band}", fontsize=10, loc="left")
@@ -241,7 +241,7 @@ def plot_fleet_day(timeseries: Any, path: str | os.PathLike[str]) -> Path:
                      loc="left")
     ax_over.plot(hours, overflow, color=COLORS[1], linewidth=1.8)
     ax_over.set_ylabel("Share sent to the API (%)", color=COLORS[1])
-    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax_over.set_ylim(bottom=0)
     ax_over.grid(alpha=0.3)
     ax_rate = ax_over.twinx()
@@ -294,7 +294,7 @@ def plot_fleet_comparison(series: Mapping[str, tuple[Any, float | None]],
     ax_rep.grid(alpha=0.3)
     ax_rep.set_title("Replicas billed over the day", fontsize=10, loc="left")
     ax_over.set_ylabel("Share sent to the API (%)")
-    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax_over.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax_over.set_ylim(bottom=0)
     ax_over.grid(alpha=0.3)
     ax_over.set_title("Overflow share over the day", fontsize=10, loc="left")
@@ -454,17 +454,20 @@ def plot_workload(stats: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
     """Requests and tokens per hour over the horizon (``capsim workload --plot``); the
     format follows the file's extension. A file that cannot be written is a ConfigError."""
     edges_d = np.arange(len(stats["requests_per_hour"]) + 1) / 24.0
-    fig = Figure(figsize=(10, 6))
+    fig = Figure(figsize=(10, 6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 1, sharex=True)
-    for ax, key, color in zip(axes, ("requests_per_hour", "tokens_per_hour"),
-                              ("tab:blue", "tab:orange"), strict=True):
+    for ax, key, label, color in zip(
+            axes, ("requests_per_hour", "tokens_per_hour"),
+            ("Requests per hour", "Tokens per hour (input + output)"),
+            ("tab:blue", "tab:orange"), strict=True):
         ax.stairs(stats[key], edges_d, color=color)
         ax.set_ylim(bottom=0)
-        ax.set_ylabel(key.replace("_per_", " / "))
-    axes[1].set_xlabel("day (from Monday 00:00)")
-    fig.suptitle(f"workload {stats['name']}")
-    fig.tight_layout()
+        ax.set_ylabel(label)
+        ax.yaxis.set_major_formatter(count_axis())
+        ax.grid(alpha=0.3)
+    axes[1].set_xlabel("Day of the horizon (from Monday 00:00)")
+    fitted_title(fig, f"Workload {stats['name']}: arrivals per hour of the horizon")
     try:
         fig.savefig(path, dpi=100)
     except OSError as exc:
