@@ -203,7 +203,9 @@ def _dodged_labels(ax: Axes, items: Sequence[tuple[float, float, str, str]]) -> 
                    key=lambda i: i[1])
     if not items:
         return
-    ax.autoscale_view()
+    # Lay the figure out first, so that the screen positions are the final ones (constrained
+    # layout would otherwise move the points after the labels were spaced in points).
+    ax.get_figure(root=True).draw_without_rendering()
     to_points = 72.0 / ax.figure.dpi
     screen = [ax.transData.transform((x, y)) * to_points for x, y, _, _ in items]
     column = max(pt[0] for pt in screen) + 14.0
