@@ -480,9 +480,8 @@ def breakeven(experiment: str | None = None, *, volume: str = "100M..10B", point
     probe = Point.of({"workload.scale": scale, "fleet.replicas": sizes[-1]})
     if parsed:
         check_metrics(parsed, probe_metric_names(base, probe))
-    judged = list({str(s): s for s in (*gpu_only_slos(parsed, util_cap),
-                                         *hybrid_slos(parsed))}.values())
-    seq = sequential(judged, precision, exp.config.replications, max_replications)
+    seq = sequential([gpu_only_slos(parsed, util_cap), hybrid_slos(parsed)], precision,
+                     exp.config.replications, max_replications)
     store.open()
     n = workers or default_workers()
     with open_executor(executor, workers=n, scheduler=scheduler) as pool, \

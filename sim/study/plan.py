@@ -173,17 +173,23 @@ def too_wide(slos: Sequence[Slo], target: float) -> Callable[[PointStats], list[
     return wide
 
 
-def sequential(slos: Sequence[Slo], target: float | None, start: int,
+def sequential(slo_sets: Sequence[Sequence[Slo]], target: float | None, start: int,
                cap: int | None) -> Precision | None:
-    """The sequential replication of a plan (None: off): batches of ``start``
-    replications up to ``cap`` (default 4 x ``start``)."""
+    """The sequential replication of a search (None: off): batches of ``start``
+    replications up to ``cap`` (default 4 x ``start``). A point wants more while
+    :func:`too_wide` names a metric for any of ``slo_sets`` (a break-even judges each
+    point as a GPU-only and as a hybrid candidate, each with its own SLOs)."""
     if target is None:
         return None
+    checks = [too_wide(slos, target) for slos in slo_sets]
+
+    def wide(stats: PointStats) -> list[str]:
+        return list(dict.fromkeys(m for check in checks for m in check(stats)))
     cap = cap if cap is not None else 4 * start
     if cap < start:
         raise ConfigError(f"--max-replications {cap} is below the {start} replications "
                           "each configuration starts with", field="--max-replications")
-    return Precision(target, cap, start, too_wide(slos, target))
+    return Precision(target, cap, start, wide)
 
 
 def feasible(stats: PointStats, slos: Sequence[Slo]) -> bool:
@@ -393,7 +399,7 @@ def plan(experiment: str | None = None, slos: Sequence[str | Slo] = (), *,
                              space.point(c, space.replicas[-1]))}
     names = probe_metric_names(base, space.point(space.combos[0], space.replicas[-1]))
     check_metrics(parsed, names)
-    seq = sequential(parsed, precision, base.load().config.replications, max_replications)
+    seq = sequential([parsed], precision, base.load().config.replications, max_replications)
     store.open()
     n = workers or default_workers()
     with open_executor(executor, workers=n, scheduler=scheduler) as pool, \

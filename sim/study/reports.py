@@ -402,6 +402,10 @@ def breakeven_report(result: Any, static: Any, *, name: str = "experiment",
                   "cross)")
             report.line(f"{c.name} break-even: {format_count(c.volume)} tokens/month{ci}.",
                         "ok")
+            if not math.isfinite(c.low) or (c.high - c.low) / 2 > PRECISION * c.volume:
+                report.line(f"warning: the 95% interval of the {c.name} break-even volume "
+                            f"(where cost.total_usd crosses cost.api_only_usd) is wider than "
+                            f"±{PRECISION:.0%}: {_more_replications(n, precision)}.", "warn")
         else:
             where = {"below": "cheaper than the API at every volume in range",
                      "above": "never cheaper than the API in range",
