@@ -179,15 +179,24 @@ class StepServing:
                     if not blk.outstanding:
                         self._maybe_finish(blk)  # type: ignore[attr-defined]
             done.clear()
-        rep.kv_used = float((rep.n_blocks - rep.free + rep.promised) * rep.bs)  # sync_kv
         b = len(running)
         if b != b0:
             if rep.up:
-                self.router.moved(rep.idx, b0, b)
+                # Router.moved(idx, b0, b), inlined: a load going down (completions only;
+                # its bucket exists, as b < max_batch).
+                router = self.router
+                router._tick = tick = router._tick + 1
+                rep.tick = tick
+                router.buckets[b].append((rep, tick))
+                if b < router.min_load:
+                    router.min_load = b
+                if not tick & router.compact_mask:
+                    router._compact_all()
             if not b and rep.on_drained is not None:
                 callback, rep.on_drained = rep.on_drained, None
                 callback(rep.idx, t)
-        if self.queued:
+        if self.queued:  # (the router reads the replicas' KV: sync_kv, inlined)
+            rep.kv_used = float((rep.n_blocks - rep.free + rep.promised) * rep.bs)
             self._dispatch(t)  # type: ignore[attr-defined]
         if rep.entry is not entry0:  # evicted meanwhile (a drain callback failed it)
             return

@@ -292,7 +292,14 @@ class StepReplica:
         if pending and pending[0][0] <= t:
             self._pop_ready(t)
         D = self.D
-        if waiting or not D or self.prefill is not None:
+        if self.prefill is not None:
+            self._plan_step()
+            return
+        if waiting:
+            if len(waiting) > 1 or not self._plan_admit1(waiting[0]):
+                self._plan_step()
+            return
+        if not D:
             self._plan_step()
             return
         k, bs = self.k, self.bs
@@ -321,6 +328,54 @@ class StepReplica:
         self.seg_n = n
         self.seg_first, self.seg_growth = first, growth
         self.wake_t = t + (n * first + growth * n * (n - 1) / 2.0)  # run_time_s, inlined
+
+    def _plan_admit1(self, r: Seq) -> bool:
+        """:meth:`_plan_step` for the usual admission: D decoders (no prefill in progress)
+        and one waiting request, of no prefix group, whose whole prompt fits in this step.
+        False (nothing planned) where that is not the case."""
+        D = self.D
+        total = r.P + r.g
+        if r.grp >= 0 or total > self.budget - D or len(self.batch) >= self.max_seqs:
+            return False
+        k, bs = self.k, self.bs
+        free = self.free - (self.hist[-k % bs] if D else 0)
+        need = -(-total // bs)
+        if free < 0 or need + (self.wm if D else 0) > free:
+            return False
+        free -= need
+        self.planned = True
+        admits = [(r, 0, total, need)]
+        self._victims, self._admits = _NONE, admits
+        self._free1 = free
+        self._chunk, self._dec_s = 0, D
+        # StepTime.step_s, inlined (as in _plan_step)
+        first = (self._per_step + self._lin[D + total] + self._per_seq * (D + 1)
+                 + self._a_dec * (self.ksum + D) + self._a_pre * (total * (total + 1) // 2))
+        t = self.t
+        loud = r.g + 1 >= r.O
+        if D:
+            fk = self.finish
+            while fk[0][2] != fk[0][3].gen:  # drop stale entries
+                heappop(fk)
+            if fk[0][0] == k + 1:
+                loud = True
+        self._silent = not loud
+        if (not loud and not self.track_first
+                and self._plan_after(t + first, D, 1, total, k + r.O - r.g,
+                                     1 if total % bs == 0 else 0, None, 0, admits, free)):
+            self._silent = False
+            self._two = True
+            self.seg_first, self.seg_growth = first, 0.0
+            m = self._m
+            self.seg_n = 1 + m
+            g2 = self._g2
+            self.wake_t = t + first + (m * self._t2 + g2 * m * (m - 1) / 2.0)
+            return True
+        self._two = False
+        self.seg_n = 1
+        self.seg_first, self.seg_growth = first, 0.0
+        self.wake_t = t + (first + 0.0)  # run_time_s of one step
+        return True
 
     def _pop_ready(self, t: float) -> None:
         """Requests ready by ``t`` join the waiting queue, FCFS by ready time."""
