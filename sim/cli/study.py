@@ -218,7 +218,8 @@ def _plan_figure(result: PlanResult, names: Sequence[str], folder: Path, svg: bo
         recommended=_pareto_point(best, key, True) if best else None,
         gpu_only=(_pareto_point(gpu_only, key, True)
                   if gpu_only is not None and gpu_only is not best else None),
-        api_only_usd=best.stat("cost.api_only_usd") if best else math.nan)
+        api_only_usd=(result.api_only.stat("cost.api_only_usd") if result.api_only
+                      else best.stat("cost.api_only_usd") if best else math.nan))
 
 
 # ------------------------------------------------------------------------- breakeven

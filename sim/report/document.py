@@ -210,6 +210,14 @@ def _big(x: float) -> str:
     return f"{x:,.0f}" if float(x).is_integer() or a >= 10 else f"{x:.2f}"
 
 
+def _big_unit(x: float) -> tuple[float, str]:
+    """The K/M/B/T size and suffix :func:`_big` prints ``x`` with (1, '' below 1,000)."""
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= size:
+            return size, suffix
+    return 1.0, ""
+
+
 def _half_text(h: float, kind: str, decimals: int) -> str:
     if kind in ("count", "tokens") and decimals < 0:
         return _big(h)
@@ -242,6 +250,15 @@ def format_cell(value: Any, kind: str) -> str:
     if high - low <= 0:
         return text
     below, above = mean - low, high - mean
+    if decimals < 0:  # a count in K/M/B/T: the half-width in the mean's unit
+        size, suffix = _big_unit(mean)
+        if size > 1:
+            d = 2 if abs(mean / size) < 10 else 1 if abs(mean / size) < 100 else 0
+            h_below = _half_text(below / size, "number", d)
+            h_above = _half_text(above / size, "number", d)
+            if h_below == h_above:
+                return f"{mean / size:.{d}f} ± {h_below} {suffix}"
+            return f"{text} [{_number(low, kind)[0]}, {_number(high, kind)[0]}]"
     h_below = _half_text(below, kind, decimals)
     h_above = _half_text(above, kind, decimals)
     if h_below == h_above:

@@ -327,7 +327,9 @@ def sweep_report(outcome: Any, *, name: str = "experiment") -> Report:
                 f"{outcome.wall_s:.1f} s)", "title")
     litellm = bool(rows) and "fallback_rate.mean" in rows[0]
     cols = [Column(f"grid.{k}", k) for k in grid]
-    cols += [Column("runs", "Runs ok"), Column("cost", "Cost (95% CI)", "usd", "$/month"),
+    cols += [Column("runs", "Runs ok", "count", "of runs"),
+             Column("runs_failed", "Runs failed", "count", "of runs"),
+             Column("cost", "Cost (95% CI)", "usd", "$/month"),
              Column("per_1m", "Cost per 1M tokens", "usd", "$"),
              Column("failed", "Failed", "share")]
     metrics: list[tuple[str, str]] = []
@@ -347,8 +349,8 @@ def sweep_report(outcome: Any, *, name: str = "experiment") -> Report:
     wide = []
     for row in rows:
         r: dict[str, Any] = {f"grid.{k}": str(row.get(f"grid.{k}")) for k in grid}
-        n = int(row.get("n_ok", 0)) + int(row.get("n_failed", 0))
-        r["runs"] = f"{row.get('n_ok', 0)}/{n}"
+        r["runs"] = int(row.get("n_ok", 0))
+        r["runs_failed"] = int(row.get("n_failed", 0))
         r["cost"] = _row_value(row, "cost.total_usd")
         r["per_1m"] = _row_value(row, "cost.usd_per_1m_tokens")
         r["failed"] = _row_value(row, "failure_share")
