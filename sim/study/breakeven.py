@@ -278,6 +278,8 @@ class BreakevenResult:
     """The base experiment (``breakeven`` sets it)."""
     folder: Path | None = None
     """Where the study's runs are (``breakeven`` sets it)."""
+    precision_cap: int | None = None
+    """With sequential replication: the most replications a configuration may get."""
 
 
 def _cost(stats: PointStats | None) -> float:
@@ -493,4 +495,5 @@ def breakeven(experiment: str | None = None, *, volume: str = "100M..10B", point
                                queue_limit=exp.config.router.queue_limit)
     result.experiment = exp
     result.folder = store.folder
+    result.precision_cap = seq.cap if seq is not None else None
     return result

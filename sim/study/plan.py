@@ -302,6 +302,8 @@ class PlanResult:
     """Every request to the API (see :func:`api_only_point`; ``plan`` sets it)."""
     name: str = "experiment"
     api_only_model: str | None = None
+    precision_cap: int | None = None
+    """With sequential replication: the most replications a configuration may get."""
 
     def is_feasible(self, stats: PointStats) -> bool:
         return feasible(stats, self.slos)
@@ -419,4 +421,5 @@ def plan(experiment: str | None = None, slos: Sequence[str | Slo] = (), *,
     result.folder = store.folder
     result.name = exp.name
     result.api_only_model = exp.api_only_model
+    result.precision_cap = seq.cap if seq is not None else None
     return result

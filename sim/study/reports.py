@@ -194,22 +194,33 @@ def plan_outcome(result: Any) -> str:
     return "undecided" if near else "infeasible"
 
 
-def _replications_text(stats: Sequence[Any], precision: float | None) -> tuple[str, int]:
-    """``20 replications each`` or ``20 to 80 replications each (sequential, ±5%)``, and
+def _replications_text(stats: Sequence[Any], precision: float | None,
+                       cap: int | None = None) -> tuple[str, int]:
+    """``20 replications each`` or ``20 to 80 replications each (sequential ...)``, and
     the largest count."""
     counts = [len(s.rows) + len(s.errors) for s in stats if s is not None]
     lo, hi = min(counts, default=0), max(counts, default=0)
     text = f"{lo} replications each" if lo == hi else f"{lo} to {hi} replications each"
     if precision is not None:
-        text += f" (sequential replication to ±{precision:.0%} where it decides)"
+        text += (f" (sequential replication: more, up to {cap}, where an interval that "
+                 f"decides is wider than ±{precision:.0%})" if cap else
+                 f" (sequential replication to ±{precision:.0%})")
     return text, hi
 
 
-def _more_replications(n: int, precision: float | None) -> str:
+def _more_replications(n: int, precision: float | None, cap: int | None = None, *,
+                       edge: bool = True) -> str:
     if precision is None:
         return f"rerun with more replications (-n {max(10, 4 * n)}, or --precision 5%)"
-    return (f"the cap of {n} replications was reached: rerun with a higher "
-            f"--max-replications (e.g. {4 * n})")
+    if cap is not None and n >= cap:
+        return (f"the cap of {cap} replications was reached: rerun with a higher "
+                f"--max-replications (e.g. {4 * cap})")
+    if not edge:
+        return (f"rerun with a finer --precision (e.g. 1%) or more replications "
+                f"(-n {4 * n})")
+    return (f"sequential replication stopped because the mean is within ±{precision:.0%} "
+            "of the target, i.e. at the SLO's edge: rerun with a finer --precision (e.g. "
+            "1%) to decide it")
 
 
 def plan_report(result: Any, *, name: str = "experiment",
@@ -218,8 +229,9 @@ def plan_report(result: Any, *, name: str = "experiment",
     """The report of :func:`sim.study.plan.plan` (see the module docstring)."""
     slos = list(result.slos)
     report = Report("plan", f"capsim plan: {name}")
+    cap = getattr(result, "precision_cap", None)
     reps, n = _replications_text([*result.evaluated, getattr(result, "api_only", None)],
-                                 precision)
+                                 precision, cap)
     k = len(result.evaluated)
     report.line(f"capsim plan: {name} ({k} configuration{'' if k == 1 else 's'} evaluated, "
                 f"{reps}; SLOs met on the 95% CI: {', '.join(map(str, slos))})", "title")
@@ -260,7 +272,7 @@ def plan_report(result: Any, *, name: str = "experiment",
                         f"with 95% confidence, but {len(near)} "
                         f"{'meets' if len(near) == 1 else 'meet'} every SLO on the mean "
                         f"(cheapest: {_label(cheapest)}). The intervals are too wide to "
-                        f"decide: {_more_replications(n, precision)}.", level)
+                        f"decide: {_more_replications(n, precision, cap)}.", level)
             for metric in wide:
                 report.line(f"warning: the 95% interval of {metric} is too wide to decide "
                             "the plan.", "warn")
@@ -390,8 +402,9 @@ def breakeven_report(result: Any, static: Any, *, name: str = "experiment",
                      precision: float | None = None) -> Report:
     """The report of :func:`sim.study.breakeven.breakeven`."""
     report = Report("breakeven", f"capsim breakeven: {name}")
+    cap = getattr(result, "precision_cap", None)
     reps, n = _replications_text([s for v in result.volumes for s in (v.gpu_only, v.hybrid)],
-                                 precision)
+                                 precision, cap)
     report.line(f"capsim breakeven: {name} ({len(result.volumes)} volumes, {reps}; costs "
                 "fully loaded, per 30-day month)",
                 "title")
@@ -407,7 +420,9 @@ def breakeven_report(result: Any, static: Any, *, name: str = "experiment",
             if not math.isfinite(c.low) or (c.high - c.low) / 2 > PRECISION * c.volume:
                 report.line(f"warning: the 95% interval of the {c.name} break-even volume "
                             f"(where cost.total_usd crosses cost.api_only_usd) is wider than "
-                            f"±{PRECISION:.0%}: {_more_replications(n, precision)}.", "warn")
+                            f"±{PRECISION:.0%}: "
+                            f"{_more_replications(n, precision, cap, edge=False)}.",
+                            "warn")
         else:
             where = {"below": "cheaper than the API at every volume in range",
                      "above": "never cheaper than the API in range",
@@ -419,7 +434,7 @@ def breakeven_report(result: Any, static: Any, *, name: str = "experiment",
                     f"${static.usd_per_1m_blended:.2f}/1M tokens blended ({static.api_model}):"
                     f" break-even {format_count(static.breakeven_low)} to "
                     f"{format_count(static.breakeven_high)} tokens/month.")
-    _monotone_warning(report, result, n, precision)
+    _monotone_warning(report, result, n, precision, cap)
     cols = [Column("volume", "Volume", "tokens", "tokens/month"),
             Column("api_only", "API-only", "usd", "$/month"),
             Column("gpu_only", "GPU-only", "usd", "$/month"),
@@ -466,7 +481,8 @@ def static_report(static: Any, *, name: str = "experiment") -> Report:
     return report
 
 
-def _monotone_warning(report: Report, result: Any, n: int, precision: float | None) -> None:
+def _monotone_warning(report: Report, result: Any, n: int, precision: float | None,
+                      cap: int | None) -> None:
     for attr, label in (("gpu_only", "GPU-only"), ("hybrid", "hybrid")):
         sizes = [(v.volume, _gpus(getattr(v, attr))) for v in result.volumes
                  if getattr(v, attr) is not None]
@@ -476,7 +492,7 @@ def _monotone_warning(report: Report, result: Any, n: int, precision: float | No
                             f"({g1:g} GPUs at {format_count(v1)} tokens/month, {g2:g} at "
                             f"{format_count(v2)}): the intervals of {n} replications are too "
                             "wide to size fleets (cost.total_usd and the SLO metrics): "
-                            f"{_more_replications(n, precision)}.", "warn")
+                            f"{_more_replications(n, precision, cap, edge=False)}.", "warn")
                 break
 
 
