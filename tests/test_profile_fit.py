@@ -1,4 +1,5 @@
-"""The hand-fitted profile numbers (tests/data/profiles/) are reproducible from the public data (tools/fit_profiles.py)."""
+"""The hand-fitted profile numbers (tests/data/profiles/) are reproducible from the public
+data (tools/fit_profiles.py)."""
 
 from __future__ import annotations
 
