@@ -4,11 +4,16 @@ and writes a plot, and bad input is one line with exit status 2."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 from click.testing import CliRunner
 
 from sim.cli import main
 from sim.profiles.steptime import StepModel
+
+# a hand-fitted curve profile (the format shipped before issue #20 item 4)
+LEGACY_70B = Path(__file__).resolve().parent / "data" / "profiles" / "llama-70b-2xa100.yaml"
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -72,7 +77,9 @@ def test_show_derived_and_legacy_profiles(tmp_path):
     rows = [line.split() for line in text.splitlines() if line.strip()[:1].isdigit()]
     rates = [float(r[1].replace(",", "")) for r in rows]
     assert len(rates) >= 5 and rates == sorted(rates)  # throughput grows with the batch
-    code, text, _ = _run("profile", "show", "llama-70b-2xa100")
+    code, text, _ = _run("profile", "show", str(LEGACY_70B))
     assert code == 0 and "legacy profile" in text
+    code, text, _ = _run("profile", "show", "llama-70b-2xa100")  # shipped: derived
+    assert code == 0 and "legacy profile" not in text and "step time =" in text
     code, _, err = _run("profile", "show", "no-such-profile")
     assert code == 2 and "unknown gpu profile" in err

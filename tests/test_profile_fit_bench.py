@@ -33,6 +33,7 @@ from tests.shared_data import SHARED_DATA
 from tests.stepkit import run_fast
 
 BENCH = Path(__file__).resolve().parent / "data" / "bench"
+LEGACY_8B_H100 = Path(__file__).resolve().parent / "data" / "profiles" / "llama-8b-1xh100.yaml"
 
 TRUE = StepTerms(
     tokens=(1, 16, 64, 256, 1024, 4096, 16384),
@@ -345,7 +346,7 @@ def test_cli_refusals_are_one_line_with_status_2(tmp_path):
 def test_cli_starts_from_a_shipped_legacy_profile(tmp_path):
     files = [str(p) for p in _synthetic_files(tmp_path, detailed=False)]
     out = tmp_path / "f.yaml"
-    res = CliRunner().invoke(fit_command, [*files, "--from", "llama-8b-1xh100",
+    res = CliRunner().invoke(fit_command, [*files, "--from", str(LEGACY_8B_H100),
                                            "--fit-params", "linear_scale,per_step_s,pre_s",
                                            "--max-requests", "40", "-o", str(out)])
     assert res.exit_code == 0, res.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from sim.experiment.replication import replication_profile, run_replication
 from sim.profiles.schema import load_profile
 from sim.profiles.steptime import UNCERTAIN_TERMS, StepUncertainty
 from sim.study.plan import plan
+
+LEGACY = Path(__file__).resolve().parent / "data" / "profiles"  # hand-fitted curve files
 
 # One request at a time per replica (max_batch 1), 10 ms per step: a request of n output
 # tokens holds its replica for about n steps, so with exponential output lengths of mean 100
@@ -55,8 +58,8 @@ def experiment(rate_per_s: float = 2.0, replicas: int = 4, horizon: str = "1h",
 # ------------------------------------------------------------------------ the block
 
 def test_profiles_without_the_block_are_certain_and_served_unchanged():
-    for name in ("llama-70b-2xa100", "llama-8b-1xh100"):
-        assert load_profile(name).step_uncertainty is None
+    for name in ("llama-70b-2xa100", "llama-8b-1xh100"):  # the hand-fitted curve files
+        assert load_profile(str(LEGACY / f"{name}.yaml")).step_uncertainty is None
     exp = sim.load_experiment(experiment(rel_std=None))
     seed = replication_seeds(exp.config.seed, 1)[0]
     profile, row = replication_profile(exp, seed)
