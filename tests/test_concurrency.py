@@ -166,10 +166,21 @@ def test_open_loop_only_paths_refuse_a_closed_loop(tmp_path):
     assert "workload.streams[0].arrivals.kind" in res.output and "LiteLLM" in res.output
 
 
+# A small step-level replica (8 sequences at most), so that 200 clients overflow.
+SMALL_PROFILE = {
+    "name": "small-test", "model": "test", "gpu": "test", "gpus_per_replica": 1,
+    "max_batch": 8, "kv_capacity_tokens": 200_000,
+    "scheduler": {"max_num_batched_tokens": 4096, "max_model_len": 32_768},
+    "step_time": {"per_step_s": 0.006, "tokens": [1, 4096], "linear_s": [0.0, 0.13],
+                  "per_seq_s": 1e-4},
+    "prices": {"on_demand_usd_per_gpu_hour": 3.0, "source": "a test price", "date": "2026-01"},
+}
+
+
 def small_experiment(streams, overflow=None, replicas=1):
     exp = yaml.safe_load((ROOT / "experiments" / "llmperf-closed-loop.yaml").read_text())
     exp["workload"] = {"streams": streams}
-    exp["fleet"]["replicas"] = replicas
+    exp["fleet"] = {"profile": SMALL_PROFILE, "replicas": replicas}
     exp["horizon"] = "10m"
     if overflow is not None:
         exp["overflow"] = {"interactive": overflow}

@@ -25,7 +25,8 @@ Overflow modes per stream (from its traffic class):
 backoff up to ``max_retries`` times, then the request fails.
 
 Closed-loop streams (``arrivals: {kind: concurrency}``, passed to :meth:`Engine.run` as
-:class:`~sim.workload.streams.ClosedLoopStream`) are clients, not pre-generated arrivals:
+:class:`~sim.workload.streams.ClosedLoopStream`, a
+:class:`~sim.workload.requests.ClientSource`) are clients, not pre-generated arrivals:
 every client sends its first request at time 0 and its next one when the previous one
 ends (its end on a GPU, which includes ``overheads.post_s``; the end of an accepted API
 call, whose latency is then drawn at once from the client's own stream; or the moment it
@@ -58,9 +59,7 @@ from sim.serving.replica import INF, Replica, ReplicaSpec
 from sim.serving.router import Router
 from sim.serving.simclock import NORMAL, calendar, triggered_event
 from sim.serving.step_engine import StepServer, StepServing, prefix_offsets, step_need
-from sim.workload.arrivals import MIN_CYCLE_S
-from sim.workload.requests import RequestBlock
-from sim.workload.streams import ClosedLoopStream
+from sim.workload.requests import MIN_CYCLE_S, ClientSource, RequestBlock
 
 __all__ = [
     "Engine",
@@ -246,12 +245,22 @@ _CLIENT_BLOCKS = 1 << 40
 """Block indices of closed-loop clients start here (open-loop blocks count from 0)."""
 
 
+class _ClosedLoop:
+    """The engine's closed-loop state: the next client block index and the horizon."""
+
+    __slots__ = ("seq", "horizon_s")
+
+    def __init__(self) -> None:
+        self.seq = _CLIENT_BLOCKS
+        self.horizon_s = INF
+
+
 class _Client:
     """One closed-loop client: its current block of requests and the next to send."""
 
     __slots__ = ("source", "number", "chunk_k", "block", "think", "pos", "api_rngs")
 
-    def __init__(self, source: ClosedLoopStream, number: int):
+    def __init__(self, source: ClientSource, number: int):
         self.source = source
         self.number = number
         self.chunk_k = 0  # chunks drawn so far
@@ -340,14 +349,14 @@ class Engine(StepServing):
         self._cur: _Block | None = None
         self._seq = 0
         self._on_block: Callable[[FinishedBlock], None] | None = None
-        self._older: Callable[[tuple, tuple], bool] = _older
-        self._client_seq = _CLIENT_BLOCKS
-        self._horizon_s = INF
+        # Closed-loop clients, if any (one attribute: CPython shares an instance dict's
+        # keys, and specializes attribute loads on them, only up to 30 keys).
+        self._closed: _ClosedLoop | None = None
 
     # ------------------------------------------------------------------ driver
     def run(self, blocks: Iterable[RequestBlock],
             on_block: Callable[[FinishedBlock], None],
-            closed_loop: Sequence[ClosedLoopStream] = ()) -> EngineTotals:
+            closed_loop: Sequence[ClientSource] = ()) -> EngineTotals:
         """Play every block, and the requests of the ``closed_loop`` clients, through the
         fleet until all requests have ended.
 
@@ -368,12 +377,12 @@ class Engine(StepServing):
             return self._run(blocks, on_block)
 
     # ------------------------------------------------------ closed-loop clients
-    def _start_clients(self, sources: Sequence[ClosedLoopStream]) -> None:
+    def _start_clients(self, sources: Sequence[ClientSource]) -> None:
         """Every client sends its first request at time 0 (calendar events, so they come
         before any open-loop arrival at 0, as events scheduled earlier do)."""
-        self._older = _older_by_time
+        self._closed = closed = _ClosedLoop()
         for src in sources:
-            self._horizon_s = src.horizon_s
+            closed.horizon_s = src.horizon_s
             self.totals.closed_loop_sent[src.name] = 0
             for c in range(src.clients):
                 self._schedule(0.0, self._on_send, _Client(src, c))
@@ -386,8 +395,10 @@ class Engine(StepServing):
         if blk is None:  # a new chunk of its requests
             requests, client.think = client.source.draw(client.number, client.chunk_k)
             client.chunk_k += 1
-            blk = client.block = _Block(self._client_seq, requests, self._need)
-            self._client_seq += 1
+            closed = self._closed
+            assert closed is not None
+            blk = client.block = _Block(closed.seq, requests, self._need)
+            closed.seq += 1
             blk.client = client
             blk.all_arrived = True  # its one request in flight is counted down as it ends
             client.pos = 0
@@ -414,7 +425,8 @@ class Engine(StepServing):
             end = self.env.now
         t_next = max(end + client.think[j], blk.arrival[j] + MIN_CYCLE_S)
         client.pos = j = j + 1
-        last = not t_next < self._horizon_s
+        assert self._closed is not None
+        last = not t_next < self._closed.horizon_s
         if j == blk.n or last:
             if j < blk.n:
                 blk.truncate(j)
@@ -751,7 +763,7 @@ class Engine(StepServing):
         s = blk.stream[j]
         q = self.queues[s]
         k = 0
-        older = self._older
+        older = _older if self._closed is None else _older_by_time
         while k < len(q) and older(q[k], (blk, j)):
             k += 1
         q.insert(k, (blk, j))  # still in the GPU system: its sojourn goes on
@@ -781,7 +793,7 @@ class Engine(StepServing):
     def _dispatch(self, t: float) -> None:
         """Start waiting requests (by priority, then oldest first) while a replica has room."""
         queues, rank, router = self.queues, self.rank, self.router
-        older = self._older
+        older = _older if self._closed is None else _older_by_time
         single = queues[0] if len(queues) == 1 else None
         while self.queued:
             head_q = single

@@ -64,6 +64,7 @@ from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveInt, field_
 from sim.core.errors import ConfigError
 from sim.core.rng import stream
 from sim.core.schema import DurationS, Model, NonNegFloat, PositiveFloat, TimeOfDayS
+from sim.workload.requests import MIN_CYCLE_S
 from sim.workload.traces import Trace
 
 __all__ = [
@@ -171,8 +172,6 @@ class TraceArrivals(Model):
 
 MAX_CLIENTS = 1_000_000
 """Most clients of one closed-loop stream (each holds a small block of requests)."""
-MIN_CYCLE_S = 1e-3
-"""The shortest time between two requests of one closed-loop client."""
 ASSUMED_MIN_RESPONSE_S = 0.01
 """For the size estimate only: a closed-loop request is assumed to take at least this
 long (a real request takes tens of milliseconds of API server and engine time)."""

@@ -3,15 +3,24 @@
 The workload stage produces :class:`RequestBlock` objects (arrivals sorted in time, one
 block per generation window, blocks in time order); the engine consumes them. A request
 is never a SimPy process: it is an index into these arrays.
+
+A closed loop of clients (``arrivals: {kind: concurrency}``) cannot be generated ahead: the
+engine takes it as a :class:`ClientSource`, whose :meth:`ClientSource.draw` gives one
+client's next chunk of requests (arrival times left NaN for the engine to write) and
+think times. This module stays light (numpy only): the engine imports it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["RequestBlock", "concat_blocks"]
+__all__ = ["RequestBlock", "concat_blocks", "ClientSource", "MIN_CYCLE_S"]
+
+MIN_CYCLE_S = 1e-3
+"""The shortest time between two requests of one closed-loop client."""
 
 
 @dataclass(frozen=True)
@@ -56,3 +65,17 @@ def concat_blocks(blocks: list[RequestBlock]) -> RequestBlock:
         return RequestBlock.empty()
     return RequestBlock(*(np.concatenate([getattr(b, f) for b in blocks]) for f in
                           ("arrival_s", "input_tokens", "output_tokens", "class_id", "stream_id")))
+
+
+class ClientSource(Protocol):
+    """A closed loop of ``clients`` clients (one workload stream) as the engine sees it."""
+
+    name: str
+    clients: int
+    horizon_s: float
+    """No client sends a request at or after this time."""
+
+    def draw(self, client: int, k: int) -> tuple[RequestBlock, np.ndarray]:
+        """Client ``client``'s ``k``-th chunk of requests (``arrival_s`` NaN) and the think
+        time after each, in seconds."""
+        ...
