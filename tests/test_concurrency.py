@@ -19,7 +19,12 @@ from sim.serving.engine import OUTCOME_GPU, Engine, FinishedBlock, StreamPolicy
 from sim.serving.replica import ReplicaSpec
 from sim.workload.arrivals import MIN_CYCLE_S, ExponentialThink, FixedThink
 from sim.workload.lengths import ExponentialLength, FixedLength
-from sim.workload.streams import ClosedLoopStream, client_chunk
+from sim.workload.streams import (
+    ClosedLoopStream,
+    client_chunk,
+    expected_requests,
+    parse_workload,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REPS = 10
@@ -134,6 +139,7 @@ def test_llmperf_style_run_end_to_end(tmp_path):
     ({"kind": "concurrency", "clients": 4, "think_s": {"kind": "exponential", "mean": -2}},
      "arrivals.think_s.mean", "greater than 0"),
     ({"kind": "concurrency", "clients": 2.5}, "arrivals.clients", "integer"),
+    ({"kind": "concurrency", "clients": 20_000}, "arrivals.clients", "10000"),
 ])
 def test_bad_input_is_one_line_naming_the_field(tmp_path, arrivals, field, words):
     exp = yaml.safe_load((ROOT / "experiments" / "llmperf-closed-loop.yaml").read_text())
@@ -243,3 +249,6 @@ def test_instant_failures_do_not_loop_at_one_instant(tmp_path):
     per_client = 2.0 / MIN_CYCLE_S  # (+1: sums of MIN_CYCLE_S round down, or the one at 0)
     assert (runs.requests_arrived <= 2 * (per_client + 1)).all()
     assert (runs.requests_arrived >= 2 * (per_client - 1)).all()
+    # the size estimate made before the run is an upper bound of what it sent
+    estimate = expected_requests(parse_workload([loop]), 2.0)
+    assert (runs.requests_arrived <= estimate).all() and estimate <= 2 * (per_client + 1)

@@ -83,7 +83,6 @@ __all__ = [
     "ExponentialThink",
     "ThinkConfig",
     "MIN_CYCLE_S",
-    "ASSUMED_MIN_RESPONSE_S",
     "draw_think_s",
     "scaled_clients",
     "ArrivalsConfig",
@@ -170,11 +169,9 @@ class TraceArrivals(Model):
     offset_s: DurationS = 0.0
 
 
-MAX_CLIENTS = 1_000_000
-"""Most clients of one closed-loop stream (each holds a small block of requests)."""
-ASSUMED_MIN_RESPONSE_S = 0.01
-"""For the size estimate only: a closed-loop request is assumed to take at least this
-long (a real request takes tens of milliseconds of API server and engine time)."""
+MAX_CLIENTS = 10_000
+"""Most clients of one closed-loop stream (each holds a block of at least 16 requests, a
+few kB: 10,000 clients take tens of MB; load generators run hundreds)."""
 
 
 class FixedThink(Model):
@@ -506,9 +503,9 @@ class _ClosedLoopProcess:
         self._clients = scaled_clients(config.clients, scale)
 
     def expected_requests(self, horizon_s: float) -> float:
-        """Each client sends at most one request per think time plus the assumed
-        shortest response (``ASSUMED_MIN_RESPONSE_S``), and at least one."""
-        cycle_s = self._config.mean_think_s + ASSUMED_MIN_RESPONSE_S
+        """A client's requests are at least its think time and ``MIN_CYCLE_S`` apart, so
+        it sends about horizon / max(mean think time, ``MIN_CYCLE_S``) at most, plus one."""
+        cycle_s = max(self._config.mean_think_s, MIN_CYCLE_S)
         return self._clients * (horizon_s / cycle_s + 1.0)
 
     def peak_spike_factor(self) -> float:
