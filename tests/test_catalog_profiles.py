@@ -39,7 +39,7 @@ def test_parameter_count_matches_the_published_figure(name):
 
 @pytest.mark.parametrize(("name", "kv_bytes"), [
     ("llama-3.1-8b", 32 * 8 * 128 * 2 * 2),
-    ("llama-3.1-70b", 80 * 8 * 128 * 2 * 2),  # 327,680 B, as in gpu_profiles/README.md
+    ("llama-3.1-70b", 80 * 8 * 128 * 2 * 2),  # 327,680 B (tests/data/profiles/llama-70b-*)
     ("llama-2-7b", 32 * 32 * 128 * 2 * 2),  # no GQA
     ("deepseek-v3", 61 * (512 + 64) * 2),  # MLA latent, not per head
     ("gpt-oss-120b", 18 * 8 * 64 * 2 * 2),  # full-attention layers only
