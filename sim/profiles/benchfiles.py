@@ -108,6 +108,13 @@ class BenchRecord:
     itls_s: tuple[tuple[float, ...], ...] | None = None
     start_times_s: tuple[float, ...] | None = None  # send times, relative to the first
     notes: tuple[str, ...] = field(default=())
+    # vllm bench serve --random-range-ratio, where the file saved it (as an argument or with
+    # --metadata random_range_ratio=R): request lengths uniform on [L(1-R), L(1+R)]
+    random_range_ratio: float | None = None
+    # standard deviations of the request lengths, where the file gives them (llmperf,
+    # GuideLLM); the fit draws lengths from them when no per-request lengths are saved
+    input_tokens_std: float | None = None
+    output_tokens_std: float | None = None
 
     @property
     def label(self) -> str:
@@ -382,6 +389,17 @@ def _read_vllm(d: Mapping[str, Any], file: str, kind: str) -> BenchRecord:
     if starts:
         t0 = min(starts)
         starts = tuple(t - t0 for t in starts)
+    raw_ratio = d.get("random_range_ratio")
+    if isinstance(raw_ratio, str):  # --metadata saves its values as text
+        try:
+            raw_ratio = float(raw_ratio)
+        except ValueError:
+            raise _fail(file, "random_range_ratio",
+                        f"expected a number, got {raw_ratio!r}") from None
+    ratio = _num({"random_range_ratio": raw_ratio}, "random_range_ratio", file)
+    if ratio is not None and ratio >= 1:
+        raise _fail(file, "random_range_ratio", f"must be below 1 (lengths uniform on "
+                    f"[L(1-R), L(1+R)]), got {ratio:g}")
     model = d.get("model_id") or d.get("model") or "unknown"
     return BenchRecord(
         file=file, format=kind, point="", engine=_engine_of(d.get("backend")),
@@ -392,7 +410,8 @@ def _read_vllm(d: Mapping[str, Any], file: str, kind: str) -> BenchRecord:
         output_tokens_mean=out_mean, **summary,
         input_lens=_ints(per.get("input_lens")), output_lens=_ints(per.get("output_lens")),
         ttfts_s=per.get("ttfts"), itls_s=tuple(tuple(x) for x in per["itls"])
-        if "itls" in per else None, start_times_s=starts, notes=tuple(notes))
+        if "itls" in per else None, start_times_s=starts, notes=tuple(notes),
+        random_range_ratio=ratio)
 
 
 def _ints(values: Sequence[float] | None) -> tuple[int, ...] | None:
@@ -479,6 +498,9 @@ def _read_guidellm_one(doc: Mapping[str, Any], b: Mapping[str, Any], file: str, 
         dist = _dig(metrics, theirs, "successful")
         lens[ours] = (_num(dist, "mean", file, prefix=f"{where}.metrics.{theirs}.successful.")
                       if isinstance(dist, dict) else None)
+        lens[ours + "_std"] = (_num(dist, "std_dev", file,
+                                    prefix=f"{where}.metrics.{theirs}.successful.")
+                               if isinstance(dist, dict) else None)
     totals = metrics.get("request_totals") or b.get("request_totals") or {}
     completed = _int(totals, "successful", file, prefix=f"{where}.request_totals.") \
         if isinstance(totals, dict) else None
@@ -520,7 +542,8 @@ def _read_guidellm_one(doc: Mapping[str, Any], b: Mapping[str, Any], file: str, 
         num_prompts=_int(totals, "total", file, prefix=f"{where}.request_totals.")
         if isinstance(totals, dict) else None,
         input_tokens_mean=lens["input"], output_tokens_mean=lens["output"], **summary,
-        input_lens=ins, output_lens=outs, ttfts_s=ttfts, notes=tuple(notes))
+        input_lens=ins, output_lens=outs, ttfts_s=ttfts, notes=tuple(notes),
+        input_tokens_std=lens["input_std"], output_tokens_std=lens["output_std"])
 
 
 # --------------------------------------------------------------------------- llmperf
@@ -562,7 +585,9 @@ def _read_llmperf(d: Mapping[str, Any], file: str, *, point: str, prefix: str) -
         duration_s=duration, completed=completed,
         num_prompts=_int(d, "results_num_requests_started", file, prefix=prefix),
         input_tokens_mean=in_mean, output_tokens_mean=out_mean, tpot_mean_s=tpot,
-        **summary, notes=tuple(notes))
+        **summary, notes=tuple(notes),
+        input_tokens_std=_num(d, "results_number_input_tokens_stddev", file, prefix=prefix),
+        output_tokens_std=_num(d, "results_number_output_tokens_stddev", file, prefix=prefix))
 
 
 def _read_llmperf_bench(doc: Mapping[str, Any], file: str) -> list[BenchRecord]:
