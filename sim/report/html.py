@@ -28,6 +28,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-
 margin:2em auto;max-width:1200px;padding:0 1em;color:#1a1a1a;line-height:1.45}
 h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.6em}
 p{margin:.3em 0}.title{font-weight:bold;font-size:1.1em;margin-top:1em}
+.subtitle{color:#444;margin-top:0}
 .ok{color:#11702f;font-weight:bold}.bad{color:#b3261e;font-weight:bold}
 .warn{color:#8a5a00}.dim,.note{color:#555}
 .verdict{border-left:4px solid #888;padding:.4em .8em;background:#f7f7f7;margin:.8em 0}
@@ -90,7 +91,13 @@ def render_html(report: Report, folder: Path | None = None,
              f"<title>{_e(report.title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{_e(report.title)}</h1>"]
     in_verdict = False
-    for block in report.blocks:
+    for i, block in enumerate(report.blocks):
+        if isinstance(block, Line) and i == 0 and block.level == "title" \
+                and block.text.startswith(report.title):
+            rest = block.text[len(report.title):].strip()  # the heading says the rest
+            if rest:
+                parts.append(f'<p class="subtitle">{_e(rest)}</p>')
+            continue
         if isinstance(block, Line):
             if block.level == "title" and block.text.strip().lower() == "verdict":
                 parts.append('<section class="verdict" id="verdict"><h2>Verdict</h2>')
