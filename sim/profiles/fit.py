@@ -42,7 +42,17 @@ them to last ``n / rate``, so do we), or all at once for ``inf``; a concurrency 
 closed-loop clients without think time (vLLM's ``--max-concurrency`` semaphore, llmperf,
 GuideLLM ``concurrent``); both, as arrivals waiting client-side for one of ``N`` slots.
 Latencies are measured from the moment a request is sent, as the clients do. Lengths are
-the file's per-request lengths when saved, else its mean lengths for every request; a
+the file's per-request lengths when saved; else, where the file says how its client drew
+them (``random_range_ratio`` R of ``vllm bench serve``'s random dataset), drawn the same
+way around the file's mean L (uniform integers on [int(L(1-R)), int(L(1+R))], seeded;
+R = 0: every request the mean); else, where it gives their standard deviations (llmperf,
+GuideLLM), rounded normal draws with those means and deviations (zero: the means); else,
+where all clients start together (a concurrency, or
+all requests at once), spread deterministically over +-``UNKNOWN_LENGTH_SPREAD`` (10%)
+of the mean (evenly spaced values in a seeded order, the mean kept) and the fit says so in
+a note: with identical lengths N clients stay in lock-step for the whole replay, every
+prompt of a wave prefilled in the same step, and a fit would absorb that artefact into the
+step-time terms; otherwise (random arrivals) the mean lengths. A
 rate run without a concurrency cap that saved its send times replays them exactly; the
 number of requests is the file's (else 200, or 10 per client if more). At most
 ``max_requests`` requests are replayed per load point (the file's first ones).
@@ -252,6 +262,7 @@ class ReplayLoad:
     output_lens: tuple[int, ...]
     arrival_s: tuple[float, ...]      # when each request is ready to be sent (client side)
     max_in_flight: int | None         # client slots (concurrency), None = unbounded
+    note: str = ""                    # how lengths the file did not save were made up
 
 
 @dataclass(frozen=True)
@@ -270,20 +281,74 @@ class Replay(Protocol):
     def __call__(self, terms: StepTerms, load: ReplayLoad) -> ReplayOutcome: ...
 
 
+# Half-width, relative to the mean, of the stand-in length spread for clients that start
+# together when the file saved neither the lengths nor how they were drawn (module doc).
+UNKNOWN_LENGTH_SPREAD = 0.10
+
+
+def _drawn(mean: float, ratio: float, n: int, rng: np.random.Generator) -> list[int]:
+    """vLLM's random dataset: uniform integers on [int(L(1-R)), int(L(1+R))] around L."""
+    low, high = int(mean * (1 - ratio)), int(mean * (1 + ratio))
+    return [max(1, int(x)) for x in rng.integers(low, high + 1, n)]
+
+
+def _normal(mean: float, std: float, n: int, rng: np.random.Generator) -> list[int]:
+    """Rounded normal draws, at least 1 token (llmperf: ``int(random.gauss(mean, sd))``)."""
+    return [max(1, int(round(x))) for x in rng.normal(mean, std, n)]
+
+
+def _spread(mean: float, n: int, rng: np.random.Generator) -> list[int]:
+    """``n`` lengths evenly spaced over +-UNKNOWN_LENGTH_SPREAD of ``mean`` (their mean is
+    ``mean`` up to rounding), in a seeded order."""
+    q = (np.arange(n) + 0.5) / n * 2.0 - 1.0
+    values = np.rint(mean * (1.0 + UNKNOWN_LENGTH_SPREAD * q)).astype(int)
+    return [max(1, int(x)) for x in rng.permutation(values)]
+
+
+def _lengths(record: BenchRecord, n: int, seed: int,
+             together: bool) -> tuple[list[int], list[int], str]:
+    """Per-request lengths of a file that saved only their means (module doc), and a note
+    saying how they were made (empty where nothing was made up)."""
+    m_in = record.input_tokens_mean or 1.0
+    m_out = record.output_tokens_mean or 1.0
+    rng = np.random.default_rng((seed, 7))  # apart from the arrival draws
+    ratio = record.random_range_ratio
+    if ratio is not None and ratio > 0:
+        return (_drawn(m_in, ratio, n, rng), _drawn(m_out, ratio, n, rng),
+                f"lengths drawn as the benchmark drew them (random_range_ratio {ratio:g}: "
+                "uniform on [L(1-R), L(1+R)] around the file's means, seeded)")
+    s_in, s_out = record.input_tokens_std, record.output_tokens_std
+    if ratio is None and s_in is not None and s_out is not None:
+        if s_in == 0 and s_out == 0:
+            return [max(1, round(m_in))] * n, [max(1, round(m_out))] * n, ""
+        return (_normal(m_in, s_in, n, rng), _normal(m_out, s_out, n, rng),
+                "lengths drawn from normal distributions with the file's means and standard "
+                "deviations (as llmperf draws them), seeded")
+    if ratio is None and together:
+        return (_spread(m_in, n, rng), _spread(m_out, n, rng),
+                "the file saved neither per-request lengths nor their spread: lengths "
+                f"spread evenly over +-{UNKNOWN_LENGTH_SPREAD:.0%} of the file's means "
+                "(an assumption), so that clients that start together are not replayed in "
+                "lock-step; save --save-detailed (per-request lengths) or "
+                "--metadata random_range_ratio=R to replay them as run")
+    return [max(1, round(m_in))] * n, [max(1, round(m_out))] * n, ""
+
+
 def load_for(record: BenchRecord, *, max_requests: int = 1000, seed: int = 0) -> ReplayLoad:
-    """The replay of ``record``: its arrivals (or clients) and its lengths."""
+    """The replay of ``record``: its arrivals (or clients) and its lengths (module doc)."""
+    rate = record.request_rate_per_s
+    together = record.load_kind == "concurrency" or rate is None or math.isinf(rate)
+    note = ""
     if record.input_lens is not None and record.output_lens is not None:
         ins = [max(1, int(x)) for x in record.input_lens]
         outs = [max(1, int(x)) for x in record.output_lens]
     else:
         clients = record.max_concurrency if record.load_kind == "concurrency" else None
         n = record.completed or record.num_prompts or max(200, 10 * (clients or 0))
-        ins = [max(1, round(record.input_tokens_mean or 1))] * n
-        outs = [max(1, round(record.output_tokens_mean or 1))] * n
+        ins, outs, note = _lengths(record, min(n, max_requests), seed, together)
     n = min(len(ins), max_requests)
     ins, outs = ins[:n], outs[:n]
-    rate = record.request_rate_per_s
-    if record.load_kind == "concurrency" or rate is None or math.isinf(rate):
+    if together:
         arrivals = [0.0] * n
     elif (record.start_times_s is not None and len(record.start_times_s) >= n
           and not record.max_concurrency):
@@ -301,7 +366,7 @@ def load_for(record: BenchRecord, *, max_requests: int = 1000, seed: int = 0) ->
         times *= (n / rate) / times[-1]  # as the vLLM client: n requests in n / rate
         arrivals = list(times - times[0])
     return ReplayLoad(tuple(ins), tuple(outs), tuple(float(a) for a in arrivals),
-                      record.max_concurrency)
+                      record.max_concurrency, note)
 
 
 def simulate_metrics(outcome: ReplayOutcome) -> dict[str, float]:
@@ -430,6 +495,9 @@ def fit_profile(records: Sequence[BenchRecord], start: StepTerms, *,
                      "fitted as one server")
     loads = [load_for(r, max_requests=max_requests, seed=seed + i)
              for i, r in enumerate(records)]
+    for made_up in dict.fromkeys(load.note for load in loads if load.note):
+        count = sum(load.note == made_up for load in loads)
+        notes.append(f"{count} load point(s): {made_up}")
     longest_ok = min(start.max_model_len, start.kv_capacity_tokens // start.block_size
                      * start.block_size)
     for r, load in zip(records, loads, strict=True):
@@ -644,13 +712,15 @@ def _unidentified(name: str, records: Sequence[BenchRecord], too_few: bool) -> C
 def write_vllm_bench_json(path: str | Path, terms: StepTerms, load: ReplayLoad, *,
                           request_rate: float | str, max_concurrency: int | None,
                           model: str = "synthetic/model", detailed: bool = False,
+                          random_range_ratio: float | None = None,
                           replay: Replay) -> dict[str, Any]:
     """Replay ``load`` with ``terms`` and write what ``vllm bench serve`` would save.
 
     The summary fields follow ``vllm/benchmarks/serve.py`` (ms, mean/median/std/p99 of
     TTFT, TPOT, ITL -- here the per-request TPOT, a stand-in, as the replay keeps no
     per-token times -- and E2EL); ``detailed`` adds ``input_lens``, ``output_lens``,
-    ``ttfts``, ``latencies`` and ``start_times``.
+    ``ttfts``, ``latencies`` and ``start_times``; ``random_range_ratio`` is saved as the
+    client's ``--random-range-ratio`` (how ``load`` drew its lengths, when it did).
     """
     out = replay(terms, load)
     n = len(out.ttft_s)
@@ -668,6 +738,8 @@ def write_vllm_bench_json(path: str | Path, terms: StepTerms, load: ReplayLoad, 
         "request_goodput": None, "output_throughput": float(lens.sum()) / end,
         "total_token_throughput": float(sum(load.input_lens[:n]) + lens.sum()) / end,
     }
+    if random_range_ratio is not None:
+        doc["random_range_ratio"] = random_range_ratio
     for name, values in (("ttft", out.ttft_s), ("tpot", tpots), ("itl", tpots),
                          ("e2el", out.e2e_s)):
         doc[f"mean_{name}_ms"] = float(np.mean(values)) * 1e3
