@@ -1,4 +1,8 @@
-"""Derive the shipped GPU profiles (``gpu_profiles/*.yaml``) from public measurements.
+"""Fit the hand-fitted curve profiles (``tests/data/profiles/*.yaml``) to public measurements.
+
+These five files were capsim's shipped profiles until issue #20 item 4; the names in
+``gpu_profiles/`` are now derived (``capsim profile derive``) and these are kept as
+legacy-format examples.
 
 Reads the read-only data set described in ``shared/data/profiles/README.md`` and
 ``shared/data/prices/README.md`` and either prints a summary of the fitted numbers,
@@ -25,8 +29,8 @@ whether that changed anything.
 Usage::
 
     python tools/fit_profiles.py                 # print the fitted numbers
-    python tools/fit_profiles.py --write gpu_profiles
-    python tools/fit_profiles.py --check gpu_profiles
+    python tools/fit_profiles.py --write tests/data/profiles
+    python tools/fit_profiles.py --check tests/data/profiles
 """
 
 from __future__ import annotations
