@@ -53,8 +53,9 @@ a stated spread (:func:`~sim.profiles.steptime.derived_uncertainty`, written by
 :func:`sim.profiles.derive.derive`, from the derivation's held-out errors); ``capsim profile fit``
 writes the fit's per-term spreads and their correlation.
 
-The shipped profiles live in ``gpu_profiles/*.yaml``; ``tools/fit_profiles.py`` derives
-their numbers from public measurements.
+The shipped profiles live in ``gpu_profiles/*.yaml``, all derived (``capsim profile
+derive``); the older hand-fitted curve profiles (``tools/fit_profiles.py``) are kept in
+``tests/data/profiles/`` as legacy-format examples.
 """
 
 from __future__ import annotations
