@@ -10,7 +10,10 @@ requests assigned: running, waiting inside the replica after a preemption, or in
 pre-step overhead) and *KV room for its prompt blocks* (blocks held plus blocks promised to
 the prompts of its waiting requests, plus this prompt's, within the cache). Output blocks
 are not reserved: they are allocated as tokens are generated, and a replica that runs out
-preempts (vLLM's recompute), which the request's ``preemptions`` record counts.
+preempts (vLLM's recompute), which the request's ``preemptions`` record counts. The
+router's view of a replica's KV (``kv_used``) is refreshed at its wake-ups and after each
+join; a join that runs the replica ahead (see :mod:`sim.serving.step_replica`) shows the
+blocks held at the step boundary it joins, which may be a step ahead of the clock.
 
 A replica's records: the first token is written when the step that computes the prompt's
 last token ends, the end when the step that emits the last token ends plus
