@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from sim.cli import main
 from sim.core.loader import builtin_dir
-from tests.procs import default_sigint
+from tests.procs import default_sigint, wait_for_children
 
 SMALL = ["--set", "horizon=1d", "-n", "3", "--no-plots"]
 
@@ -112,7 +112,8 @@ def test_interrupted_run_leaves_no_half_written_results(tmp_path):
         [sys.executable, "-m", "sim.cli", "run", "--set", "horizon=30d", "-n", "6", "-j", "2",
          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[1], preexec_fn=default_sigint)
-    time.sleep(4.0)
+    assert wait_for_children(proc.pid), "the run never started its workers"
+    time.sleep(1.0)  # the replications are under way
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()

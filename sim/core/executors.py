@@ -81,12 +81,24 @@ def make_pool(workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
+TERMINATE_GRACE_S = 1.0  # how long an interrupted worker gets to end before SIGKILL
+
+
 def terminate_pool(pool: Executor) -> None:
     """Cancel what has not started and kill the workers now."""
+    # Taken before shutdown: ProcessPoolExecutor.shutdown(wait=False) drops its _processes,
+    # and workers left running keep the interpreter's exit waiting until their runs end.
+    procs = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    for proc in procs:
         with contextlib.suppress(Exception):
             proc.terminate()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=TERMINATE_GRACE_S)
+            if proc.is_alive():  # a run that does not yield to SIGTERM: its work is discarded
+                proc.kill()
+                proc.join()
     pool.shutdown(wait=True)
 
 
@@ -142,6 +154,8 @@ def die_with_parent(parent_pid: int | None = None) -> bool:
 def in_worker(parent_pid: int, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` in a pool worker that dies with ``parent_pid`` (see module doc)."""
     die_with_parent(parent_pid)
+    # The fork inherits the CLI's SIGTERM-as-Ctrl-C handler; a worker told to stop stops.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return fn(*args)
 
 
