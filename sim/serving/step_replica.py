@@ -363,19 +363,24 @@ class StepReplica:
         if (not loud and not self.track_first
                 and self._plan_after(t + first, D, 1, total, k + r.O - r.g,
                                      1 if total % bs == 0 else 0, None, 0, admits, free)):
-            self._silent = False
-            self._two = True
-            self.seg_first, self.seg_growth = first, 0.0
-            m = self._m
-            self.seg_n = 1 + m
-            g2 = self._g2
-            self.wake_t = t + first + (m * self._t2 + g2 * m * (m - 1) / 2.0)
+            self._arm_two_part(t, first)
             return True
         self._two = False
         self.seg_n = 1
         self.seg_first, self.seg_growth = first, 0.0
         self.wake_t = t + (first + 0.0)  # run_time_s of one step
         return True
+
+    def _arm_two_part(self, t: float, first: float) -> None:
+        """Arm a two-part segment: the planned step of ``first`` seconds, then the run of
+        ``_m`` identical steps :meth:`_plan_after` foresaw (``_t2`` each, growing by
+        ``_g2``); the wake-up is the end of both."""
+        self._silent = False
+        self._two = True
+        self.seg_first, self.seg_growth = first, 0.0
+        m = self._m
+        self.seg_n = 1 + m
+        self.wake_t = t + first + (m * self._t2 + self._g2 * m * (m - 1) / 2.0)
 
     def _pop_ready(self, t: float) -> None:
         """Requests ready by ``t`` join the waiting queue, FCFS by ready time."""
@@ -530,13 +535,7 @@ class StepReplica:
             if (not loud and not mixed and not victims and not self.track_first
                     and self._plan_after(t + first, dec_s, new_n, new_comp, new_fin, new_blk,
                                          pf2, c2, admits, free)):
-                self._silent = False
-                self._two = True
-                self.seg_first, self.seg_growth = first, 0.0
-                m = self._m
-                self.seg_n = 1 + m
-                g2 = self._g2
-                self.wake_t = t + first + (m * self._t2 + g2 * m * (m - 1) / 2.0)
+                self._arm_two_part(t, first)
                 return
             growth, n = 0.0, 1
         self.seg_n = n
