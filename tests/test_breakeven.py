@@ -65,7 +65,8 @@ FIXED_USD = 2 * 2.0 * 720 + 0.5 * 120_000 / 12 + 500  # compute + engineering + 
 def test_static_mode_reproduces_the_seed_article():
     """1 replica of 2 GPUs at $2.50-3.50/GPU-h (the article's $5-7/h node), 0.75 FTE at
     $150k-200k, infra $250-1,000 and GPT-4o at $4.40/M blended: 3.0 B and 4.2 B."""
-    s = static_breakeven(load_experiment(None), usd_per_1m_blended=GPT4O_BLENDED)
+    seed = load_experiment(None, ["fleet.replicas=1"])  # the default runs 2 (it needs them)
+    s = static_breakeven(seed, usd_per_1m_blended=GPT4O_BLENDED)
     assert (s.replicas, s.gpus) == (1, 2)
     assert s.fixed_usd_low == pytest.approx(13_225) and s.fixed_usd_high == pytest.approx(18_540)
     assert s.usd_per_1m_blended == pytest.approx(GPT4O_BLENDED)
@@ -74,13 +75,14 @@ def test_static_mode_reproduces_the_seed_article():
 
 
 def test_static_mode_default_blend_is_list_prices_at_three_to_one():
-    s = static_breakeven(load_experiment(None))
+    s = static_breakeven(load_experiment(None, ["fleet.replicas=1"]))
     assert s.usd_per_1m_blended == pytest.approx(0.75 * 2.5 + 0.25 * 10.0)  # GPT-4o list
     assert s.breakeven_low == pytest.approx(13_225 / 4.375e-6)
 
 
 def test_static_cli_prints_the_break_even_range():
-    res = CliRunner().invoke(main, ["breakeven", "--static", "--blended-usd-per-1m", "4.40"])
+    res = CliRunner().invoke(main, ["breakeven", "--static", "--blended-usd-per-1m", "4.40",
+                                    "--set", "fleet.replicas=1"])
     assert res.exit_code == 0, res.output
     assert "3.01 B" in res.output and "4.21 B" in res.output and "$13,225" in res.output
 

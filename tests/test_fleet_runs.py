@@ -192,7 +192,7 @@ def test_shares_stay_within_one_when_work_outlasts_a_short_horizon():
     # Two hours of the default workload: the nightly batch (3,500 long requests from
     # 01:00) on one replica is a backlog served long after the horizon, so shares of the
     # horizon alone would exceed 1.
-    exp = load_experiment(None, ["horizon=2h", "replications=1"])
+    exp = load_experiment(None, ["horizon=2h", "replications=1", "fleet.replicas=1"])
     res = run_replication(exp, 0)
     row = res.row
     assert res.totals.end_s > 2 * 7200  # the run outlasts the horizon
