@@ -3,9 +3,11 @@
 The benchmark is real: llmperf-bench's TGI 2.0.1 concurrency sweep of Llama-3-8B-Instruct
 on one 24 GB GPU (tests/data/bench/README.md: source and MIT licence). The commands are the
 README's: the first fit is refused in one line (one prompt length cannot separate decode
-attention from the token-proportional cost), the second fits four terms and writes their
-spreads as step_time.uncertainty, and a run with the fitted profile draws the step time per
-replication, which `--set uncertainty.profile=false` turns off (same traffic).
+attention from the token-proportional cost), fitting the step cost too drives it to its
+bound (lengths vary within each load point, so these measurements do not separate it from
+the token table), so the worked example fits the token table and the overheads and writes
+the token table's spread as step_time.uncertainty, and a run with the fitted profile draws
+the step time per replication, which `--set uncertainty.profile=false` turns off (same traffic).
 """
 
 from __future__ import annotations
@@ -56,17 +58,19 @@ def test_the_worked_example_runs_as_the_readme_shows(tmp_path, monkeypatch):
     assert "--fit-params linear_scale,per_step_s,pre_s,post_s" in line
     assert not Path("llama3-8b-a10g-tgi.yaml").exists()
 
-    fitted = _fit(["--fit-params", "linear_scale,per_step_s,pre_s,post_s",
-                   "-o", "llama3-8b-a10g-tgi.yaml"])
+    fitted = _fit(["--fit-params", "linear_scale,pre_s,post_s", "-o", "llama3-8b-a10g-tgi.yaml"])
     assert fitted.exit_code == 0, fitted.output
     rows = [ln for ln in fitted.output.splitlines() if "[concurrency=" in ln]
     assert len(rows) == 8 * 3  # 8 load points x (TTFT, TPOT, E2E)
     doc = yaml.safe_load(Path("llama3-8b-a10g-tgi.yaml").read_text())
     unc = StepUncertainty.model_validate(doc["step_time"]["uncertainty"])
-    assert {"linear_s", "per_step_s"} <= set(unc.terms)
-    # a slower per-step cost and a faster token table explain the same measurements
-    order = list(unc.terms)
-    assert unc.correlation[order.index("linear_s")][order.index("per_step_s")] < 0
+    assert set(unc.terms) == {"linear_s"}  # the overheads are held: one prompt length
+    assert 0 < unc.terms["linear_s"] < 0.5
+    assert not any(ln.split()[:1] == ["per_step_s"] for ln in fitted.output.splitlines())
+    # the derived A10G profile was too slow in TPOT at every load point: the fit speeds it up
+    scale = next(ln.split() for ln in fitted.output.splitlines()
+                 if ln.split()[:1] == ["linear_scale"])
+    assert 0 < float(scale[1]) < 1
 
     Path("chat-a10g.yaml").write_text(EXPERIMENT)
     short = ["--set", "horizon=3h", "-n", "4", "--no-plots"]
@@ -79,7 +83,7 @@ def test_the_worked_example_runs_as_the_readme_shows(tmp_path, monkeypatch):
     assert "Profile uncertainty" not in fixed.output
     a = pq.read_table("drawn/runs.parquet").to_pydict()
     b = pq.read_table("fixed/runs.parquet").to_pydict()
-    assert "input.profile.per_step_s_factor" in a and "input.profile.per_step_s_factor" not in b
-    assert len(set(a["input.profile.per_step_s_factor"])) == 4
+    assert "input.profile.linear_s_factor" in a and "input.profile.linear_s_factor" not in b
+    assert len(set(a["input.profile.linear_s_factor"])) == 4
     assert a["requests_arrived"] == b["requests_arrived"]  # the same traffic
     assert a["interactive.e2e_mean_s"] != pytest.approx(b["interactive.e2e_mean_s"])
