@@ -83,9 +83,8 @@ def fit_command(bench: tuple[str, ...], start_from: str | None, model: str | Non
     click.echo(f"{len(records)} load points from {len(bench)} file(s); start: {origin}")
     click.echo(result.table())
     for name, value in result.fitted.items():
-        spread = result.rel_std.get(name, math.nan)
-        click.echo(f"  {name:<30} {value:.6g}  (+-{spread:.0%}, was "
-                   f"{terms.parameter(name, terms):.6g})")
+        click.echo(f"  {name:<30} {value:.6g}  ({_spread_text(value, result.rel_std.get(name))}"
+                   f", was {terms.parameter(name, terms):.6g})")
     for name, why in result.held.items():
         click.echo(f"  {name:<30} held: {why}")
     for note in result.notes:
@@ -151,8 +150,8 @@ def _write(path: Path, doc: dict[str, Any], result: Any, records: Any, origin: s
     header = ["# Fitted by `capsim profile fit`.", f"# Start: {origin}"]
     header += [f"# Bench: {f}" for f in files]
     header += [f"# {line}" for line in result.table().splitlines()]
-    header += [f"# {k}: +-{v:.0%} (1 sd, relative; step_time.uncertainty)"
-               for k, v in result.rel_std.items()]
+    header += [f"# {k}: {_spread_text(result.fitted.get(k, math.nan), v)} (1 sd, relative; "
+               "step_time.uncertainty)" for k, v in result.rel_std.items()]
     header += [f"# {k} held: {why}" for k, why in result.held.items()]
     text = "\n".join(header) + "\n" + yaml.safe_dump(out, sort_keys=False,
                                                      default_flow_style=None, width=100)
@@ -162,3 +161,12 @@ def _write(path: Path, doc: dict[str, Any], result: Any, records: Any, origin: s
         tmp.replace(path)
     except OSError as exc:
         raise ConfigError(f"cannot write: {exc.strerror}", file=str(path)) from None
+
+
+def _spread_text(value: float, spread: float | None) -> str:
+    """A fitted term's 1-sd spread, relative; a term driven to 0 or whose spread is over
+    100% is reported as not determined (a percentage of ~0 means nothing)."""
+    if spread is None or not math.isfinite(spread) or spread > 1.0 or value == 0.0:
+        return ("spread undetermined: these measurements do not identify it; "
+                "keep it at its start value by leaving it out of --fit-params")
+    return f"+-{spread:.0%}"
