@@ -29,8 +29,9 @@ legacy profile is converted once, when it is loaded, by
 :func:`~sim.profiles.steptime.from_curve` (decode steps keep their times exactly; prefill
 tokens cost ``1 / prefill_tokens_per_s`` each). A step profile without a curve gets one
 for the summaries that read it (utilization, reports): ``b / step time`` of a decode step
-of b sequences at ``REF_CONTEXT_TOKENS`` tokens of context each, for b up to the smaller
-of ``max_batch`` and the sequences of that context the KV cache holds, and
+of b sequences at ``REF_CONTEXT_TOKENS`` tokens of context each, for b up to ``max_batch``
+(an upper bound on the rate, so utilization against it stays within [0, 1]; with a small
+KV cache the batch it holds is smaller and the bound loose), and
 ``prefill_tokens_per_s`` = a full-budget prefill step's tokens over its time.
 :meth:`GpuProfile.step_model` is what the engine serves with.
 
@@ -243,10 +244,8 @@ class GpuProfile(Model):
         them (the engine serves with the step model itself)."""
         st, sch = self._step.step_time, self._step.scheduler
         if self.curve is None:
-            # The best decode rate is at the largest batch the KV cache holds at the
-            # reference context, not at max_num_seqs: a small cache caps the batch first.
-            top = max(1, min(self.max_batch, self.kv_capacity_tokens // (REF_CONTEXT_TOKENS + 1)))
-            batch = sorted({1, *(1 << i for i in range(top.bit_length())), top})
+            batch = sorted({1, *(1 << i for i in range(self.max_batch.bit_length())),
+                            self.max_batch})
             rates = [b / st.step_s(b, b, b * (REF_CONTEXT_TOKENS + 1), 0.0) for b in batch]
             for i in range(1, len(rates)):  # the curve's rules: rate up, per request down
                 rates[i] = min(max(rates[i], rates[i - 1]), rates[i - 1] / batch[i - 1] * batch[i])
