@@ -201,3 +201,16 @@ def test_shares_stay_within_one_when_work_outlasts_a_short_horizon():
     assert 0.5 < row["gpu_busy_fraction"] <= 1.0
     assert row["gpu_utilization"] <= 1.0
     assert row["gpu_decode_utilization"] <= 1.0
+
+
+def test_dynamic_fleet_shares_stay_within_one_when_work_outlasts_the_horizon():
+    # fleet-dynamics over 2 hours: work drains long after the horizon; busy time after it
+    # must be set against up time after it too (the fuzz suite found 1.0038 before).
+    exp = load_experiment(DYNAMICS, ["horizon=2h", "replications=2"])
+    for i in range(2):
+        res = run_replication(exp, i)
+        row = res.row
+        assert res.totals.end_s > 7200  # the run outlasts the horizon
+        for key in ("gpu_busy_fraction", "gpu_utilization", "gpu_decode_utilization",
+                    "paid_utilization"):
+            assert 0.0 <= row[key] <= 1.0, (i, key, row[key])

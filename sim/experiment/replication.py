@@ -189,7 +189,7 @@ def run_replication(exp: Experiment, index: int, *, keep_requests: bool | None =
     fleet_result = None
     if fleet is not None:
         fleet_result = fleet.result(cfg.output.timeseries_bin_s)
-        acc.set_capacity(fleet_result.up_replica_s, fleet_result.up_area,
+        acc.set_capacity(fleet_result.up_replica_s_span, fleet_result.up_area,
                          billed_replica_s=fleet_result.billed_replica_s)
         row.update(_fleet_identity(exp, fleet_result))
     row.update(acc.scalars(busy_s=totals.busy_s, end_s=totals.end_s))

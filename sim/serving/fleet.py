@@ -150,6 +150,9 @@ class FleetResult:
     billed_replica_s: float  # replica-seconds billed (billing basis) within the horizon
     up_area: np.ndarray  # replica-seconds up per time-series bin
     slot_up_s: np.ndarray  # per slot, seconds up within the horizon
+    # replica-seconds up until the run ended (the horizon, or later while work drained):
+    # the denominator of shares of busy time, which also counts work after the horizon
+    up_replica_s_span: float = 0.0
 
 
 class Fleet:
@@ -420,10 +423,12 @@ class Fleet:
         tot = {"up": 0.0, "billed": 0.0, "billed_raw": 0.0}
         up_area = np.zeros(nbins)
         billed_area = np.zeros(nbins)
+        up_span = 0.0
         for pool in self.pools:
             up_iv, bill_iv = self._closed_intervals(pool, end)
             for a, b, idx in up_iv:
                 slot_up[idx] += min(b, horizon) - min(a, horizon)
+                up_span += b - a
             pool_row, up_bins, billed_bins = self._pool_result(pool, up_iv, bill_iv, edges)
             row.update(pool_row)
             name = pool.cfg.name
@@ -437,7 +442,7 @@ class Fleet:
         series["replicas_up"] = up_area / bin_s
         series["replicas_billed"] = billed_area / bin_s
         row.update(self._totals_row(tot))
-        return FleetResult(row, series, tot["up"], tot["billed"], up_area, slot_up)
+        return FleetResult(row, series, tot["up"], tot["billed"], up_area, slot_up, up_span)
 
     def _closed_intervals(self, pool: _Pool, end: float):
         """Up intervals (with their slot) and billing intervals, open ones closed at end."""
