@@ -825,8 +825,14 @@ class StepReplica:
                 hi = lo + rem
                 free -= sum(hist[lo:hi]) if hi <= bs else sum(hist[lo:]) + sum(hist[:hi - bs])
         self.free = free
-        self.ksum += D * n
-        self.k = k = k + n
+        self._advance(n, first, growth, D)
+
+    def _advance(self, n: int, first: float, growth: float, decoders: int) -> tuple[int, float]:
+        """The clock after ``n`` steps of a segment (``decoders`` add one KV token a step
+        each): step count, KV sum, busy time; then the decoders whose last token came in
+        them. Returns the new step clock and time."""
+        self.ksum += decoders * n
+        self.k = k = self.k + n
         dt = n * first + growth * n * (n - 1) / 2.0  # run_time_s, inlined
         self.busy_s += dt
         self.t = t = self.t + dt
@@ -834,6 +840,7 @@ class StepReplica:
         fk = self.finish
         if fk and fk[0][0] <= k:
             self._finish_decoders(k, t)
+        return k, t
 
     def _finish_decoders(self, k: int, t: float) -> None:
         """Decoders whose last token was emitted by step clock ``k`` (at time ``t``)."""
@@ -891,16 +898,8 @@ class StepReplica:
             pf.own += -(-new // bs) - (-(-pf.comp // bs))
             pf.comp = new
         self.free = free
-        self.ksum += self._dec_s * n
-        self.k = k = k + n
-        dt = run_time_s(n, first, growth)
-        self.busy_s += dt
-        self.t = t = self.t + dt
-        self.steps += n
-        # 4. Decoders that emitted their last token.
-        fk = self.finish
-        if fk and fk[0][0] <= k:
-            self._finish_decoders(k, t)
+        # 4. The clock, and decoders that emitted their last token.
+        k, t = self._advance(n, first, growth, self._dec_s)
         # 5. Prefilling requests scheduled in this segment.
         self.prefill = None
         if admits:
