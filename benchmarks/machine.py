@@ -37,7 +37,15 @@ def machine_info() -> dict[str, str | int]:
         "cpu": cpu_model(),
         "cores": cpu_cores(),
         "cpu_count": os.cpu_count() or 1,
+        "step core": _step_core(),
     }
+
+
+def _step_core() -> str:
+    """Which step replica runs (compiled or Python, and why): it sets the speed."""
+    from sim.serving.step_core import IMPLEMENTATION
+
+    return IMPLEMENTATION
 
 
 def reset_peak_rss() -> bool:

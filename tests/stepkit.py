@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.profiles.steptime import StepModel
-from sim.serving.step_replica import INF, StepReplica
+from sim.serving.step_core import StepReplica
+from sim.serving.step_replica import INF
 
 
 def run_fast(model: StepModel, join_s, input_tokens, output_tokens, groups=None,

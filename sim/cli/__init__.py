@@ -31,6 +31,7 @@ from sim.cli.run import run_command
 from sim.cli.study import breakeven_command, plan_command, sweep_command
 from sim.cli.validate import validate_command
 from sim.cli.workload import workload_group
+from sim.serving.step_core import IMPLEMENTATION as STEP_CORE
 
 __all__ = ["main"]
 
@@ -53,7 +54,8 @@ class _Capsim(click.Group):
 
 
 @click.group(cls=_Capsim, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="capsim")
+@click.version_option(package_name="capsim",
+                      message=f"%(prog)s, version %(version)s (step core: {STEP_CORE})")
 @click.option("--debug", is_flag=True, expose_value=False,
               help="Show a traceback for an internal error (also CAPSIM_DEBUG=1).")
 def main() -> None:

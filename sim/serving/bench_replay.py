@@ -23,7 +23,8 @@ import numpy as np
 
 from sim.core.errors import ConfigError
 from sim.profiles.fit import ReplayLoad, ReplayOutcome, StepTerms
-from sim.serving.step_replica import INF, StepReplica
+from sim.serving.step_core import StepReplica
+from sim.serving.step_replica import INF
 
 __all__ = ["replay"]
 

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from sim.profiles.steptime import StepModel
-from sim.serving.step_replica import INF, StepReplica
+from sim.serving.step_core import StepReplica
+from sim.serving.step_replica import INF
 
 __all__ = ["StepServer", "StepServing", "step_need"]
 

@@ -692,19 +692,12 @@ class StepReplica:
         for i in range(1, bs + 1):
             cum[i] = cum[i - 1] + hist[-(k + i) % bs]
 
-        def need(m: int) -> int:
-            q, r = divmod(m, bs)
-            blocks = q * D + cum[r]
-            if has_pf:
-                blocks += -(-(comp1 + m * chunk) // bs) - base_pf
-            return blocks
-
-        if need(m_max) <= free:
+        if _kv_need(m_max, bs, D, cum, has_pf, comp1, chunk, base_pf) <= free:
             return m_max
         lo, hi = 0, m_max  # need(lo) <= free < need(hi)
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if need(mid) <= free:
+            if _kv_need(mid, bs, D, cum, has_pf, comp1, chunk, base_pf) <= free:
                 lo = mid
             else:
                 hi = mid
@@ -1053,6 +1046,17 @@ def _linear_table(st: StepTime, budget: int) -> list[float]:
         hit = (st, [st.linear(n) for n in range(budget + 1)])
         _LINEAR[id(st)] = hit
     return hit[1]
+
+
+def _kv_need(m: int, bs: int, D: int, cum: list[int], has_pf: bool, comp1: int, chunk: int,
+             base_pf: int) -> int:
+    """Blocks the steps 2..m+1 of a run allocate (see StepReplica._kv_steps): ``D``
+    decoders by the cumulative residue counts ``cum``, and the prefill if ``has_pf``."""
+    q, r = divmod(m, bs)
+    blocks = q * D + cum[r]
+    if has_pf:
+        blocks += -(-(comp1 + m * chunk) // bs) - base_pf
+    return blocks
 
 
 def _steps_until(x: float, first: float, growth: float) -> int:
