@@ -12,11 +12,15 @@ are a visible share that a month amortizes (8 x 1 d: 1.85x and 1.87x measured).
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 
 import numpy as np
 
-from .common import Settings, median_time, timed
+from .common import ROOT, Settings, median_time, timed
 from .machine import cpu_cores
 from .report import Row, check
 from .scenario import REPLICAS, build_experiment
@@ -48,7 +52,7 @@ def run_pipeline(settings: Settings) -> list[Row]:
     note = (f"{n:,} requests over {horizon} on {REPLICAS} replicas, "
             f"median of {max(1, settings.repeat)}")
     return [
-        check("pipeline", "run_replication", n / dt, "req/s", ge=150_000, note=note),
+        check("pipeline", "run_replication", n / dt, "req/s", ge=100_000, note=note),
         Row("pipeline", "time per request", dt / n * 1e6, "µs/request",
             note=f"{dt:.1f} s per run"),
         check("pipeline", "events/request", res.totals.events / n, "", le=3.0,
@@ -56,6 +60,51 @@ def run_pipeline(settings: Settings) -> list[Row]:
         Row("pipeline", "peak-hour utilization", _peak_hour_utilization(res), "",
             note=f"sized for ~0.65; run mean {row.get('gpu_utilization', float('nan')):.2f}, "
                  f"overflow {row.get('overflow_share', float('nan')):.1%}"),
+        *_core_rows(settings),
+    ]
+
+
+_CHILD = """
+import json, sys, time
+from benchmarks.scenario import build_experiment
+from sim.experiment.replication import run_replication
+from sim.serving.step_core import IMPLEMENTATION
+exp = build_experiment(sys.argv[1])
+t0 = time.perf_counter()
+res = run_replication(exp, 0)
+print(json.dumps({"s": time.perf_counter() - t0, "n": res.totals.arrived,
+                  "core": IMPLEMENTATION}))
+"""
+
+
+def _child_rate(horizon: str, pure: bool) -> tuple[float, str]:
+    """Simulated requests/s of one replication in a fresh process with either core."""
+    env = {k: v for k, v in os.environ.items() if k != "CAPSIM_PURE_PYTHON"}
+    if pure:
+        env["CAPSIM_PURE_PYTHON"] = "1"
+    out = subprocess.run([sys.executable, "-c", _CHILD, horizon], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return got["n"] / got["s"], got["core"]
+
+
+def _core_rows(settings: Settings) -> list[Row]:
+    """The baseline in the same run: the step replica's Python module against the core
+    in use (compiled where it was built), on a shorter horizon of the same scenario,
+    alternated and paired (the machine's speed drifts over minutes)."""
+    horizon = settings.pick("1d", "2h")
+    fast, slow, core = [], [], ""
+    for _ in range(max(1, settings.repeat)):
+        rate, core = _child_rate(horizon, pure=False)
+        fast.append(rate)
+        slow.append(_child_rate(horizon, pure=True)[0])
+    ratios = [a / b for a, b in zip(fast, slow, strict=True)]
+    note = f"{horizon}, median of {len(ratios)} paired runs"
+    return [
+        Row("pipeline", "Python step replica", statistics.median(slow), "req/s",
+            note=f"CAPSIM_PURE_PYTHON=1, {note}"),
+        Row("pipeline", f"{core.split(' ')[0]} / Python", statistics.median(ratios), "x",
+            note=f"step core: {core}; pairs {', '.join(f'{r:.2f}' for r in ratios)}"),
     ]
 
 
