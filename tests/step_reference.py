@@ -21,6 +21,13 @@ Rules (vLLM V1 ``Scheduler.schedule``, read at vllm-project/vllm commit 00024d31
    first token ends TTFT; the request completes when it has emitted all its output tokens
    (plus ``post_s``). A recomputed request (after a preemption) must prefill its prompt and
    the tokens it had generated.
+4. Async scheduling (``scheduler.async_scheduling``, vLLM ``--async-scheduling``): the
+   step that starts when the previous step ends was scheduled when that previous step
+   started, so it takes only the requests ready by then; a request ready during a step
+   first runs in the step after the next. An idle engine (nothing running or waiting when
+   the previous step ends, or no previous step) schedules at once: the next step takes
+   every request ready by its start. Without async scheduling a step takes every request
+   ready by its start.
 Prefix caching: a request of prefix group g (prefix of ``pb`` full blocks, ``pb*bs <= P-1``)
 hits those blocks if a running request holds them; the holder of a miss starts holding them
 at the end of the step in which it has computed them. The group's blocks are counted once
@@ -97,11 +104,16 @@ def simulate(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
         holders[r.grp] -= 1
         return pb[r.grp] if holders[r.grp] == 0 else 0
 
+    lag = sch.async_scheduling
+    start = t  # start of the previous step: the cutoff of the next one under async
     while pending or waiting or running:
-        if not running and not waiting:
-            t = max(t, pending[0].ready)
-        while pending and pending[0].ready <= t:
+        cutoff = start if lag else t
+        while pending and pending[0].ready <= cutoff:
             waiting.append(pending.pop(0))
+        if not running and not waiting:  # idle: the next request starts a step at once
+            t = max(t, pending[0].ready)
+            while pending and pending[0].ready <= t:
+                waiting.append(pending.pop(0))
         budget = budget0
         sched: list[tuple[_R, int, bool]] = []  # (request, tokens, decoding)
         preempted = False
@@ -157,6 +169,7 @@ def simulate(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
         dt = st.step_s(n_tok, len(sched), kv, pairs)
         if log:
             res.step_log.append((t, n_tok, len(sched), kv, pairs, dt))
+        start = t
         t += dt
         res.steps += 1
         for r, n, _ in sched:

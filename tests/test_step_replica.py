@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 from sim.profiles.steptime import Overheads, StepModel, StepTime, run_time_s, steps_ending_by
+from sim.serving.step_core import StepReplica
+from sim.serving.step_replica import INF
 from tests.step_reference import simulate
 from tests.stepkit import run_fast
 
@@ -26,30 +28,34 @@ from tests.stepkit import run_fast
 LINEAR_1E5 = {"tokens": [1, 100_001], "linear_s": [1e-5, 1.00001]}
 
 
-def _random_model(rng: np.random.Generator, tight_kv: bool) -> StepModel:
+def _random_model(rng: np.random.Generator, tight_kv: bool,
+                  async_scheduling: bool = False) -> StepModel:
     bs = int(rng.choice([4, 16]))
     return StepModel(
         max_num_seqs=int(rng.integers(1, 9)),
         kv_capacity_tokens=int(rng.integers(20, 200)) * bs if tight_kv else 100_000,
         scheduler={"max_num_batched_tokens": int(rng.integers(8, 300)), "block_size": bs,
-                   "watermark": float(rng.choice([0.0, 0.01, 0.05])), "max_model_len": 100_000},
+                   "watermark": float(rng.choice([0.0, 0.01, 0.05])), "max_model_len": 100_000,
+                   "async_scheduling": async_scheduling},
         step_time={"per_step_s": 0.003, "tokens": [1, 64, 512], "linear_s": [0.001, 0.002, 0.01],
                    "per_seq_s": 1e-4, "decode_attention_s_per_token": 1e-6,
                    "prefill_attention_s_per_token2": 1e-8},
         overheads={"pre_s": 0.01, "pre_s_per_input_token": 1e-5, "post_s": 0.002})
 
 
+@pytest.mark.parametrize("async_scheduling", [False, True])
 @pytest.mark.parametrize("tight_kv", [False, True])
 @pytest.mark.parametrize("overheads", ["per_token", "none"])
-def test_fast_replica_matches_step_reference(tight_kv, overheads):
+def test_fast_replica_matches_step_reference(tight_kv, overheads, async_scheduling):
     """With a per-input-token overhead a join may be ready before an earlier join (a
     shorter prompt), so the replica may run ahead only to where no later join can be
-    ready; without overheads every join runs it ahead to the step it joins."""
+    ready; without overheads every join runs it ahead to the step it joins. With async
+    scheduling a join is admitted one step later, and the replica runs ahead accordingly."""
     seen = {"chunked": 0, "preempted": 0, "prefix": 0}
     cases = 60 if overheads == "per_token" else 30
     for seed in range(cases):
         rng = np.random.default_rng(100 * seed + tight_kv)
-        model = _random_model(rng, tight_kv)
+        model = _random_model(rng, tight_kv, async_scheduling)
         if overheads == "none":
             model = model.model_copy(update={"overheads": Overheads()})
         n = 40
@@ -72,6 +78,35 @@ def test_fast_replica_matches_step_reference(tight_kv, overheads):
     # The cases exercise what they are meant to (preemptions need the tight KV cache).
     assert seen["chunked"] > cases // 3 and seen["prefix"] > cases // 3
     assert (seen["preempted"] > cases // 6) == tight_kv
+
+
+@pytest.mark.parametrize("async_scheduling", [False, True])
+def test_first_token_tracking_replica_matches_step_reference(async_scheduling):
+    """A replica that reports first tokens as they come (``track_first``, the SimPy
+    server's) never runs ahead of its caller nor plans two-part segments: a join only cuts
+    the planned segment. Same times as the reference."""
+    for seed in range(20):
+        rng = np.random.default_rng(700 + seed)
+        model = _random_model(rng, bool(seed % 2), async_scheduling)
+        n = 30
+        join = np.cumsum(rng.exponential(0.05, n))
+        inp, out = rng.integers(1, 400, n), rng.integers(1, 120, n)
+        keep = inp + out <= model.max_len_tokens
+        join, inp, out = join[keep], inp[keep], out[keep]
+        ref = simulate(model, join, inp, out)
+        rep = StepReplica(model)
+        rep.track_first = True
+        seqs, i = [], 0
+        while i < join.size or rep.wake_t < INF:
+            if i < join.size and join[i] <= rep.wake_t:
+                seqs.append(rep.add(i, float(join[i]), int(inp[i]), int(out[i])))
+                i += 1
+            else:
+                rep.end_segment()
+                rep.replan()
+        np.testing.assert_allclose([s.first_s for s in seqs], ref.first_s, rtol=1e-9, atol=0)
+        np.testing.assert_allclose([s.end_s for s in seqs], ref.end_s, rtol=1e-9, atol=0)
+        assert rep.steps == ref.steps
 
 
 def _both(model, join, inp, out, groups=None, prefix=()):
@@ -144,6 +179,38 @@ def test_prefix_cache_hit_by_hand():
         assert ref.step_log[2][1] == 1 + b_tokens
 
 
+def test_async_scheduling_admits_one_step_later_by_hand():
+    """vLLM --async-scheduling: the step at a boundary was scheduled when the step before it
+    started. A (100-token prompt) starts at once on the idle replica (step 1, 0 - 0.011 s);
+    B, ready at 0.005 during step 1, misses step 2 (scheduled at 0) and prefills in step
+    3; without async it prefills in step 2. Steps: 0.01 s + 1e-5 s per token."""
+    def model(asynch: bool) -> StepModel:
+        return StepModel(max_num_seqs=8, kv_capacity_tokens=100_000,
+                         scheduler={"max_num_batched_tokens": 2048, "watermark": 0.0,
+                                    "async_scheduling": asynch},
+                         step_time={"per_step_s": 0.01, **LINEAR_1E5})
+    s1, dec, dec_pre = 0.01 + 100e-5, 0.01 + 1e-5, 0.01 + 101e-5  # A's prefill; 1; 1 + 100
+    for asynch, b_first in ((False, s1 + dec_pre), (True, s1 + dec + dec_pre)):
+        first, end, _, ref = _both(model(asynch), [0.0, 0.005], [100, 100], [50, 5])
+        assert first[0] == pytest.approx(s1, rel=1e-12)  # idle: A starts at once
+        assert first[1] == pytest.approx(b_first, rel=1e-12)
+        b_step = 2 if not asynch else 3
+        assert [s[1] for s in ref.step_log[:b_step]] == [100] + [1] * (b_step - 2) + [101]
+    # A request ready during step n of a busy replica runs in step n+2: C, ready at 0.015
+    # during step 2 (0.011 - 0.02101), prefills in step 4 (step 3 was scheduled at 0.011).
+    first, _, _, ref = _both(model(True), [0.0, 0.015], [100, 100], [50, 5])
+    assert first[1] == pytest.approx(s1 + 2 * dec + dec_pre, rel=1e-12)
+    assert [s[1] for s in ref.step_log[:4]] == [100, 1, 1, 101]
+    # The step scheduled at 0.011 is empty when A (2 output tokens) ends in step 2: the
+    # engine schedules again when step 2 ends, so D (ready during step 2) starts then, as
+    # without async; and E, ready long after, starts at once on the idle replica.
+    for asynch in (False, True):
+        first, end, _, _ = _both(model(asynch), [0.0, 0.015, 1.0], [100, 100, 100], [2, 5, 5])
+        assert end[0] == pytest.approx(s1 + dec, rel=1e-12)
+        assert first[1] == pytest.approx(s1 + dec + s1, rel=1e-12)
+        assert first[2] == pytest.approx(1.0 + s1, rel=1e-12)
+
+
 def _pk_service_s(st: StepTime, inp: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Service time of a request alone on a replica (prompt <= budget: one prefill step,
     then out - 1 decode steps whose context grows by one token each)."""
@@ -185,14 +252,17 @@ def test_single_sequence_replica_is_mg1_pollaczek_khinchine():
     assert abs(waits.mean() - expected) <= 4 * se, (waits.mean(), expected, se)
 
 
-def test_segments_per_request_do_not_grow_with_output_length():
+@pytest.mark.parametrize("async_scheduling", [False, True])
+def test_segments_per_request_do_not_grow_with_output_length(async_scheduling):
     """Wake-ups (segments of identical steps) per request stay bounded when every output is
     ten times longer (same arrivals: ten times the concurrency): decoding is counted, not
     stepped. A request costs at most about four segment ends (the boundary after it becomes
     ready, its admission step, the last chunk of a long prompt, its completion); a busier
-    replica shares fewer of them, hence a small rise, not a tenfold one."""
+    replica shares fewer of them, hence a small rise, not a tenfold one. Async scheduling
+    moves the boundary a join ends a segment at, not how many there are."""
     model = StepModel(max_num_seqs=64, kv_capacity_tokens=2_000_000,
-                      scheduler={"max_num_batched_tokens": 2048},
+                      scheduler={"max_num_batched_tokens": 2048,
+                                 "async_scheduling": async_scheduling},
                       step_time={"per_step_s": 0.005, **LINEAR_1E5,
                                  "decode_attention_s_per_token": 1e-8})
     rng = np.random.default_rng(3)

@@ -9,7 +9,9 @@ module holds the profile blocks that describe such a replica (the format agreed 
 measurements) and the arithmetic on them:
 
 * :class:`Scheduler` -- the scheduler limits (names as in vLLM: token budget, KV block size,
-  watermark, ``max_model_len``, prefix caching);
+  watermark, ``max_model_len``, prefix caching) and whether the engine schedules
+  asynchronously (``async_scheduling``, vLLM ``--async-scheduling``: one step of admission
+  delay, see :mod:`sim.serving.step_replica`);
 * :class:`StepTime` -- the duration of one step from its composition::
 
       T = per_step_s + linear(N) + per_seq_s * S
@@ -96,6 +98,11 @@ class Scheduler(_Block):
     max_model_len: int = Field(131072, ge=1)
     prefix_caching: bool = True
     engine: str = "vllm-0.10 (V1)"
+    # vLLM --async-scheduling: the engine core schedules step n+1 while the GPU runs step
+    # n, so a request that becomes schedulable during step n first runs in step n+2 (at
+    # once on an idle engine). Only the admission delay is modelled here (see
+    # sim.serving.step_replica); the CPU cost it hides is in per_step_s (derive.py).
+    async_scheduling: bool = False
 
 
 STEP_TERMS = ("per_step_s", "linear_s", "per_seq_s", "decode_attention_s_per_token",

@@ -24,20 +24,21 @@ cdef class StepReplica:
     cdef public double _per_step, _per_seq, _a_dec, _a_pre, pre_s, pre_tok_s, post_s
     cdef public bint caching, track_first, planned, _silent, _two
     cdef public i64 _order, steps, segments, wakes, preemptions
-    cdef public double busy_s, t, seg_first, seg_growth, wake_t, _t2, _g2
+    cdef public double busy_s, t, cut, seg_first, seg_growth, wake_t, _t2, _g2
     cdef public i64 k, D, ksum, free, promised, seg_n, _free1, _chunk, _dec_s, _m
-    cdef public i64 _chunk2, _dec2, _free2
+    cdef public i64 _chunk2, _dec2, _free2, lag
     cdef public dict batch
     cdef public Seq prefill
     cdef dict __dict__
 
     cdef _reset(self, double t)
-    @cython.locals(first=double, growth=double, t0=double, x=double, j=i64, n0=i64)
+    @cython.locals(first=double, growth=double, t0=double, x=double, j=i64, n0=i64, i=i64,
+                   lag=i64)
     cdef _run_to(self, double ready, double t)
-    @cython.locals(t1=double, x=double, j=i64)
-    cdef _cut(self, double ready)
-    @cython.locals(t=double, D=i64, k=i64, bs=i64, free=i64, a_dec=double, first=double,
-                   growth=double, n=i64)
+    @cython.locals(t0=double, t1=double, j=i64)
+    cdef _cut(self, double ready, i64 later)
+    @cython.locals(t=double, c=double, D=i64, k=i64, bs=i64, free=i64, a_dec=double,
+                   first=double, growth=double, n=i64)
     cdef _plan(self)
     @cython.locals(D=i64, total=i64, k=i64, bs=i64, free=i64, need=i64, first=double,
                    t=double, loud=bint)
@@ -76,7 +77,7 @@ cdef class StepReplica:
     cdef _start_decoding(self, Seq r, i64 k, double t)
     @cython.locals(bs=i64, k=i64, D=i64, free=i64, q=i64, rem=i64, lo=i64, hi=i64)
     cdef _apply_run(self, i64 n, double first, double growth)
-    @cython.locals(k=i64, dt=double, t=double)
+    @cython.locals(k=i64, dt=double, t=double, m=i64)
     cdef tuple _advance(self, i64 n, double first, double growth, i64 decoders)
     @cython.locals(bs=i64, gen=i64, s=Seq, comp=i64)
     cdef _finish_decoders(self, i64 k, double t)
@@ -94,6 +95,8 @@ cdef class StepReplica:
 
 @cython.locals(n=i64, b=double)
 cdef i64 _steps_until(double x, double first, double growth)
+@cython.locals(j=i64)
+cdef i64 _join_steps(double x, double first, double growth, i64 lag)
 @cython.locals(q=i64, r=i64, blocks=i64)
 cdef i64 _kv_need(i64 m, i64 bs, i64 D, list cum, bint has_pf, i64 comp1, i64 chunk,
                    i64 base_pf)

@@ -29,6 +29,19 @@ Scheduling follows vLLM V1's ``Scheduler.schedule`` (read at vllm-project/vllm c
 * a request that joins at time t can be scheduled from ``t + pre_s + pre_s_per_input_token
   * input`` (overheads), at the first step boundary from then on (an idle replica starts a
   step at once);
+* async scheduling (``scheduler.async_scheduling``, vLLM ``--async-scheduling``: the
+  ``AsyncScheduler`` with the engine core's ``step_with_batch_queue``, two batches in
+  flight): the engine core schedules step n+1 as soon as step n is launched, from the state
+  step n will leave (its scheduled tokens counted as computed, and a token placeholder for
+  each request that samples in it, so a prefill that ends in step n decodes in step n+1),
+  and adds new requests only between steps. So the step starting at a boundary takes the
+  requests ready by the *start of the step before it*: a request ready during step n first
+  runs in step n+2, one step later than without. An engine with nothing to run (the step
+  scheduled at the start of the last one is empty) schedules at once when it next has
+  work: the step takes every request ready by its start. Outputs are handled when their
+  step ends, as without async scheduling (first tokens and completions keep their times);
+  the CPU time this hides is left out of ``per_step_s`` by the profile
+  (:func:`sim.profiles.derive.derive`);
 * prefix caching: a request of a prefix group (a shared prefix of ``pb`` full blocks,
   ``pb * block_size <= input - 1`` as vLLM always recomputes the last prompt token) skips
   those tokens if a running request holds the group's blocks; the first request computes
@@ -51,13 +64,16 @@ steps, or a step that admits requests (or ends a prefill) followed by the run of
 steps after it, foreseen from the state that step will leave (a *two-part* segment).
 
 When a request joins during a segment, the segment ends at the first step boundary b at
-or after the time the request is ready. The steps before b are final once none of them
-can still be joined by a later request (each starts before the earliest time a request
-joining from now on can be ready: always so without a per-input-token overhead), and
-then they are applied at once and the next segment is planned from b: the join costs no
-wake-up of its own. A request that joins later but is ready by b still joins the step at
-b (the plan from b is redone, FCFS by ready time). The replica's state may thus run ahead
-of the caller's clock, never past a step whose composition could still change.
+or after the time the request is ready (async scheduling: at the boundary after that one,
+the step starting at b having been scheduled before the request was ready). The steps
+before b are final once none of them can still be joined by a later request (each took
+its requests, at its start or with async scheduling at the previous step's start, before
+the earliest time a request joining from now on can be ready: always so without a
+per-input-token overhead), and then they are applied at once and the next segment is
+planned from b: the join costs no wake-up of its own. A request that joins later but is
+in time for the step at b still joins it (the plan from b is redone, FCFS by ready time).
+The replica's state may thus run ahead of the caller's clock, never past a step whose
+composition could still change.
 
 Assumptions and simplifications (each stands for a vLLM behaviour, or is what is not
 modelled): chunked prefill on, FCFS policy, no ``long_prefill_token_threshold``; prefix
@@ -65,7 +81,14 @@ blocks stay cached only while a running request holds them (vLLM also keeps free
 until evicted: hits after every holder finished are not counted); a recompute after
 preemption hits only the group prefix (not its own freed blocks); no speculative decoding,
 no disaggregated prefill/decode, no pipeline parallelism, no CPU swap; the engine loop has
-no gap between steps (scheduling overhead belongs in ``per_step_s``).
+no gap between steps (scheduling overhead belongs in ``per_step_s``). Async scheduling:
+a request that emits its last token in step n frees its sequence slot and KV blocks for
+step n+1 here, while vLLM frees them when step n's output is processed, after step n+1
+was scheduled (one step later: it matters only where admissions wait for a slot or for
+blocks); an abort takes effect at the next boundary as without async scheduling (vLLM:
+one step later); vLLM versions whose scheduler still gave a request that had reached its
+``max_tokens`` one more decode token in the next step (before ``Scheduler.schedule``
+skipped such requests) are not modelled.
 
 Depends only on the standard library and :mod:`sim.profiles.steptime`.
 """
@@ -149,6 +172,9 @@ class StepReplica:
         self._a_pre = st.prefill_attention_s_per_token2
         self.pre_s, self.pre_tok_s, self.post_s = ov.pre_s, ov.pre_s_per_input_token, ov.post_s
         self.caching = sch.prefix_caching
+        # vLLM --async-scheduling: a step is scheduled when the previous one starts, so it
+        # takes the requests ready by then (one step of admission delay; module doc).
+        self.lag = 1 if sch.async_scheduling else 0
         self.pb = [s // bs for s in prefix_tokens]  # prefix blocks per group
         self.holders = [0] * len(self.pb)
         self._order = 0
@@ -164,6 +190,7 @@ class StepReplica:
         """An empty replica at time ``t`` (new, or after every request was evicted)."""
         # State at the current step boundary (time t, step clock k).
         self.t = t
+        self.cut = t  # async: the step at t takes the requests ready by then (module doc)
         self.k = 0
         self.batch: dict[Seq, None] = {}  # admission order; the partial prefill is last
         self.prefill: Seq | None = None  # the running request still prefilling, if any
@@ -225,61 +252,76 @@ class StepReplica:
         if not self.planned:
             if self.wake_t > ready:
                 self.wake_t = ready  # idle: start when it is ready
-        elif ready <= self.t:
-            self._plan()  # ready at the boundary the plan starts from: plan again
+        elif ready <= (self.cut if self.lag else self.t):
+            self._plan()  # in time for the step the plan starts with: plan again
         elif ready < self.wake_t:
             self._run_to(ready, t)
         return s
 
     def _run_to(self, ready: float, t: float) -> None:
         """A request joining at ``t`` is ready at ``ready``, inside the planned segment:
-        end the segment at the first step boundary b at or after ``ready`` and, where
-        nothing can still change the steps before b, run them now and plan from b (the
-        step that admits it and the run after it: one segment, one wake-up, instead of a
-        wake-up at b). The steps before b are final when each starts before the earliest
-        time a request joining from now on can be ready (``t + pre_s + pre_s_per_input_token``
-        for a one-token prompt). Not for a replica that reports first tokens as they come
-        (``track_first``): its server aborts requests at the time they give up."""
+        end the segment at the boundary b of the step that admits it (the first step
+        boundary at or after ``ready``; with async scheduling the one after it, see
+        :meth:`_cut`) and, where nothing can still change the steps before b, run them now
+        and plan from b (the step that admits it and the run after it: one segment, one
+        wake-up, instead of a wake-up at b). The steps before b are final when each took
+        its requests before the earliest time a request joining from now on can be ready
+        (``t + pre_s + pre_s_per_input_token`` for a one-token prompt): each step's start,
+        or with async scheduling the start of the step before it. Not for a replica that
+        reports first tokens as they come (``track_first``): its server aborts requests at
+        the time they give up."""
+        lag = self.lag
         if self._two or self.track_first:
             n0 = self.seg_n
-            self._cut(ready)
+            self._cut(ready, lag)
             j = self.seg_n
             if j == n0 or self.track_first:
                 return
-            x = (self.t if j == 1
-                 else self.t + self.seg_first + run_time_s(j - 2, self._t2, self._g2))
+            i = j - 1 - lag  # the boundary by which the last step before b took its requests
+            x = (self.cut if i < 0 else self.t if i == 0
+                 else self.t + self.seg_first + run_time_s(i - 1, self._t2, self._g2))
         else:  # _cut, inlined: one run of identical steps
             first, growth, t0 = self.seg_first, self.seg_growth, self.t
             j = _steps_until(ready - t0, first, growth)
+            if lag and ready > t0:
+                j += 1
             if j >= self.seg_n:
                 return
             self.seg_n = j
             self.wake_t = t0 + (j * first + growth * j * (j - 1) / 2.0)  # run_time_s
-            x = t0 + ((j - 1) * first + growth * (j - 1) * (j - 2) / 2.0)
-        if x < t + self.pre_s + self.pre_tok_s:  # the start of the last step before b
+            i = j - 1 - lag
+            x = self.cut if i < 0 else t0 + (i * first + growth * i * (i - 1) / 2.0)
+        if x < t + self.pre_s + self.pre_tok_s:  # before any later join can be ready
             self._execute()
             self._plan()
 
-    def _cut(self, ready: float) -> None:
+    def _cut(self, ready: float, later: int) -> None:
         """End the planned segment at the first step boundary at or after ``ready`` (the
-        step in progress then keeps its composition)."""
+        step in progress then keeps its composition), or with ``later`` (async scheduling,
+        for a request ready at ``ready``) one boundary after that: the step starting at
+        the first boundary was scheduled when the step before it started, before
+        ``ready`` (a request ready by the plan's start, but after the step it starts with
+        took its requests, ends the segment after that first step)."""
+        t0 = self.t
         if self._two:
-            t1 = self.t + self.seg_first
-            if ready <= t1:
-                self._two = False
-                self.seg_n = 1
-                self.wake_t = t1
-                return
-            j = 1 + _steps_until(ready - t1, self._t2, self._g2)
+            t1 = t0 + self.seg_first
+            j = 1 if ready <= t1 else 1 + _steps_until(ready - t1, self._t2, self._g2)
+            if later and ready > t0:
+                j += 1
             if j < self.seg_n:
                 self.seg_n = j
-                self.wake_t = t1 + run_time_s(j - 1, self._t2, self._g2)
+                if j == 1:
+                    self._two = False
+                    self.wake_t = t1
+                else:
+                    self.wake_t = t1 + run_time_s(j - 1, self._t2, self._g2)
             return
-        x = ready - self.t
-        j = _steps_until(x, self.seg_first, self.seg_growth)
+        j = _steps_until(ready - t0, self.seg_first, self.seg_growth)
+        if later and ready > t0:
+            j += 1
         if j < self.seg_n:
             self.seg_n = j
-            self.wake_t = self.t + run_time_s(j, self.seg_first, self.seg_growth)
+            self.wake_t = t0 + run_time_s(j, self.seg_first, self.seg_growth)
 
     # ------------------------------------------------------------------ planning
     def _plan(self) -> None:
@@ -289,8 +331,9 @@ class StepReplica:
         waiting, no prefill), is planned here; the rest in :meth:`_plan_step`."""
         t = self.t
         pending, waiting = self.pending, self.waiting
-        if pending and pending[0][0] <= t:
-            self._pop_ready(t)
+        c = self.cut if self.lag else t  # the first step takes the requests ready by c
+        if pending and pending[0][0] <= c:
+            self._pop_ready(c)
         D = self.D
         if self.prefill is not None:
             self._plan_step()
@@ -320,7 +363,7 @@ class StepReplica:
             if ((n - 1) // bs + 1) * D > free:  # (else plenty of room: see _kv_steps)
                 n = 1 + self._kv_steps(n - 1, free, 0, self.hist, k, D, -1)
             if pending and n > 1:
-                n = min(n, _steps_until(pending[0][0] - t, first, growth))
+                n = min(n, _join_steps(pending[0][0] - t, first, growth, self.lag))
         self._victims = self._admits = _NONE
         self._free1 = free
         self._chunk, self._dec_s = 0, D
@@ -490,6 +533,12 @@ class StepReplica:
                 else:
                     pf2, c2 = r, c
         if not seqs:  # nothing to run: idle until the next request is ready
+            if self.lag and self.cut < t and pending and pending[0][0] <= t:
+                # Async: the step scheduled when the last one started is empty, so the
+                # engine schedules again now, taking the requests ready by now.
+                self.cut = t
+                self._plan()
+                return
             self.planned = False
             self.seg_n = 0
             self.wake_t = pending[0][0] if pending else INF
@@ -521,7 +570,7 @@ class StepReplica:
                 n = 1 + self._kv_steps(n - 1, free, chunk, self.hist, k, D,
                                        pf.comp + chunk if pf is not None else -1)
             if pending and n > 1:
-                n = min(n, _steps_until(pending[0][0] - t, first, growth))
+                n = min(n, _join_steps(pending[0][0] - t, first, growth, self.lag))
             self._silent = False
         else:
             # One step of its own. Silent if nobody completes at its end.
@@ -638,8 +687,8 @@ class StepReplica:
                 and len(self.batch) + len(admits) < self.max_seqs):
             return False
         pending = self.pending
-        if pending and pending[0][0] <= t1:
-            return False
+        if pending and pending[0][0] <= (self.t if self.lag else t1):
+            return False  # the step at t1 takes it (async: it takes those ready by t)
         need = (self.hist[-k1 % bs] if D else 0) + new_blk + pf_need
         if need > free:
             return False
@@ -669,7 +718,7 @@ class StepReplica:
                 n = 1 + self._kv_steps(m_max, free, chunk2, hist2, k1, D2,
                                        c2 + chunk2 if pf2 is not None else -1)
         if pending and n > 1:
-            n = min(n, _steps_until(pending[0][0] - t1, first, growth))
+            n = min(n, _join_steps(pending[0][0] - t1, first, growth, self.lag))
         self._m, self._t2, self._g2 = n, first, growth
         self._chunk2, self._dec2, self._free2 = chunk2, D2, free
         return True
@@ -719,7 +768,7 @@ class StepReplica:
         if self.planned:
             self._execute()
         else:
-            self.t = self.wake_t
+            self.t = self.cut = self.wake_t  # idle: the step now takes what is ready now
 
     def replan(self) -> None:
         """After :meth:`wake` and the joins of the same instant: plan the next segment,
@@ -757,6 +806,7 @@ class StepReplica:
         bs = self.bs
         self.k = k = self.k + 1
         self.busy_s += first
+        self.cut = self.t  # (async: the next step took the requests ready at this one's start)
         self.t = t = self.t + first  # (run_time_s of one step)
         self.steps += 1
         self.ksum += self.D
@@ -828,6 +878,9 @@ class StepReplica:
         self.k = k = self.k + n
         dt = n * first + growth * n * (n - 1) / 2.0  # run_time_s, inlined
         self.busy_s += dt
+        if self.lag:  # the next step took the requests ready at the start of the last one
+            m = n - 1
+            self.cut = self.t + (m * first + growth * m * (m - 1) / 2.0)
         self.t = t = self.t + dt
         self.steps += n
         fk = self.finish
@@ -1000,7 +1053,7 @@ class StepReplica:
                     self.promised -= -(-(s.P + s.g) // self.bs)
                 self._plan()
             elif t < self.wake_t:
-                self._cut(t)
+                self._cut(t, 0)
 
     def evict(self, t: float) -> list[Seq]:
         """Every request leaves at ``t`` (failure or preemption of the replica): returns
@@ -1057,6 +1110,18 @@ def _kv_need(m: int, bs: int, D: int, cum: list[int], has_pf: bool, comp1: int, 
     if has_pf:
         blocks += -(-(comp1 + m * chunk) // bs) - base_pf
     return blocks
+
+
+def _join_steps(x: float, first: float, growth: float, lag: int) -> int:
+    """Steps of a run before the one that admits a request ready ``x`` after the run's
+    start: the first step ending at or after it (the step starting there admits it), or
+    with ``lag`` (async scheduling) one more: the step starting there was scheduled at the
+    start of the step before it (at once, 1, when ``x`` <= 0: ready by the run's start but
+    not by the time its first step took its requests)."""
+    j = _steps_until(x, first, growth)
+    if lag and x > 0.0:
+        j += 1
+    return j
 
 
 def _steps_until(x: float, first: float, growth: float) -> int:
