@@ -15,6 +15,8 @@ import pytest
 
 from sim.profiles.catalog import DeriveError, get_gpu, get_model, gpu_catalog
 from sim.profiles.derive import ENGINE_DEFAULTS, derive, derive_from_mapping, gemm_s
+from sim.profiles.fit import StepTerms
+from sim.profiles.steptime import Scheduler
 from tests.shared_data import SHARED_DATA
 
 MODELS = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mixtral-8x7b", "qwen3-32b",
@@ -43,7 +45,7 @@ def _check_format(p: dict) -> None:
     assert set(p) == TOP_KEYS
     st, sch = p["step_time"], p["scheduler"]
     assert set(sch) == {"max_num_batched_tokens", "block_size", "watermark", "max_model_len",
-                        "prefix_caching", "engine"}
+                        "prefix_caching", "engine", "async_scheduling"}
     assert set(st) == {"per_step_s", "tokens", "linear_s", "per_seq_s",
                        "decode_attention_s_per_token", "prefill_attention_s_per_token2", "source",
                        "uncertainty"}
@@ -400,3 +402,18 @@ def test_async_scheduling_hides_cpu_terms_behind_the_gpu_step(model, gpu, tp):
     inline = derive_from_mapping({"model": model, "gpu": gpu, "tp": tp, "usd_per_gpu_hour": 1.0,
                                   "async_scheduling": True})
     assert inline["step_time"] == asyn
+
+
+def test_async_scheduling_reaches_the_replica():
+    """The derived profile says the engine schedules asynchronously (scheduler block), so
+    that the step replica admits with one step of delay; the fit's terms carry it through
+    to the replay. A value that is not a boolean is refused."""
+    for flag in (False, True):
+        p = derive("llama-3.1-8b", "h100", 1, usd_per_gpu_hour=1.0, async_scheduling=flag)
+        assert p["scheduler"]["async_scheduling"] is flag
+        assert Scheduler(**p["scheduler"]).async_scheduling is flag
+        terms = StepTerms.from_profile(p)
+        assert terms.async_scheduling is flag
+        assert terms.to_step_model().scheduler.async_scheduling is flag
+    with pytest.raises(DeriveError, match="async_scheduling must be true or false"):
+        derive_from_mapping({"model": "llama-3.1-8b", "gpu": "h100", "async_scheduling": "no"})

@@ -597,7 +597,9 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
     schedules step n+1 and processes the outputs of step n while the GPU runs step n, so
     the CPU terms (``per_step_s`` and the CPU part of ``per_seq_s``) overlap the GPU step
     and add nothing as long as the GPU step is the longer one, which the derivation
-    checks at one decode token per sequence (else the excess stays).
+    checks at one decode token per sequence (else the excess stays); and the profile's
+    ``scheduler.async_scheduling`` is set, so that the step replica admits a request that
+    becomes schedulable during a step one step later, as the engine does.
     Raises :class:`DeriveError` (one line) when it cannot be derived.
     """
     m = model if isinstance(model, ModelSpec) else get_model(model)
@@ -618,6 +620,8 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
                      ("max_model_len", max_model_len)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise DeriveError(f"{label} must be a positive whole number, got {v!r}")
+    if not isinstance(async_scheduling, bool):
+        raise DeriveError(f"async_scheduling must be true or false, got {async_scheduling!r}")
     if not (isinstance(gpu_memory_utilization, int | float)
             and 0.05 <= gpu_memory_utilization <= 1.0):
         raise DeriveError("gpu_memory_utilization must be in [0.05, 1], got "
@@ -726,7 +730,8 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
         "kv_capacity_tokens": kv_tokens,
         "scheduler": {"max_num_batched_tokens": mnbt, "block_size": block,
                       "watermark": eng["watermark"], "max_model_len": int(mml),
-                      "prefix_caching": eng["prefix_caching"], "engine": eng["engine"]},
+                      "prefix_caching": eng["prefix_caching"], "engine": eng["engine"],
+                      "async_scheduling": async_scheduling},
         "step_time": {
             "per_step_s": _r(per_step),
             "tokens": knots,

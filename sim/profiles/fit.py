@@ -132,6 +132,7 @@ class StepTerms:
     block_size: int = 16
     watermark: float = 0.01
     max_model_len: int = 1 << 30
+    async_scheduling: bool = False  # vLLM --async-scheduling (scheduler block; not fitted)
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.linear_s) or not self.tokens:
@@ -200,7 +201,8 @@ class StepTerms:
                    post_s=ov.post_s, max_num_seqs=m.max_num_seqs,
                    max_num_batched_tokens=sch.max_num_batched_tokens,
                    kv_capacity_tokens=m.kv_capacity_tokens, block_size=sch.block_size,
-                   watermark=sch.watermark, max_model_len=sch.max_model_len)
+                   watermark=sch.watermark, max_model_len=sch.max_model_len,
+                   async_scheduling=sch.async_scheduling)
 
     def to_step_model(self) -> StepModel:
         """These terms as the step replica's model (no prefix caching: benchmark prompts
@@ -209,7 +211,8 @@ class StepTerms:
             max_num_seqs=self.max_num_seqs, kv_capacity_tokens=self.kv_capacity_tokens,
             scheduler=Scheduler(max_num_batched_tokens=self.max_num_batched_tokens,
                                 block_size=self.block_size, watermark=self.watermark,
-                                max_model_len=self.max_model_len, prefix_caching=False),
+                                max_model_len=self.max_model_len, prefix_caching=False,
+                                async_scheduling=self.async_scheduling),
             step_time=StepTime(tokens=[round(x) for x in self.tokens],
                                linear_s=list(self.linear_s), per_step_s=self.per_step_s,
                                per_seq_s=self.per_seq_s,
