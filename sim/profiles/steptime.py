@@ -163,10 +163,10 @@ DERIVED_REL_STD = 0.14
 """The stated spread (1 sd, relative, one factor on the whole step) of a derived dense
 profile: the root mean square of the end-to-end latency errors of derived profiles on the
 108 dense held-out load points of docs/fidelity.md ("Per load point": InferenceX
-Llama-3.1-70B FP8 on H100/H200 TP1-8 and LLMServingSim's vLLM runs), 13.8%, rounded up.
+Llama-3.1-70B FP8 on H100/H200 TP1-8 and LLMServingSim's vLLM runs), 13.7%, rounded up.
 Those errors are mostly one-sided (derived steps about 12% too fast on average); a factor
 of mean 1 does not correct that bias, its spread covers it at about one standard
-deviation. TTFT errors are larger (prefill, median 24%) and are not carried separately."""
+deviation. TTFT errors are larger (prefill, median 17%) and are not carried separately."""
 DERIVED_MOE_REL_STD = 0.13
 """The same for a derived mixture-of-experts profile: 12.6% root mean square end-to-end
 error on the 43 gpt-oss-120b load points of docs/fidelity.md (the only MoE model there),
