@@ -721,6 +721,12 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
                   else "")
                + f"; KV {mem['kv'] / GIB:.2f} GiB / {mem['kv_per_token']:,.0f} B per token = "
                f"{kv_tokens:,} tokens in {block}-token blocks")
+    scheduler: dict[str, Any] = {
+        "max_num_batched_tokens": mnbt, "block_size": block, "watermark": eng["watermark"],
+        "max_model_len": int(mml), "prefix_caching": eng["prefix_caching"],
+        "engine": eng["engine"]}
+    if async_scheduling:  # (absent otherwise: the default, and shipped profiles stay as they are)
+        scheduler["async_scheduling"] = True
     return {
         "name": name,
         "model": f"{m.name} ({dtype}, TP{tp})",
@@ -728,10 +734,7 @@ def derive(model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1, dtype: str |
         "gpus_per_replica": tp,
         "max_batch": mns,
         "kv_capacity_tokens": kv_tokens,
-        "scheduler": {"max_num_batched_tokens": mnbt, "block_size": block,
-                      "watermark": eng["watermark"], "max_model_len": int(mml),
-                      "prefix_caching": eng["prefix_caching"], "engine": eng["engine"],
-                      "async_scheduling": async_scheduling},
+        "scheduler": scheduler,
         "step_time": {
             "per_step_s": _r(per_step),
             "tokens": knots,
