@@ -83,3 +83,19 @@ def test_show_derived_and_legacy_profiles(tmp_path):
     assert code == 0 and "legacy profile" not in text and "step time =" in text
     code, _, err = _run("profile", "show", "no-such-profile")
     assert code == 2 and "unknown gpu profile" in err
+
+
+def test_derive_async_scheduling_flag_reaches_the_scheduler_and_the_header():
+    """--async-scheduling: the profile says so (the replica's one-step admission delay)
+    and hides the CPU per step; the GENERATED line reproduces it."""
+    code, plain, _ = _run("profile", "derive", "--model", "llama-3.1-70b", "--gpu", "h100",
+                          "--tp", "2", "--dtype", "fp8")
+    assert code == 0
+    code, text, err = _run("profile", "derive", "--model", "llama-3.1-70b", "--gpu", "h100",
+                           "--tp", "2", "--dtype", "fp8", "--async-scheduling")
+    assert code == 0, err
+    assert text.splitlines()[0].endswith("--dtype fp8 --async-scheduling")
+    doc, base = yaml.safe_load(text), yaml.safe_load(plain)
+    assert doc["scheduler"]["async_scheduling"] is True
+    assert "async_scheduling" not in base["scheduler"]
+    assert doc["step_time"]["per_step_s"] < base["step_time"]["per_step_s"]
