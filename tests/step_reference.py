@@ -32,6 +32,10 @@ Prefix caching: a request of prefix group g (prefix of ``pb`` full blocks, ``pb*
 hits those blocks if a running request holds them; the holder of a miss starts holding them
 at the end of the step in which it has computed them. The group's blocks are counted once
 while any request holds them.
+Hit share (a request of no group, ``hits[i] = h``): the first ``bs * floor(min(h * P, P - 1)
+/ bs)`` prompt tokens are in the cache at every admission (after a preemption too); the
+request computes the rest (its chunks start at that offset) and holds blocks for all of
+its tokens, the cached ones included (its own, not shared).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class _R:
     P: int
     O: int
     grp: int
+    hit: int = 0  # prompt tokens cached at each admission (hit share)
     g: int = 0  # tokens emitted
     comp: int = 0  # tokens whose KV is computed
     own: int = 0  # blocks held (excluding the shared prefix blocks once registered)
@@ -74,8 +79,9 @@ class RefResult:
 
 
 def simulate(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
-             prefix_tokens=(), log: bool = False) -> RefResult:
-    """Serve requests that join the replica at ``join_s`` (sorted or not)."""
+             prefix_tokens=(), log: bool = False, hits=None) -> RefResult:
+    """Serve requests that join the replica at ``join_s`` (sorted or not); ``hits``: each
+    request's hit share (used where it has no group)."""
     sch, st, ov = model.scheduler, model.step_time, model.overheads
     bs, budget0 = sch.block_size, sch.max_num_batched_tokens
     n_blocks = model.num_blocks
@@ -83,11 +89,17 @@ def simulate(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
     pb = [s // bs for s in prefix_tokens]
     reqs = []
     for i, (t, p, o) in enumerate(zip(join_s, input_tokens, output_tokens, strict=True)):
-        g = -1 if groups is None else int(groups[i])
+        named = -1 if groups is None else int(groups[i])
+        g = named
         if g >= 0 and not (sch.prefix_caching and pb[g] >= 1 and pb[g] * bs <= p - 1):
             g = -1
+        h = float(hits[i]) if hits is not None and named < 0 else 0.0
+        hit = 0
+        if h > 0 and sch.prefix_caching:
+            # whole blocks of h * P (1e-9 token allowance for decimal shares), <= P - 1
+            hit = math.floor(min(math.floor(h * p + 1e-9), p - 1) / bs) * bs
         ready = t + ov.pre_s + ov.pre_s_per_input_token * p
-        reqs.append(_R(i, ready, int(p), int(o), g))
+        reqs.append(_R(i, ready, int(p), int(o), g, int(hit)))
     pending = sorted(reqs, key=lambda r: (r.ready, r.i))
     holders = [0] * len(pb)
     waiting: deque[_R] = deque()
@@ -144,7 +156,7 @@ def simulate(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
             while waiting and budget > 0 and len(running) < model.max_num_seqs:
                 r = waiting[0]
                 hit = r.grp >= 0 and holders[r.grp] > 0
-                cached = pb[r.grp] * bs if hit else 0
+                cached = pb[r.grp] * bs if hit else r.hit
                 n = min(r.total - cached, budget)
                 need = math.ceil((cached + n) / bs) - (pb[r.grp] if hit else 0)
                 if need + (wm if sched else 0) > free:

@@ -7,7 +7,8 @@
   fast one as closed-form sums over runs of steps (a few float roundings per run), so they
   differ only by round-off; a one-step disagreement would be >= 1e-3 s here.
 * Hand-computed cases from issue #19: chunked prefill of a 5,000-token prompt beside 20
-  decoding requests, a preemption and recompute, a prefix-cache hit.
+  decoding requests, a preemption and recompute, a prefix-cache hit, a hit share (a
+  request's own cached blocks: its prefill starts at their end).
 * Queueing theory: with max_num_seqs = 1 a replica is an M/G/1 FCFS queue whose service
   time is the sum of the request's step times; the Pollaczek-Khinchine mean wait must hold.
 * Events (segments) per request do not grow with the output length.
@@ -19,13 +20,53 @@ import numpy as np
 import pytest
 
 from sim.profiles.steptime import Overheads, StepModel, StepTime, run_time_s, steps_ending_by
+from sim.serving import step_replica
 from sim.serving.step_core import StepReplica
-from sim.serving.step_replica import INF
+from sim.serving.step_replica import INF, cached_prompt_tokens
 from tests.step_reference import simulate
 from tests.stepkit import run_fast
 
 # linear(N) = N * 1e-5 s exactly (the knots lie on that line).
 LINEAR_1E5 = {"tokens": [1, 100_001], "linear_s": [1e-5, 1.00001]}
+
+
+def run_hits(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
+             prefix_tokens=(), hits=None, cls=StepReplica):
+    """``tests.stepkit.run_fast`` with a hit share per request (``hits``), on replica
+    class ``cls``: (first_s, end_s, preemptions, replica)."""
+    join_s = np.asarray(join_s, float)
+    n = join_s.size
+    rep = cls(model, list(prefix_tokens))
+    seqs = [None] * n
+    order = np.argsort(join_s, kind="stable")
+    i = 0
+    while i < n or rep.wake_t < INF:
+        t_join = join_s[order[i]] if i < n else INF
+        if t_join <= rep.wake_t:
+            j = int(order[i])
+            g = -1 if groups is None else int(groups[j])
+            h = 0.0 if hits is None else float(hits[j])
+            seqs[j] = rep.add(j, t_join, int(input_tokens[j]), int(output_tokens[j]), g, h)
+            i += 1
+        else:
+            rep.end_segment()
+            rep.replan()
+    first = np.array([s.first_s for s in seqs])
+    end = np.array([s.end_s for s in seqs])
+    pre = np.array([s.preemptions for s in seqs])
+    return first, end, pre, rep
+
+
+def random_hits(seed: int, groups: np.ndarray) -> np.ndarray | None:
+    """Hit shares for a randomized case (its own generator, so the case's other draws
+    are those it had before hit shares existed): none in a third of the cases, else
+    about half the requests with one (0 to 1, block-boundary values among them)."""
+    rng = np.random.default_rng(50_000 + seed)
+    if seed % 3 == 0:
+        return None
+    n = groups.size
+    shares = rng.choice([0.05, 0.25, 0.5, 0.8, 0.97, 1.0, float(rng.random())], n)
+    return np.where(rng.random(n) < 0.5, shares, 0.0)
 
 
 def _random_model(rng: np.random.Generator, tight_kv: bool,
@@ -51,7 +92,7 @@ def test_fast_replica_matches_step_reference(tight_kv, overheads, async_scheduli
     shorter prompt), so the replica may run ahead only to where no later join can be
     ready; without overheads every join runs it ahead to the step it joins. With async
     scheduling a join is admitted one step later, and the replica runs ahead accordingly."""
-    seen = {"chunked": 0, "preempted": 0, "prefix": 0}
+    seen = {"chunked": 0, "preempted": 0, "prefix": 0, "hit": 0, "hit_preempted": 0}
     cases = 60 if overheads == "per_token" else 30
     for seed in range(cases):
         rng = np.random.default_rng(100 * seed + tight_kv)
@@ -66,8 +107,9 @@ def test_fast_replica_matches_step_reference(tight_kv, overheads, async_scheduli
         join, inp, out = join[keep], inp[keep], out[keep]
         groups = rng.integers(-1, 3, join.size)
         prefix = [int(x) for x in rng.integers(0, 100, 3)]
-        ref = simulate(model, join, inp, out, groups, prefix)
-        first, end, pre, rep = run_fast(model, join, inp, out, groups, prefix)
+        hits = random_hits(seed, groups)
+        ref = simulate(model, join, inp, out, groups, prefix, hits=hits)
+        first, end, pre, rep = run_hits(model, join, inp, out, groups, prefix, hits)
         np.testing.assert_allclose(first, ref.first_s, rtol=1e-9, atol=0)
         np.testing.assert_allclose(end, ref.end_s, rtol=1e-9, atol=0)
         np.testing.assert_array_equal(pre, ref.preemptions)
@@ -75,16 +117,23 @@ def test_fast_replica_matches_step_reference(tight_kv, overheads, async_scheduli
         seen["chunked"] += int(np.any(inp > model.scheduler.max_num_batched_tokens))
         seen["preempted"] += int(pre.sum() > 0)
         seen["prefix"] += int(any(p >= model.scheduler.block_size for p in prefix))
+        if hits is not None:
+            # requests of no group whose share covers at least one whole block
+            own = (groups < 0) & (hits * inp >= model.scheduler.block_size)
+            seen["hit"] += int(own.any())
+            seen["hit_preempted"] += int((pre[own] > 0).any())
     # The cases exercise what they are meant to (preemptions need the tight KV cache).
     assert seen["chunked"] > cases // 3 and seen["prefix"] > cases // 3
     assert (seen["preempted"] > cases // 6) == tight_kv
+    assert seen["hit"] > cases // 2
+    assert (seen["hit_preempted"] > 0) == tight_kv
 
 
 @pytest.mark.parametrize("async_scheduling", [False, True])
 def test_first_token_tracking_replica_matches_step_reference(async_scheduling):
     """A replica that reports first tokens as they come (``track_first``, the SimPy
     server's) never runs ahead of its caller nor plans two-part segments: a join only cuts
-    the planned segment. Same times as the reference."""
+    the planned segment. Same times as the reference (hit shares in two cases of three)."""
     for seed in range(20):
         rng = np.random.default_rng(700 + seed)
         model = _random_model(rng, bool(seed % 2), async_scheduling)
@@ -93,13 +142,15 @@ def test_first_token_tracking_replica_matches_step_reference(async_scheduling):
         inp, out = rng.integers(1, 400, n), rng.integers(1, 120, n)
         keep = inp + out <= model.max_len_tokens
         join, inp, out = join[keep], inp[keep], out[keep]
-        ref = simulate(model, join, inp, out)
+        hits = random_hits(seed, np.full(join.size, -1))
+        ref = simulate(model, join, inp, out, hits=hits)
         rep = StepReplica(model)
         rep.track_first = True
         seqs, i = [], 0
         while i < join.size or rep.wake_t < INF:
             if i < join.size and join[i] <= rep.wake_t:
-                seqs.append(rep.add(i, float(join[i]), int(inp[i]), int(out[i])))
+                h = 0.0 if hits is None else float(hits[i])
+                seqs.append(rep.add(i, float(join[i]), int(inp[i]), int(out[i]), -1, h))
                 i += 1
             else:
                 rep.end_segment()
@@ -109,9 +160,9 @@ def test_first_token_tracking_replica_matches_step_reference(async_scheduling):
         assert rep.steps == ref.steps
 
 
-def _both(model, join, inp, out, groups=None, prefix=()):
-    ref = simulate(model, join, inp, out, groups, prefix, log=True)
-    first, end, pre, rep = run_fast(model, join, inp, out, groups, prefix)
+def _both(model, join, inp, out, groups=None, prefix=(), hits=None):
+    ref = simulate(model, join, inp, out, groups, prefix, log=True, hits=hits)
+    first, end, pre, rep = run_hits(model, join, inp, out, groups, prefix, hits)
     np.testing.assert_allclose(first, ref.first_s, rtol=1e-12)
     np.testing.assert_allclose(end, ref.end_s, rtol=1e-12)
     return first, end, pre, ref
@@ -177,6 +228,49 @@ def test_prefix_cache_hit_by_hand():
                                  prefix=[64, 64])
         assert first[1] == pytest.approx(t1 + t2 + 0.01 + (1 + b_tokens) * 1e-4, rel=1e-12)
         assert ref.step_log[2][1] == 1 + b_tokens
+
+
+def test_hit_share_by_hand():
+    """A 1,000-token prompt with hit share 0.5, blocks of 16, budget 256: 16 x floor(500 /
+    16) = 496 tokens are cached, so the prefill computes 504 in 2 steps (256 + 248, at
+    offsets 496 and 752: 256 x 496 + 256 x 257 / 2 = 159,872 and 248 x 752 + 248 x 249 / 2
+    = 217,372 attention pairs) instead of 4 (256, 256, 256, 232). The request still holds
+    ceil(1000 / 16) = 63 blocks: on a cache of 64 blocks a second such request (47 blocks
+    for its first chunk) waits for the first to complete, as without the hit."""
+    model = StepModel(max_num_seqs=4, kv_capacity_tokens=64 * 16,
+                      scheduler={"max_num_batched_tokens": 256, "block_size": 16,
+                                 "watermark": 0.0},
+                      step_time={"per_step_s": 0.01, **LINEAR_1E5,
+                                 "prefill_attention_s_per_token2": 1e-8})
+    for cls in (StepReplica, step_replica.StepReplica):  # compiled (if built) and Python
+        rep = cls(model)
+        a = rep.add("A", 0.0, 1000, 5, -1, 0.5)
+        assert a.hit == 496
+        rep.end_segment()  # idle until A is ready (at once: no overheads)
+        rep.replan()  # plans A's first step, silent: runs it at once (see settle)
+        assert rep.steps == 1
+        assert rep.kv_used_blocks == 47  # its 31 cached blocks + 16 for its first chunk
+    s1 = 0.01 + 256e-5 + 159_872e-8
+    s2 = 0.01 + 248e-5 + 217_372e-8
+    dec = 0.01 + 1e-5
+    join, inp, out, hits = [0.0, 0.0], [1000, 1000], [5, 5], [0.5, 0.5]
+    first, end, _, ref = _both(model, join, inp, out, hits=hits)
+    assert [x[1] for x in ref.step_log[:2]] == [256, 248]
+    assert [x[4] for x in ref.step_log[:2]] == [159_872, 217_372]
+    assert first[0] == pytest.approx(s1 + s2, rel=1e-12)
+    assert end[0] == pytest.approx(s1 + s2 + 4 * dec, rel=1e-12)
+    # B: the same two prefill steps, from A's completion (63 + 47 blocks > 64)
+    assert first[1] == pytest.approx(end[0] + s1 + s2, rel=1e-12)
+    # Without the hit: 4 full-prompt steps (pairs from offset 0, 256, 512, 768).
+    first0, *_ = _both(model, join, inp, out)
+    pairs = [256 * 257 // 2 + 256 * o for o in (0, 256, 512)] + [232 * 233 // 2 + 232 * 768]
+    no_hit = 0.04 + 1000e-5 + 1e-8 * sum(pairs)
+    assert first0[0] == pytest.approx(no_hit, rel=1e-12)
+    # A share whose whole blocks are none (h x P < 16) or all but the last token (h = 1)
+    for h, cached in ((0.01, 0), (1.0, 992), (0.0, 0)):
+        assert cached_prompt_tokens(h, 1000, 16) == cached
+    assert cached_prompt_tokens(1.0, 1024, 16) == 1008  # vLLM recomputes the last token
+    assert cached_prompt_tokens(0.1, 160, 16) == 16  # not lost to 0.1 x 160 round-off
 
 
 def test_async_scheduling_admits_one_step_later_by_hand():

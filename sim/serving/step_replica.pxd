@@ -10,7 +10,7 @@ ctypedef long long i64
 
 cdef class Seq:
     cdef public object handle
-    cdef public i64 P, O, grp, g, comp, own, k0, c0, g0, key, finish_k, gen
+    cdef public i64 P, O, grp, hit, g, comp, own, k0, c0, g0, key, finish_k, gen
     cdef public i64 preemptions, order
     cdef public double ready, first_s, end_s
     cdef public bint reg, decoding
@@ -41,7 +41,7 @@ cdef class StepReplica:
                    first=double, growth=double, n=i64)
     cdef _plan(self)
     @cython.locals(D=i64, total=i64, k=i64, bs=i64, free=i64, need=i64, first=double,
-                   t=double, loud=bint)
+                   t=double, loud=bint, cached=i64, n=i64)
     cdef bint _plan_admit1(self, Seq r)
     @cython.locals(m=i64)
     cdef _arm_two_part(self, double t, double first)
@@ -97,6 +97,8 @@ cdef class StepReplica:
 cdef i64 _steps_until(double x, double first, double growth)
 @cython.locals(j=i64)
 cdef i64 _join_steps(double x, double first, double growth, i64 lag)
+@cython.locals(c=i64)
+cpdef i64 cached_prompt_tokens(double hit_share, i64 prompt, i64 block_size)
 @cython.locals(q=i64, r=i64, blocks=i64)
 cdef i64 _kv_need(i64 m, i64 bs, i64 D, list cum, bint has_pf, i64 comp1, i64 chunk,
                    i64 base_pf)

@@ -46,7 +46,19 @@ Scheduling follows vLLM V1's ``Scheduler.schedule`` (read at vllm-project/vllm c
   ``pb * block_size <= input - 1`` as vLLM always recomputes the last prompt token) skips
   those tokens if a running request holds the group's blocks; the first request computes
   them and holds them from the end of the step in which it has computed them; the blocks
-  are counted once while any request holds them.
+  are counted once while any request holds them;
+* hit share (a stream's ``prefix.hit_share`` h, for a request of no prefix group): the
+  first ``cached = bs * floor(min(h * P, P - 1) / bs)`` of its P prompt tokens are in the
+  prefix cache whenever it is admitted (the declared share taken at face value, e.g. a
+  conversation's earlier turns kept by automatic prefix caching). Whole blocks, as vLLM
+  hits only full blocks (``find_longest_cache_hit``), and at most P - 1 tokens, as it always
+  computes the last prompt token. Its prefill computes the rest: its chunks start at
+  offset ``cached`` (fewer prefill tokens, and prefill attention over the cached keys too,
+  as for a group hit). It holds blocks for its whole prompt: vLLM's hit blocks are
+  referenced by the request (``get_computed_blocks``, taken out of the free queue) until
+  it ends; here they are its own, shared with no other request, so its KV room (and the
+  router's need) is that of a request without a hit. A recompute after a preemption hits
+  the same ``cached`` tokens again (vLLM keeps freed blocks cached until they are evicted).
 
 How it stays fast
 -----------------
@@ -79,7 +91,9 @@ Assumptions and simplifications (each stands for a vLLM behaviour, or is what is
 modelled): chunked prefill on, FCFS policy, no ``long_prefill_token_threshold``; prefix
 blocks stay cached only while a running request holds them (vLLM also keeps freed blocks
 until evicted: hits after every holder finished are not counted); a recompute after
-preemption hits only the group prefix (not its own freed blocks); no speculative decoding,
+preemption hits only the group prefix or its hit share (not the rest of its own freed
+blocks); a hit share is taken as given (whether the blocks it stands for survived eviction
+is not modelled); no speculative decoding,
 no disaggregated prefill/decode, no pipeline parallelism, no CPU swap; the engine loop has
 no gap between steps (scheduling overhead belongs in ``per_step_s``). Async scheduling:
 a request that emits its last token in step n frees its sequence slot and KV blocks for
@@ -107,7 +121,7 @@ from sim.profiles.steptime import (
     run_time_s,
 )
 
-__all__ = ["StepReplica", "Seq", "INF"]
+__all__ = ["StepReplica", "Seq", "INF", "cached_prompt_tokens"]
 
 INF = float("inf")
 _NEVER = 1 << 62  # a step count no bound reaches
@@ -117,16 +131,19 @@ _NONE: list = []  # shared empty plan list (never appended to)
 class Seq:
     """One request on a step replica (data only; the replica updates it)."""
 
-    __slots__ = ("handle", "P", "O", "grp", "ready", "g", "comp", "own", "reg", "decoding",
-                 "k0", "c0", "g0", "key", "finish_k", "gen", "first_s", "end_s",
+    __slots__ = ("handle", "P", "O", "grp", "hit", "ready", "g", "comp", "own", "reg",
+                 "decoding", "k0", "c0", "g0", "key", "finish_k", "gen", "first_s", "end_s",
                  "preemptions", "order")
 
     def __init__(self, handle: Any, input_tokens: int, output_tokens: int, grp: int,
-                 ready: float, order: int):
+                 ready: float, order: int, hit: int = 0):
         self.handle = handle
         self.P = input_tokens
         self.O = output_tokens
         self.grp = grp  # prefix group, -1: none
+        # Prompt tokens already in the prefix cache at each admission (whole blocks of its
+        # own, from a stream's hit share; 0 for a request of a prefix group).
+        self.hit = hit
         self.ready = ready  # schedulable from then on
         self.g = 0  # tokens emitted (decoders: as of step k0, see tokens_at)
         self.comp = 0  # tokens computed (decoders: as of step k0)
@@ -235,18 +252,23 @@ class StepReplica:
         return input_tokens + output_tokens <= self.max_len and input_tokens >= 1
 
     def add(self, handle: Any, t: float, input_tokens: int, output_tokens: int,
-            grp: int = -1) -> Seq:
-        """Request ``handle`` joins at time ``t`` (>= the last event handled)."""
+            grp: int = -1, hit_share: float = 0.0) -> Seq:
+        """Request ``handle`` joins at time ``t`` (>= the last event handled), of prefix
+        group ``grp`` (-1: none) or, with no group, with a share ``hit_share`` of its
+        prompt already in the prefix cache (see the module doc)."""
         # Whole tokens; a prompt has at least one (vLLM computes the last prompt token to
         # sample the first output token).
         p, o = max(int(input_tokens), 1), max(int(output_tokens), 1)
+        hit = 0
         if grp >= 0:
             pb = self.pb[grp]
             if not (self.caching and pb >= 1 and pb * self.bs <= p - 1):
                 grp = -1
+        elif hit_share > 0.0 and self.caching:
+            hit = cached_prompt_tokens(hit_share, p, self.bs)
         ready = t + self.pre_s + self.pre_tok_s * p
         self._order += 1
-        s = Seq(handle, p, max(o, 1), grp, ready, self._order)
+        s = Seq(handle, p, max(o, 1), grp, ready, self._order, hit)
         heappush(self.pending, (ready, s.order, s))
         self.promised += -(-p // self.bs)
         if not self.planned:
@@ -378,7 +400,9 @@ class StepReplica:
         False (nothing planned) where that is not the case."""
         D = self.D
         total = r.P + r.g
-        if r.grp >= 0 or total > self.budget - D or len(self.batch) >= self.max_seqs:
+        cached = r.hit  # (its own cached blocks are among the need below)
+        n = total - cached
+        if r.grp >= 0 or n > self.budget - D or len(self.batch) >= self.max_seqs:
             return False
         k, bs = self.k, self.bs
         free = self.free - (self.hist[-k % bs] if D else 0)
@@ -387,13 +411,14 @@ class StepReplica:
             return False
         free -= need
         self.planned = True
-        admits = [(r, 0, total, need)]
+        admits = [(r, cached, n, need)]
         self._victims, self._admits = _NONE, admits
         self._free1 = free
         self._chunk, self._dec_s = 0, D
-        # StepTime.step_s, inlined (as in _plan_step)
-        first = (self._per_step + self._lin[D + total] + self._per_seq * (D + 1)
-                 + self._a_dec * (self.ksum + D) + self._a_pre * (total * (total + 1) // 2))
+        # StepTime.step_s, inlined (as in _plan_step; prefill_pairs(n, cached) inlined)
+        first = (self._per_step + self._lin[D + n] + self._per_seq * (D + 1)
+                 + self._a_dec * (self.ksum + D)
+                 + self._a_pre * (n * cached + n * (n + 1) // 2))
         t = self.t
         loud = r.g + 1 >= r.O
         if D:
@@ -496,8 +521,8 @@ class StepReplica:
                 if g >= 0:
                     hit = self.holders[g] + (holders_hit.get(g, 0) if holders_hit else 0) > 0
                     cached = self.pb[g] * bs if hit else 0
-                else:
-                    hit, cached = False, 0
+                else:  # its own cached blocks (a hit share), if any: held like the rest
+                    hit, cached = False, r.hit
                 total = r.P + r.g
                 n = total - cached
                 if n > budget:
@@ -825,7 +850,7 @@ class StepReplica:
             self.promised -= -(-(r.P + r.g) // bs)
             r.comp = c = cached + tokens
             r.own = need
-            if cached:
+            if cached and r.grp >= 0:
                 r.reg = True
                 self.holders[r.grp] += 1
             batch[r] = None
@@ -922,7 +947,7 @@ class StepReplica:
                 waiting.popleft()
                 self.promised -= -(-(r.P + r.g) // bs)
                 r.comp, r.own = cached + tokens, need
-                if cached:
+                if cached and r.grp >= 0:
                     r.reg = True
                     self.holders[r.grp] += 1
                 batch[r] = None
@@ -1099,6 +1124,18 @@ def _linear_table(st: StepTime, budget: int) -> list[float]:
         hit = (st, [st.linear(n) for n in range(budget + 1)])
         _LINEAR[id(st)] = hit
     return hit[1]
+
+
+def cached_prompt_tokens(hit_share: float, prompt: int, block_size: int) -> int:
+    """Prompt tokens found in the prefix cache when a share ``hit_share`` of a prompt of
+    ``prompt`` tokens hits it: ``hit_share x prompt`` in whole blocks, at most ``prompt -
+    1`` (vLLM always computes the last prompt token). The product is rounded down with a
+    1e-9 token allowance, so a share that makes it a whole number in decimal (0.1 x 160)
+    is not cut by binary round-off."""
+    c = int(hit_share * prompt + 1e-9)
+    if c > prompt - 1:
+        c = prompt - 1
+    return c - c % block_size if c > 0 else 0
 
 
 def _kv_need(m: int, bs: int, D: int, cum: list[int], has_pf: bool, comp1: int, chunk: int,
