@@ -89,9 +89,12 @@ class StreamPolicy:
     deadline_s: float = INF
     priority: int = 0  # lower goes first out of the waiting room; FCFS within a level
     # Prefix caching on step replicas: the stream's prompts start with one of
-    # ``prefix_groups`` shared prefixes of ``prefix_tokens`` tokens (groups spread evenly).
+    # ``prefix_groups`` shared prefixes of ``prefix_tokens`` tokens (groups spread evenly);
+    # or, with no such prefix, a share ``prefix_hit_share`` of each prompt is in the cache
+    # when it is admitted (see sim.serving.step_replica).
     prefix_tokens: int = 0
     prefix_groups: int = 0
+    prefix_hit_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -304,6 +307,9 @@ class Engine(StepServing):
             groups = [p.prefix_groups if p.prefix_tokens > 0 else 0 for p in self.streams]
             self._prefix_groups = groups
             self._prefix_offset = prefix_offsets(groups)
+            # A stream with a shared prefix uses its groups on the replicas, not a share.
+            self._prefix_hit = [0.0 if g else float(p.prefix_hit_share)
+                                for p, g in zip(self.streams, groups, strict=True)]
             prefix = [p.prefix_tokens for p, g in zip(self.streams, groups, strict=True)
                       for _ in range(g)]
             self.replicas = [StepServer(i, s, up=True if up is None else bool(up[i]),

@@ -10,7 +10,10 @@ requests assigned: running, waiting inside the replica after a preemption, or in
 pre-step overhead) and *KV room for its prompt blocks* (blocks held plus blocks promised to
 the prompts of its waiting requests, plus this prompt's, within the cache). Output blocks
 are not reserved: they are allocated as tokens are generated, and a replica that runs out
-preempts (vLLM's recompute), which the request's ``preemptions`` record counts. The
+preempts (vLLM's recompute), which the request's ``preemptions`` record counts. A request
+of a stream with a prefix ``hit_share`` needs the same room: the blocks of its cached
+tokens are its own (vLLM's hit blocks are held by the request), so only its prefill work
+is smaller (see :mod:`sim.serving.step_replica`). The
 router's view of a replica's KV (``kv_used``) is refreshed at its wake-ups and after each
 join; a join that runs the replica ahead (see :mod:`sim.serving.step_replica`) shows the
 blocks held at the step boundary it joins, which may be a step ahead of the clock.
@@ -124,6 +127,7 @@ class StepServing:
     totals: Any
     _prefix_offset: list[int]
     _prefix_groups: list[int]
+    _prefix_hit: list[float]
 
     def _step_group(self, blk: Any, j: int) -> int:
         """The prefix group of request ``j`` of ``blk``: one of its stream's groups, spread
@@ -137,8 +141,9 @@ class StepServing:
     def _admit_step(self, rep: StepServer, blk: Any, j: int, t: float, need: float) -> None:
         running = rep.running
         b = len(running)
-        grp = self._step_group(blk, j) if self._prefix_groups[blk.stream[j]] else -1
-        seq = rep.add((blk, j), t, blk.inp[j], blk.out[j], grp)
+        s = blk.stream[j]
+        grp = self._step_group(blk, j) if self._prefix_groups[s] else -1
+        seq = rep.add((blk, j), t, blk.inp[j], blk.out[j], grp, self._prefix_hit[s])
         running[seq] = None
         rep.kv_used = (rep.n_blocks - rep.free + rep.promised) * rep.bs  # sync_kv, inlined
         if rep.up:
