@@ -148,3 +148,101 @@ def test_bad_prefix_is_one_line_naming_the_field(tmp_path, prefix, input_tokens,
     lines = res.output.strip().splitlines()
     assert len(lines) == 1, res.output
     assert f"workload.streams[0].{field}" in lines[0] and words in lines[0], lines[0]
+
+
+# ---------------------------------------------------------------- hit_share on GPU replicas
+HIT = 0.3
+# vLLM hits whole blocks and recomputes the last prompt token: 16 x floor(600 / 16) = 592
+HIT_CACHED = BLOCK * (min(int(HIT * INPUT), INPUT - 1) // BLOCK)
+
+
+def test_hit_share_cuts_ttft_by_the_skipped_prefill(tmp_path):
+    """Every request of a stream with ``hit_share`` h finds 592 of its 2,000 prompt tokens
+    cached (no holder needed, unlike a group prefix): its prefill step is K x 592 = 19.7
+    ms shorter. Bounds from the model as in the group case above: never less on average,
+    more when another's (also shorter) prefill step is in progress or shares its step."""
+    _, none = run(tmp_path, "none", experiment())
+    _, hit = run(tmp_path, "hit", experiment({"hit_share": HIT}))
+    assert np.array_equal(none.arrival_s, hit.arrival_s)
+    delta = (none.ttft_s - hit.ttft_s).groupby(none.replication).mean().to_numpy()
+    expected = K_S_PER_TOKEN * HIT_CACHED
+    se = delta.std(ddof=1) / math.sqrt(delta.size)
+    longest_prefill_step_s = PER_STEP_S + (64 + INPUT) * K_S_PER_TOKEN + 64 * PER_SEQ_S
+    extra = 2 * RATE_PER_S * longest_prefill_step_s
+    assert expected - 4 * se <= delta.mean() <= expected * (1 + extra) + 4 * se, (
+        delta, expected, se)
+    assert delta.mean() > 0.9 * expected  # not a vacuous interval: [~19.7, ~20.8] ms
+
+
+def test_shared_prefix_with_hit_share_runs_the_groups_on_gpus(tmp_path):
+    """With both ``tokens`` and ``hit_share`` the GPU replicas use the shared prefix's
+    groups (the share bills the API only): the same times as ``tokens`` alone."""
+    _, groups = run(tmp_path, "g", experiment({"tokens": PREFIX, "groups": 2}))
+    _, both = run(tmp_path, "b", experiment({"tokens": PREFIX, "groups": 2,
+                                             "hit_share": HIT}))
+    assert np.array_equal(groups.ttft_s, both.ttft_s)
+    assert np.array_equal(groups.e2e_s, both.e2e_s)
+
+
+def _completions_per_s(req) -> float:
+    """Completions per second between the first completion after the start-up ramp (60 s)
+    and the last one: both step boundaries (no post_s)."""
+    end = np.sort(req.end_s.to_numpy())
+    end = end[end >= 60.0]
+    return float((end > end[0]).sum() / (end[-1] - end[0]))
+
+
+def test_hit_share_raises_saturated_gpu_throughput(tmp_path):
+    """96 closed-loop clients with no think time keep a replica's 64 sequence slots full
+    (a slot freed at a step's end is refilled in the next step; at most 4 prompts of
+    2,000 tokens join a step: 60 + 8,000 <= 8,192). Then every step has B = 64 sequences,
+    and a request's share of the time is O steps' constant split B ways plus K per token
+    it computes:
+        c(C) = O ((per_step_s - K) / B + per_seq_s) + K (P - C + O - 1)
+    (linear(N) = K (N - 1) in this profile), so the throughput is 1 / c(C): 8.93 req/s
+    without the hit, 10.85 req/s with 592 cached tokens (+21%). Between two step
+    boundaries t1 < t2: t2 - t1 = c (completions) + (the running requests' partial work
+    at t2 minus at t1), which is less than B c: relative error below B c / (t2 - t1)."""
+    out_tokens, b = 200, PROFILE["max_batch"]
+    stream = {"arrivals": {"kind": "concurrency", "clients": 96},
+              "output_tokens": {"kind": "fixed", "value": out_tokens}}
+    rates = {}
+    for name, prefix, cached in (("none", None, 0), ("hit", {"hit_share": HIT}, HIT_CACHED)):
+        exp = experiment(prefix)
+        exp["workload"]["streams"][0].update(stream)
+        exp["horizon"], exp["replications"] = "20m", 1
+        _, req = run(tmp_path, name, exp)
+        assert (req.outcome == "gpu").all() and (req.kv_preemptions == 0).all()
+        c = (out_tokens * ((PER_STEP_S - K_S_PER_TOKEN) / b + PER_SEQ_S)
+             + K_S_PER_TOKEN * (INPUT - cached + out_tokens - 1))
+        window_s = 1200.0 - 60.0 - c * out_tokens  # (at least: the last ends by ~1,200 s)
+        rates[name] = _completions_per_s(req)
+        assert rates[name] == pytest.approx(1.0 / c, rel=b * c / window_s), name
+    assert rates["hit"] / rates["none"] > 1.2
+
+
+def test_hit_share_bills_api_requests_as_before_when_gpus_serve_some(tmp_path):
+    """An overloaded replica (12 req/s against the 8.9-10.9 req/s it serves, see above)
+    overflows requests that wait over 1 s to the API: the faster GPUs serve more of them,
+    and the API still bills ``hit_share x input`` of each request it serves at the
+    cached-input price (the stream's billing rule is unchanged by the GPUs' use of it)."""
+    served = {}
+    for name, prefix in (("none", None), ("hit", {"hit_share": HIT})):
+        exp = experiment(prefix, overflow={"when": "wait_exceeds", "to": "gpt-4o-mini",
+                                           "threshold_s": 1.0})
+        exp["workload"]["streams"][0]["arrivals"]["rate_per_s"] = 12.0
+        exp["workload"]["streams"][0]["output_tokens"] = {"kind": "fixed", "value": 200}
+        exp["horizon"], exp["replications"] = "10m", 1
+        runs, req = run(tmp_path, name, exp)
+        served[name] = (req.outcome == "gpu").sum()
+        api = req[req.outcome == "api"]
+        assert 0 < len(api) < len(req)
+        p_in, p_cached, p_out, model = api_prices()
+        share = HIT if prefix else model.cached_input_share
+        cached = share * api.input_tokens.to_numpy()
+        row = runs.iloc[0]
+        assert row["api.gpt-4o-mini.cached_input_tokens"] == pytest.approx(cached.sum())
+        usd = ((api.input_tokens.sum() - cached.sum()) * p_in + cached.sum() * p_cached
+               + api.output_tokens.sum() * p_out) / 1e6 * (30 * 86400 / 600)
+        assert row["cost.api_usd"] == pytest.approx(usd, rel=1e-9)
+    assert served["hit"] > served["none"]
