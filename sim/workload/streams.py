@@ -140,9 +140,18 @@ class PrefixConfig(Model):
     its group holds them (:mod:`sim.serving.step_replica`); a prompt with no token beyond
     the prefix's full blocks computes everything.
 
-    ``hit_share``: the share of a request's input tokens that hit the cache. It sets the
-    cached-input billing of the stream's requests sent to a paid API; it does not change
-    the GPU replicas (it names no prefix for them to share: give ``tokens`` for that).
+    ``hit_share`` h: the share of a request's input tokens that hit the cache, taken at
+    face value (for example a conversation's earlier turns, kept by automatic prefix
+    caching). On a GPU replica (:mod:`sim.serving.step_replica`), given without
+    ``tokens``, each request of the stream finds the first ``bs x floor(min(h x P, P - 1)
+    / bs)`` of its P prompt tokens cached when it is admitted (whole KV blocks of the
+    profile's ``block_size`` bs; vLLM always computes the last prompt token), and again
+    after a recompute preemption: its prefill computes only the rest, while it holds KV
+    blocks for its whole prompt (the cached blocks are its own, not shared with other
+    requests), so its routing and KV room are unchanged. With ``tokens`` too, the GPU
+    replicas use the groups and h only sets the API billing below. A profile with
+    ``prefix_caching`` off caches nothing; LiteLLM router replays model no prefix caching
+    on their GPU deployments (either form).
 
     Billing of the stream's requests on an API (:meth:`cached_tokens`): ``hit_share x
     input`` if given, else the prefix's ``tokens`` for every prompt longer than the prefix
