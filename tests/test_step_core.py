@@ -21,24 +21,7 @@ import pytest
 
 from sim.serving import step_core, step_replica
 from tests.step_reference import simulate
-from tests.test_step_replica import _random_model
-
-
-def _drive(cls, model, join, inp, out, groups, prefix):
-    """tests.stepkit.run_fast on a given replica class; every figure the engine reads."""
-    rep = cls(model, list(prefix))
-    seqs, order, i, n = [None] * join.size, np.argsort(join, kind="stable"), 0, join.size
-    while i < n or rep.wake_t < step_replica.INF:
-        t_join = join[order[i]] if i < n else step_replica.INF
-        if t_join <= rep.wake_t:
-            j = int(order[i])
-            seqs[j] = rep.add(j, t_join, int(inp[j]), int(out[j]), int(groups[j]))
-            i += 1
-        else:
-            rep.end_segment()
-            rep.replan()
-    per_request = [(s.first_s, s.end_s, s.preemptions) for s in seqs]
-    return per_request, (rep.steps, rep.segments, rep.wakes, rep.preemptions, rep.busy_s)
+from tests.stepkit import figures, random_case
 
 
 def test_install_built_the_compiled_core():
@@ -60,20 +43,12 @@ def test_compiled_core_matches_python_model_bit_for_bit():
     if not step_core.COMPILED:
         pytest.skip(f"step core: {step_core.IMPLEMENTATION}")
     for seed in range(40):
-        rng = np.random.default_rng(7000 + seed)
-        model = _random_model(rng, tight_kv=bool(seed % 2))
-        n = 40
-        join = np.cumsum(rng.exponential(0.05, n))
-        inp, out = rng.integers(1, 400, n), rng.integers(1, 120, n)
-        keep = inp + out <= model.max_len_tokens
-        join, inp, out = join[keep], inp[keep], out[keep]
-        groups = rng.integers(-1, 3, join.size)
-        prefix = [int(x) for x in rng.integers(0, 100, 3)]
-        fast = _drive(step_core.StepReplica, model, join, inp, out, groups, prefix)
-        slow = _drive(step_replica.StepReplica, model, join, inp, out, groups, prefix)
+        case = random_case(7000 + seed, tight_kv=bool(seed % 2))
+        fast = figures(step_core.StepReplica, *case)
+        slow = figures(step_replica.StepReplica, *case)
         assert fast == slow, f"seed {seed}"
-        ref = simulate(model, join, inp, out, groups, prefix)
-        np.testing.assert_allclose([r[1] for r in fast[0]], ref.end_s, rtol=1e-9)
+        ref = simulate(*case)
+        np.testing.assert_allclose(fast[1], ref.end_s, rtol=1e-9)
 
 
 def test_stale_or_missing_build_falls_back_to_python(monkeypatch):

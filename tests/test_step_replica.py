@@ -24,64 +24,10 @@ from sim.serving import step_replica
 from sim.serving.step_core import StepReplica
 from sim.serving.step_replica import INF, cached_prompt_tokens
 from tests.step_reference import simulate
-from tests.stepkit import run_fast
+from tests.stepkit import random_case, random_hits, random_model, run_fast
 
 # linear(N) = N * 1e-5 s exactly (the knots lie on that line).
 LINEAR_1E5 = {"tokens": [1, 100_001], "linear_s": [1e-5, 1.00001]}
-
-
-def run_hits(model: StepModel, join_s, input_tokens, output_tokens, groups=None,
-             prefix_tokens=(), hits=None, cls=StepReplica):
-    """``tests.stepkit.run_fast`` with a hit share per request (``hits``), on replica
-    class ``cls``: (first_s, end_s, preemptions, replica)."""
-    join_s = np.asarray(join_s, float)
-    n = join_s.size
-    rep = cls(model, list(prefix_tokens))
-    seqs = [None] * n
-    order = np.argsort(join_s, kind="stable")
-    i = 0
-    while i < n or rep.wake_t < INF:
-        t_join = join_s[order[i]] if i < n else INF
-        if t_join <= rep.wake_t:
-            j = int(order[i])
-            g = -1 if groups is None else int(groups[j])
-            h = 0.0 if hits is None else float(hits[j])
-            seqs[j] = rep.add(j, t_join, int(input_tokens[j]), int(output_tokens[j]), g, h)
-            i += 1
-        else:
-            rep.end_segment()
-            rep.replan()
-    first = np.array([s.first_s for s in seqs])
-    end = np.array([s.end_s for s in seqs])
-    pre = np.array([s.preemptions for s in seqs])
-    return first, end, pre, rep
-
-
-def random_hits(seed: int, groups: np.ndarray) -> np.ndarray | None:
-    """Hit shares for a randomized case (its own generator, so the case's other draws
-    are those it had before hit shares existed): none in a third of the cases, else
-    about half the requests with one (0 to 1, block-boundary values among them)."""
-    rng = np.random.default_rng(50_000 + seed)
-    if seed % 3 == 0:
-        return None
-    n = groups.size
-    shares = rng.choice([0.05, 0.25, 0.5, 0.8, 0.97, 1.0, float(rng.random())], n)
-    return np.where(rng.random(n) < 0.5, shares, 0.0)
-
-
-def _random_model(rng: np.random.Generator, tight_kv: bool,
-                  async_scheduling: bool = False) -> StepModel:
-    bs = int(rng.choice([4, 16]))
-    return StepModel(
-        max_num_seqs=int(rng.integers(1, 9)),
-        kv_capacity_tokens=int(rng.integers(20, 200)) * bs if tight_kv else 100_000,
-        scheduler={"max_num_batched_tokens": int(rng.integers(8, 300)), "block_size": bs,
-                   "watermark": float(rng.choice([0.0, 0.01, 0.05])), "max_model_len": 100_000,
-                   "async_scheduling": async_scheduling},
-        step_time={"per_step_s": 0.003, "tokens": [1, 64, 512], "linear_s": [0.001, 0.002, 0.01],
-                   "per_seq_s": 1e-4, "decode_attention_s_per_token": 1e-6,
-                   "prefill_attention_s_per_token2": 1e-8},
-        overheads={"pre_s": 0.01, "pre_s_per_input_token": 1e-5, "post_s": 0.002})
 
 
 @pytest.mark.parametrize("async_scheduling", [False, True])
@@ -95,21 +41,13 @@ def test_fast_replica_matches_step_reference(tight_kv, overheads, async_scheduli
     seen = {"chunked": 0, "preempted": 0, "prefix": 0, "hit": 0, "hit_preempted": 0}
     cases = 60 if overheads == "per_token" else 30
     for seed in range(cases):
-        rng = np.random.default_rng(100 * seed + tight_kv)
-        model = _random_model(rng, tight_kv, async_scheduling)
+        model, join, inp, out, groups, prefix = random_case(100 * seed + tight_kv, tight_kv,
+                                                            async_scheduling)
         if overheads == "none":
             model = model.model_copy(update={"overheads": Overheads()})
-        n = 40
-        join = np.cumsum(rng.exponential(0.05, n))
-        inp = rng.integers(1, 400, n)
-        out = rng.integers(1, 120, n)
-        keep = inp + out <= model.max_len_tokens  # longer ones are refused before a replica
-        join, inp, out = join[keep], inp[keep], out[keep]
-        groups = rng.integers(-1, 3, join.size)
-        prefix = [int(x) for x in rng.integers(0, 100, 3)]
         hits = random_hits(seed, groups)
         ref = simulate(model, join, inp, out, groups, prefix, hits=hits)
-        first, end, pre, rep = run_hits(model, join, inp, out, groups, prefix, hits)
+        first, end, pre, rep = run_fast(model, join, inp, out, groups, prefix, hits)
         np.testing.assert_allclose(first, ref.first_s, rtol=1e-9, atol=0)
         np.testing.assert_allclose(end, ref.end_s, rtol=1e-9, atol=0)
         np.testing.assert_array_equal(pre, ref.preemptions)
@@ -136,7 +74,7 @@ def test_first_token_tracking_replica_matches_step_reference(async_scheduling):
     the planned segment. Same times as the reference (hit shares in two cases of three)."""
     for seed in range(20):
         rng = np.random.default_rng(700 + seed)
-        model = _random_model(rng, bool(seed % 2), async_scheduling)
+        model = random_model(rng, bool(seed % 2), async_scheduling)
         n = 30
         join = np.cumsum(rng.exponential(0.05, n))
         inp, out = rng.integers(1, 400, n), rng.integers(1, 120, n)
@@ -162,7 +100,7 @@ def test_first_token_tracking_replica_matches_step_reference(async_scheduling):
 
 def _both(model, join, inp, out, groups=None, prefix=(), hits=None):
     ref = simulate(model, join, inp, out, groups, prefix, log=True, hits=hits)
-    first, end, pre, rep = run_hits(model, join, inp, out, groups, prefix, hits)
+    first, end, pre, rep = run_fast(model, join, inp, out, groups, prefix, hits)
     np.testing.assert_allclose(first, ref.first_s, rtol=1e-12)
     np.testing.assert_allclose(end, ref.end_s, rtol=1e-12)
     return first, end, pre, ref
