@@ -340,3 +340,23 @@ def test_step_time_knots_and_validation():
         StepModel(kv_capacity_tokens=1000)
     with pytest.raises(ValueError, match="extra"):
         StepModel(kv_capacity_tokens=1000, step_time={"per_step_s": 1, "typo": 1})
+
+
+@pytest.mark.parametrize("core", ["python", "in use"])
+def test_linear_tables_of_drawn_step_times_are_not_kept_forever(core):
+    """Each replication with profile uncertainty builds its replicas from a new drawn step
+    time; the per-profile linear(N) tables must not pile up in a long-lived worker."""
+    from sim.profiles.steptime import scaled_model
+    from sim.serving import step_core
+
+    module = step_replica if core == "python" else step_core._module
+    base = random_model(np.random.default_rng(3), tight_kv=False)
+    kept = []
+    for i in range(200):
+        model = scaled_model(base, {"linear_s": 1.0 + i / 1000})
+        rep = module.StepReplica(model)
+        kept.append(model)  # alive: no id is reused, every table is new
+        assert rep.wake_t == INF
+    assert len(module._LINEAR) <= module._LINEAR_KEPT
+    # the newest table is the one served
+    assert module._linear_table(kept[-1].step_time, 8)[8] == kept[-1].step_time.linear(8)

@@ -1114,15 +1114,20 @@ class StepReplica:
 
 
 _LINEAR: dict[int, tuple[StepTime, list[float]]] = {}
+_LINEAR_KEPT = 32  # tables kept: a process running many replications, each with its own
+# drawn step time (profile uncertainty), would otherwise keep one per replication
 
 
 def _linear_table(st: StepTime, budget: int) -> list[float]:
     """``st.linear(n)`` for n = 0..budget, shared by the replicas of one profile (a list
-    index instead of a bisection per step composition)."""
+    index instead of a bisection per step composition); the most recent tables kept."""
     hit = _LINEAR.get(id(st))
     if hit is None or hit[0] is not st or len(hit[1]) <= budget:
         hit = (st, [st.linear(n) for n in range(budget + 1)])
+        _LINEAR.pop(id(st), None)
         _LINEAR[id(st)] = hit
+        while len(_LINEAR) > _LINEAR_KEPT:
+            del _LINEAR[next(iter(_LINEAR))]  # the oldest entry
     return hit[1]
 
 
