@@ -19,6 +19,7 @@ import types
 import numpy as np
 import pytest
 
+from sim.profiles.steptime import StepModel
 from sim.serving import step_core, step_replica
 from tests.step_reference import simulate
 from tests.stepkit import figures, random_case
@@ -49,6 +50,50 @@ def test_compiled_core_matches_python_model_bit_for_bit():
         assert fast == slow, f"seed {seed}"
         ref = simulate(*case)
         np.testing.assert_allclose(fast[1], ref.end_s, rtol=1e-9)
+
+
+def _server_sized_case(seed: int):
+    """A server-sized replica (256 sequences, budgets of 2k-16k tokens, a KV cache of
+    40k-400k tokens, so preemptions) under 600 lognormal requests of up to 30k prompt and
+    8k output tokens, prefix groups, hit shares, async scheduling in odd seeds: step
+    clocks, block counts and attention pairs far from the small cases' (64-bit range)."""
+    rng = np.random.default_rng(seed)
+    model = StepModel(
+        max_num_seqs=256, kv_capacity_tokens=int(rng.integers(40_000, 400_000)) // 16 * 16,
+        scheduler={"max_num_batched_tokens": int(rng.choice([2048, 8192, 16384])),
+                   "block_size": 16, "watermark": 0.01, "max_model_len": 131072,
+                   "async_scheduling": bool(seed % 2)},
+        step_time={"per_step_s": 0.004, "tokens": [1, 64, 512, 8192, 16384],
+                   "linear_s": [0.012, 0.013, 0.02, 0.25, 0.5], "per_seq_s": 2e-5,
+                   "decode_attention_s_per_token": 3e-9,
+                   "prefill_attention_s_per_token2": 2e-12},
+        overheads={"pre_s": 0.02, "pre_s_per_input_token": 2e-6, "post_s": 0.005})
+    n = 600
+    join = np.cumsum(rng.exponential(0.1, n))
+    inp = np.minimum(rng.lognormal(7.5, 1.2, n).astype(int) + 1, 30_000)
+    out = np.minimum(rng.lognormal(5.5, 1.0, n).astype(int) + 1, 8_000)
+    keep = inp + out <= model.max_len_tokens
+    m = int(keep.sum())
+    groups = rng.integers(-1, 4, m)
+    prefix = [int(x) for x in rng.integers(100, 3000, 4)]
+    hits = np.where(rng.random(m) < 0.3, rng.random(m), 0.0)
+    return (model, join[keep], inp[keep], out[keep], groups, prefix), hits
+
+
+def test_compiled_core_matches_python_model_on_server_sized_replicas():
+    if not step_core.COMPILED:
+        pytest.skip(f"step core: {step_core.IMPLEMENTATION}")
+    preempted = 0
+    for seed in range(8):
+        case, hits = _server_sized_case(seed)
+        fast = figures(step_core.StepReplica, *case, hits)
+        slow = figures(step_replica.StepReplica, *case, hits)
+        assert fast == slow, f"seed {seed}"
+        preempted += fast[3][3] > 0
+        if seed < 2:
+            ref = simulate(*case, hits=hits)
+            np.testing.assert_allclose(fast[1], ref.end_s, rtol=1e-9)
+    assert preempted >= 6  # the KV caches are tight enough to preempt
 
 
 def test_stale_or_missing_build_falls_back_to_python(monkeypatch):
