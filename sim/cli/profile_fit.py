@@ -48,15 +48,16 @@ __all__ = ["fit_command"]
               help="Terms to fit (default: linear_scale, per_step_s, "
                    "decode_attention_s_per_token, pre_s, post_s; also per_seq_s, "
                    "prefill_attention_s_per_token2); the others keep the start value.")
-@click.option("--max-requests", type=click.IntRange(min=10), default=1000, show_default=True,
-              help="Replay at most this many requests of each load point.")
+@click.option("--max-requests", type=click.IntRange(min=10), default=None,
+              help="Replay at most this many requests of each load point (default: all; "
+                   "cutting a closed-loop run biases its TTFT up, and the fit says so).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the replayed arrivals where a file saved no send times.")
 @handle_errors
 def fit_command(bench: tuple[str, ...], start_from: str | None, model: str | None,
                 gpu: str | None, tp: int | None, usd_per_gpu_hour: float | None, output: str,
                 fit_params: str | None,
-                max_requests: int, seed: int) -> None:
+                max_requests: int | None, seed: int) -> None:
     """Fit the step-time terms of a profile to benchmark files BENCH... of one server."""
     from sim.core.errors import ConfigError
     from sim.profiles.benchfiles import read_benches
