@@ -15,10 +15,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DASH", "format_usd", "format_usd_short", "format_seconds", "format_percent",
-           "format_count", "STYLES", "Style", "finite"]
+__all__ = ["DASH", "UTILIZATION_BASIS", "format_usd", "format_usd_short", "format_seconds",
+           "format_percent", "format_count", "STYLES", "Style", "finite"]
 
 DASH = "-"
+# What gpu_utilization is a share of. Busy time is printed before it: a replica whose KV
+# cache holds fewer than max_num_seqs sequences never reaches that rate, so it reads low.
+UTILIZATION_BASIS = ("of fleet capacity (prefill + decode at the best rate of max_num_seqs "
+                     "sequences, which a small KV cache may never reach)")
 
 
 def finite(x: Any) -> bool:

@@ -31,7 +31,14 @@ from typing import Any
 from sim.core.units import format_duration
 from sim.costs.model import SECONDS_PER_MONTH
 from sim.report.document import Column, Report, Table, Value, format_cell
-from sim.report.formats import STYLES, finite, format_count, format_percent, format_usd
+from sim.report.formats import (
+    STYLES,
+    UTILIZATION_BASIS,
+    finite,
+    format_count,
+    format_percent,
+    format_usd,
+)
 
 __all__ = ["build_run_report", "SLO_GOAL", "slo_text", "interval_text"]
 
@@ -180,9 +187,9 @@ def _headline(summary: Summary, meta: Mapping[str, Any], to_month: float) -> lis
     traffic = (f"Traffic: {interval_text(_v(summary, 'requests_arrived', to_month), 'count')}"
                f" requests/month, {interval_text(_v(summary, 'tokens_per_month'), 'count')}"
                " tokens/month")
-    gpu = (f"GPUs: utilization {interval_text(_v(summary, 'gpu_utilization'), 'share')} of "
-           "fleet capacity (prefill + decode at best rates), busy "
-           f"{interval_text(_v(summary, 'gpu_busy_fraction'), 'share')} of the time")
+    gpu = (f"GPUs: busy {interval_text(_v(summary, 'gpu_busy_fraction'), 'share')} of the "
+           f"time; utilization {interval_text(_v(summary, 'gpu_utilization'), 'share')} "
+           f"{UTILIZATION_BASIS}")
     paid = _v(summary, "paid_utilization")
     if meta.get("pools") and paid.defined:
         gpu += f"; {interval_text(paid, 'share')} of the replica-time paid for"

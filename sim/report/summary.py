@@ -33,6 +33,7 @@ from sim.costs.model import SECONDS_PER_MONTH
 from sim.report.formats import (
     DASH,
     STYLES,
+    UTILIZATION_BASIS,
     finite,
     format_count,
     format_percent,
@@ -144,9 +145,9 @@ def _overview(summary: Summary, meta: Mapping[str, Any], to_month: float) -> Tab
     grid.add_row("Traffic", f"{_with_ci(summary, 'requests_arrived', format_count, scale=to_month)}"
                  f" requests/month, {_with_ci(summary, 'tokens_per_month', format_count)}"
                  " tokens/month")
-    grid.add_row("GPU", f"utilization {_with_ci(summary, 'gpu_utilization', format_percent)}"
-                 f" of fleet capacity (prefill + decode at best rates), busy "
-                 f"{_with_ci(summary, 'gpu_busy_fraction', format_percent)} of the time"
+    grid.add_row("GPU", f"busy {_with_ci(summary, 'gpu_busy_fraction', format_percent)} of "
+                 f"the time; utilization {_with_ci(summary, 'gpu_utilization', format_percent)}"
+                 f" {UTILIZATION_BASIS}"
                  + (f"; {_with_ci(summary, 'paid_utilization', format_percent)} of the "
                     "replica-time paid for" if meta.get("pools") else ""))
     grid.add_row("Overflow", f"{_with_ci(summary, 'overflow_share', format_percent)} of "
