@@ -304,9 +304,7 @@ class StepReplica:
                  else self.t + self.seg_first + run_time_s(i - 1, self._t2, self._g2))
         else:  # _cut, inlined: one run of identical steps
             first, growth, t0 = self.seg_first, self.seg_growth, self.t
-            j = _steps_until(ready - t0, first, growth)
-            if lag and ready > t0:
-                j += 1
+            j = _join_steps(ready - t0, first, growth, lag)
             if j >= self.seg_n:
                 return
             self.seg_n = j
@@ -338,9 +336,7 @@ class StepReplica:
                 else:
                     self.wake_t = t1 + run_time_s(j - 1, self._t2, self._g2)
             return
-        j = _steps_until(ready - t0, self.seg_first, self.seg_growth)
-        if later and ready > t0:
-            j += 1
+        j = _join_steps(ready - t0, self.seg_first, self.seg_growth, later)
         if j < self.seg_n:
             self.seg_n = j
             self.wake_t = t0 + run_time_s(j, self.seg_first, self.seg_growth)
