@@ -83,9 +83,9 @@ def _stream_policies(exp: Experiment, api_index: dict[str, int]) -> list[StreamP
         deadline = s.slo.deadline_s if s.slo.deadline_s is not None else INF
         rank = order.index(s.traffic_class) if s.traffic_class in order else len(order)
         tokens = s.prefix.tokens if s.prefix is not None and s.prefix.tokens else 0
-        # GPU replicas: the shared prefix's groups if given, else the hit share (both
-        # given: the groups; the share then only bills the API, see PrefixConfig).
-        share = (s.prefix.hit_share or 0.0) if s.prefix is not None and not tokens else 0.0
+        # Both given: the engine serves the groups on GPU replicas and the share only
+        # bills the API (see PrefixConfig and Engine: one place decides that).
+        share = (s.prefix.hit_share or 0.0) if s.prefix is not None else 0.0
         prefix = {"prefix_tokens": tokens, "prefix_groups": s.prefix.groups if tokens else 0,
                   "prefix_hit_share": float(share)}
         if rule is None:
